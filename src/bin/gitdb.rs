@@ -1,0 +1,269 @@
+//! `gitdb`: the command-line client, for scripts and for tests that do not mount.
+//! Parses flags and calls the library; every message a user sees comes from a typed error.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gitdb::db::{CommitOutcome, DbError, DiffKind, NodeKind, Options};
+use gitdb::{GitDb, NodeId, ValueMode};
+
+#[derive(Parser)]
+#[command(
+    name = "gitdb",
+    version,
+    about = "A key-value store in a git repository"
+)]
+struct Cli {
+    /// Repository (default: $GITDB_REPO or <data dir>/gitdb/repo.git; created if absent).
+    #[arg(long, global = true)]
+    repo: Option<PathBuf>,
+    /// This node's id (default: $GITDB_NODE_ID or the hostname).
+    #[arg(long, global = true)]
+    node_id: Option<String>,
+    /// Branch holding the keys.
+    #[arg(long, global = true, default_value = "main")]
+    branch: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print a value (exit 1 if the key does not exist).
+    Get { key: String },
+    /// Set a value from the argument, or from stdin when no value is given.
+    Set {
+        key: String,
+        value: Option<String>,
+        /// Store as executable (mode 100755).
+        #[arg(long, conflicts_with = "symlink")]
+        exec: bool,
+        /// Store as a symlink whose target is the value (mode 120000).
+        #[arg(long)]
+        symlink: bool,
+    },
+    /// Delete a value; with -r, a whole prefix.
+    Rm {
+        key: String,
+        #[arg(short = 'r', long)]
+        recursive: bool,
+    },
+    /// List the children of a prefix (directories end in `/`); -r lists every key below it.
+    Ls {
+        #[arg(default_value = "/")]
+        prefix: String,
+        #[arg(short = 'r', long)]
+        recursive: bool,
+    },
+    /// Commit the working layer; prints the commit id.
+    Commit {
+        #[arg(short = 'm', long, default_value = "gitdb commit")]
+        message: String,
+    },
+    /// Drop every uncommitted change.
+    Rollback,
+    /// Recent commits, newest first.
+    Log {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        n: usize,
+    },
+    /// Node, head, clock and uncommitted keys, as JSON.
+    Status,
+    /// Show a commit and the keys it changed; with KEY, the value of KEY at that commit.
+    Show { rev: String, key: Option<String> },
+    /// Keys that differ between two commits.
+    Diff { from: String, to: String },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gitdb: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let repo = cli.repo.clone().unwrap_or_else(gitdb::defaults::repo_path);
+    let node = match &cli.node_id {
+        Some(id) => NodeId::new(id)?,
+        None => gitdb::defaults::node_id(),
+    };
+    let writes = matches!(
+        cli.cmd,
+        Cmd::Set { .. } | Cmd::Rm { .. } | Cmd::Commit { .. } | Cmd::Rollback
+    );
+    // Readers never take the writer lock, so they work beside a running gitdb-mount.
+    let read_only = !writes && repo.exists();
+    let db = GitDb::open(
+        &repo,
+        node,
+        Options {
+            branch: cli.branch.clone(),
+            read_only,
+            ..Options::default()
+        },
+    )?;
+    let mut out = std::io::stdout().lock();
+    match cli.cmd {
+        Cmd::Get { key } => match db.get(&key) {
+            Ok(Some(v)) => out.write_all(&v)?,
+            Ok(None) => {
+                eprintln!("gitdb: no such key: {}", display_key(&key));
+                return Ok(ExitCode::from(1));
+            }
+            Err(e @ DbError::IsDirectory { .. }) => {
+                eprintln!("gitdb: {e}");
+                return Ok(ExitCode::from(1));
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Cmd::Set {
+            key,
+            value,
+            exec,
+            symlink,
+        } => {
+            let bytes = match value {
+                Some(v) => v.into_bytes(),
+                None => {
+                    let mut buf = Vec::new();
+                    std::io::stdin().read_to_end(&mut buf)?;
+                    buf
+                }
+            };
+            let mode = if exec {
+                ValueMode::Executable
+            } else if symlink {
+                ValueMode::Symlink
+            } else {
+                ValueMode::Regular
+            };
+            db.set_with_mode(&key, &bytes, mode)?;
+            db.sync()?;
+        }
+        Cmd::Rm { key, recursive } => {
+            let r = if recursive {
+                db.delete_prefix(&key)
+            } else {
+                db.delete(&key)
+            };
+            match r {
+                Ok(()) => db.sync()?,
+                Err(e @ DbError::NotFound { .. }) => {
+                    eprintln!("gitdb: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Cmd::Ls { prefix, recursive } => {
+            let listed = if recursive {
+                db.list_recursive(&prefix).map(|all| {
+                    all.into_iter()
+                        .map(|(k, _)| format!("/{k}"))
+                        .collect::<Vec<_>>()
+                })
+            } else {
+                db.list(&prefix).map(|children| {
+                    children
+                        .into_iter()
+                        .map(|e| match e.kind {
+                            NodeKind::Dir => format!("{}/", e.name),
+                            NodeKind::Value(_) => e.name,
+                        })
+                        .collect()
+                })
+            };
+            match listed {
+                Ok(lines) => {
+                    for l in lines {
+                        writeln!(out, "{l}")?;
+                    }
+                }
+                Err(e @ (DbError::NotFound { .. } | DbError::NotADirectory { .. })) => {
+                    eprintln!("gitdb: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Cmd::Commit { message } => match db.commit(&message, gitdb::defaults::now_ms())? {
+            CommitOutcome::Committed { id, .. } => writeln!(out, "{id}")?,
+            CommitOutcome::NothingToCommit => eprintln!("gitdb: nothing to commit"),
+        },
+        Cmd::Rollback => {
+            let n = db.rollback()?;
+            eprintln!("gitdb: dropped {n} uncommitted change(s)");
+        }
+        Cmd::Log { n } => {
+            for e in db.log(n)? {
+                writeln!(out, "{} {} {} {}", e.id, e.author, e.clock, e.summary)?;
+            }
+        }
+        Cmd::Status => {
+            serde_json::to_writer_pretty(&mut out, &db.status())?;
+            writeln!(out)?;
+        }
+        Cmd::Show {
+            rev,
+            key: Some(key),
+        } => match db.get_at(&rev, &key)? {
+            Some(v) => out.write_all(&v)?,
+            None => {
+                eprintln!("gitdb: no such key at {rev}: {}", display_key(&key));
+                return Ok(ExitCode::from(1));
+            }
+        },
+        Cmd::Show { rev, key: None } => {
+            let id = db.resolve_rev(&rev)?;
+            let info = db.store().commit_info(id)?;
+            writeln!(out, "commit {id}")?;
+            writeln!(out, "author {}", info.author)?;
+            writeln!(out)?;
+            for line in info.message.lines() {
+                writeln!(out, "    {line}")?;
+            }
+            let parent = info.parents.first().map(|p| p.to_string());
+            let changes = match parent {
+                Some(p) => db.diff(&p, &id.to_string())?,
+                None => db
+                    .list_recursive_at(&id.to_string())?
+                    .into_iter()
+                    .map(|key| gitdb::db::DiffEntry {
+                        key,
+                        change: DiffKind::Added,
+                    })
+                    .collect(),
+            };
+            writeln!(out)?;
+            for c in changes {
+                writeln!(out, "{} /{}", diff_letter(c.change), c.key)?;
+            }
+        }
+        Cmd::Diff { from, to } => {
+            for c in db.diff(&from, &to)? {
+                writeln!(out, "{} /{}", diff_letter(c.change), c.key)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diff_letter(k: DiffKind) -> char {
+    match k {
+        DiffKind::Added => 'A',
+        DiffKind::Modified => 'M',
+        DiffKind::Deleted => 'D',
+    }
+}
+
+fn display_key(key: &str) -> String {
+    format!("/{}", key.trim_matches('/'))
+}

@@ -1,0 +1,1475 @@
+//! db (GitDb): the key-value store over the git repository.
+//!
+//! Keys are tree paths on one branch (`refs/heads/main` by default), values are blobs. Writes go
+//! to the *working layer*, an overlay of uncommitted sets and deletes on top of the branch head;
+//! reads and listings see the overlay first. `commit` turns the overlay into rewritten trees and
+//! one commit, stamped with this node's vector clock and hybrid timestamp (see [`clock`]), and
+//! moves the branch by compare-and-swap. `rollback` drops the overlay. The overlay is journaled
+//! (see [`journal`]) so a crash loses nothing `sync` returned for.
+//!
+//! # Working-layer model
+//! The overlay maps tree paths to a [`Change`]: `Set(value)` or `Delete`. A `Delete` at a path
+//! hides the committed value *or the whole committed directory* there, so a recursive delete is
+//! one entry. A `Set` at a path hides any committed directory there. A path is a directory when
+//! some value is visible below it — a prefix exists exactly while it has keys, as in git.
+//!
+//! # Threads and lock order
+//! `GitDb` is `Send + Sync`, shared by FUSE workers and the gossip task. Three locks, always taken
+//! in this order (never the reverse, and none held while calling out of this module):
+//! 1. `commit_lock` — one commit (or merge) at a time; held while trees and the commit are
+//!    written, without blocking readers or writers.
+//! 2. `journal` — serializes every change of the state (set, delete, rollback, the end of a
+//!    commit, adopting a moved head), so journal order is overlay order.
+//! 3. `state` (RwLock) — readers take it shared for a map lookup; writers take it exclusively
+//!    only to swap in a change. No I/O is done under the write lock, so a read never waits
+//!    behind a commit for longer than the switch of the head.
+//! 4. `subscribers` — taken alone, after the others are released, to send [`HeadEvent`]s.
+//!
+//! Only one process writes a repository: opening for writing takes an exclusive `flock` on
+//! `<git-dir>/gitdb/lock`; a second writer gets [`DbError::Locked`] with the holder's pid.
+
+pub mod clock;
+pub mod journal;
+pub mod key;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub use crate::db::clock::{ClockError, ClockOrdering, CommitStamp, Hlc, NodeId, VectorClock};
+use crate::db::journal::{Journal, Record};
+pub use crate::db::key::{Key, KeyError};
+use crate::store::{
+    Bytes, CacheConfig, EntryKind, ObjectId, Signature, Store, StoreError, TreeEdit, ValueMode,
+};
+
+/// Errors of the db layer. Each names the key (or path) it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Clock(#[from] ClockError),
+    #[error("no such key: {key}")]
+    NotFound { key: Key },
+    /// A value was expected where a directory is.
+    #[error("{key} is a directory")]
+    IsDirectory { key: Key },
+    /// A directory was expected where a value is.
+    #[error("{key} is a value, not a directory")]
+    NotADirectory { key: Key },
+    /// Setting `key` would need `parent`, which is a value, to be a directory.
+    #[error("cannot set {key}: {parent} is a value, not a directory")]
+    ParentIsValue { key: Key, parent: Key },
+    #[error("{key} is a directory that is not empty")]
+    NotEmpty { key: Key },
+    #[error("cannot rename {from} to {to}: {reason}")]
+    InvalidRename {
+        from: Key,
+        to: Key,
+        reason: &'static str,
+    },
+    #[error("repository {path} is locked by pid {pid} (another gitdb process writes it)")]
+    Locked { path: PathBuf, pid: String },
+    #[error("repository {path} was opened read-only")]
+    ReadOnly { path: PathBuf },
+    #[error("journal {path}: {source}")]
+    Journal {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("commit on {branch} failed: the branch kept moving under us ({attempts} attempts)")]
+    CommitRace { branch: String, attempts: u32 },
+}
+
+pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+impl DbError {
+    /// The errno a filesystem should answer with for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            DbError::NotFound { .. } => libc::ENOENT,
+            DbError::IsDirectory { .. } => libc::EISDIR,
+            DbError::NotADirectory { .. } | DbError::ParentIsValue { .. } => libc::ENOTDIR,
+            DbError::Key(KeyError::TooLong { .. }) => libc::ENAMETOOLONG,
+            DbError::Key(KeyError::Reserved { .. }) => libc::EPERM,
+            DbError::NotEmpty { .. } => libc::ENOTEMPTY,
+            DbError::Key(_) | DbError::Clock(_) | DbError::InvalidRename { .. } => libc::EINVAL,
+            DbError::Locked { .. } => libc::EBUSY,
+            DbError::ReadOnly { .. } => libc::EROFS,
+            DbError::Store(_) | DbError::Journal { .. } | DbError::CommitRace { .. } => libc::EIO,
+        }
+    }
+}
+
+/// How to open a [`GitDb`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Branch holding the keys (`main`).
+    pub branch: String,
+    /// Read-cache sizes.
+    pub caches: CacheConfig,
+    /// Open without the writer lock: reads (including the journaled working layer) only.
+    pub read_only: bool,
+    /// Create the repository if it does not exist.
+    pub create: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            branch: "main".into(),
+            caches: CacheConfig::default(),
+            read_only: false,
+            create: true,
+        }
+    }
+}
+
+/// A value in the working layer: already a blob in the object database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagedValue {
+    pub id: ObjectId,
+    pub mode: ValueMode,
+    pub size: u64,
+}
+
+/// One uncommitted change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Set(StagedValue),
+    /// Hides the committed value or directory at this path.
+    Delete,
+}
+
+/// What [`GitDb::commit`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// A new commit is the branch head.
+    Committed { id: ObjectId, changed: usize },
+    /// The working layer was empty, or changed nothing relative to the head.
+    NothingToCommit,
+}
+
+/// A child in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListEntry {
+    pub name: String,
+    pub kind: NodeKind,
+}
+
+/// Whether a name is a value (with its mode) or a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum NodeKind {
+    Value(#[serde(skip)] ValueMode),
+    Dir,
+}
+
+/// What is known about a key without reading its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    Value {
+        mode: ValueMode,
+        size: u64,
+        id: ObjectId,
+        /// False while the value is only in the working layer.
+        committed: bool,
+    },
+    Dir,
+}
+
+/// One key that differs between two commits.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DiffEntry {
+    pub key: String,
+    pub change: DiffKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum DiffKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One commit as `log` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogEntry {
+    pub id: String,
+    pub parents: Vec<String>,
+    pub author: String,
+    pub seconds: i64,
+    pub summary: String,
+    pub clock: String,
+    pub hlc: Option<String>,
+}
+
+/// A snapshot of the node for `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub node: String,
+    pub branch: String,
+    pub head: Option<String>,
+    pub clock: String,
+    pub hlc: String,
+    pub dirty: Vec<DirtyKey>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DirtyKey {
+    pub key: String,
+    pub change: &'static str,
+}
+
+/// The branch head moved from `old` to `new` (reported by [`GitDb::refresh`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadMove {
+    pub old: Option<ObjectId>,
+    pub new: Option<ObjectId>,
+}
+
+/// Why the head moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadOrigin {
+    /// A commit of this node's working layer: what readers see did not change.
+    LocalCommit,
+    /// A head made elsewhere was adopted (a merge, stock git, `refresh`): visible keys changed.
+    Adopted,
+}
+
+/// Sent to subscribers whenever the branch head moves.
+#[derive(Debug, Clone)]
+pub struct HeadEvent {
+    pub old: Option<ObjectId>,
+    pub new: Option<ObjectId>,
+    pub origin: HeadOrigin,
+    /// Keys (tree paths) whose committed value differs between the old and the new head.
+    pub changed: Vec<String>,
+}
+
+type Working = BTreeMap<String, Change>;
+
+struct State {
+    head: Option<ObjectId>,
+    head_tree: ObjectId,
+    working: Working,
+    clock: VectorClock,
+    hlc: Hlc,
+}
+
+struct JournalState {
+    journal: Option<Journal>,
+    /// Blobs written since the last `sync`, fsynced by it.
+    unsynced: Vec<ObjectId>,
+}
+
+/// The key-value store. See the module docs for the model and the lock order.
+pub struct GitDb {
+    store: Store,
+    node: NodeId,
+    branch: String,
+    branch_ref: String,
+    read_only: bool,
+    commit_lock: Mutex<()>,
+    journal: Mutex<JournalState>,
+    state: RwLock<State>,
+    /// Taken last, only to send: subscribers are never called under another lock.
+    subscribers: Mutex<Vec<std::sync::mpsc::Sender<HeadEvent>>>,
+    _writer_lock: Option<File>,
+}
+
+/// Where the visible state puts a path.
+enum Visible {
+    Value(StagedValue, bool),
+    Dir,
+    Absent,
+}
+
+impl GitDb {
+    /// Opens the repository at `path` (creating a bare one if absent and `options.create`),
+    /// takes the writer lock unless read-only, and replays the journal.
+    pub fn open(path: impl AsRef<Path>, node: NodeId, options: Options) -> Result<GitDb> {
+        let path = path.as_ref();
+        let store = if options.create && !options.read_only {
+            Store::open_or_create(path, options.caches)?
+        } else {
+            Store::open(path, options.caches)?
+        };
+        let branch_ref = format!("refs/heads/{}", options.branch);
+        if gix::refs::FullName::try_from(branch_ref.as_str()).is_err() {
+            return Err(DbError::Store(StoreError::Ref {
+                name: branch_ref,
+                source: "invalid branch name".into(),
+            }));
+        }
+        let meta_dir = store.git_dir().join("gitdb");
+        let writer_lock = if options.read_only {
+            None
+        } else {
+            std::fs::create_dir_all(&meta_dir).map_err(|source| DbError::Journal {
+                path: meta_dir.clone(),
+                source,
+            })?;
+            let lock = take_writer_lock(&meta_dir.join("lock"), store.git_dir())?;
+            if store.read_ref(&branch_ref)?.is_none() {
+                store.point_head_at(&branch_ref)?;
+            }
+            Some(lock)
+        };
+        let head = store.read_ref(&branch_ref)?;
+        let head_tree = match head {
+            Some(id) => store.commit_info(id)?.tree,
+            None => store.empty_tree(),
+        };
+        let stamp = match head {
+            Some(id) => nearest_stamp(&store, id)?,
+            None => CommitStamp::default(),
+        };
+        let journal_path = meta_dir.join("journal");
+        let (journal, records) = if options.read_only {
+            let records = Journal::read(&journal_path).map_err(|source| DbError::Journal {
+                path: journal_path.clone(),
+                source,
+            })?;
+            (None, records)
+        } else {
+            let (j, records) = Journal::open(&journal_path).map_err(|source| DbError::Journal {
+                path: journal_path.clone(),
+                source,
+            })?;
+            (Some(j), records)
+        };
+        let db = GitDb {
+            store,
+            node,
+            branch: options.branch.clone(),
+            branch_ref,
+            read_only: options.read_only,
+            commit_lock: Mutex::new(()),
+            journal: Mutex::new(JournalState {
+                journal,
+                unsynced: Vec::new(),
+            }),
+            state: RwLock::new(State {
+                head,
+                head_tree,
+                working: Working::new(),
+                clock: stamp.clock,
+                hlc: stamp.hlc.unwrap_or_default(),
+            }),
+            subscribers: Mutex::new(Vec::new()),
+            _writer_lock: writer_lock,
+        };
+        db.replay(records)?;
+        Ok(db)
+    }
+
+    /// Rebuilds the working layer from journal records. If the journal was made on an older
+    /// head and that head plus the journal is exactly the current head, the process died after
+    /// committing but before truncating the journal: the changes are committed, drop them.
+    fn replay(&self, records: Vec<Record>) -> Result<()> {
+        let mut working = Working::new();
+        let mut base: Option<Option<ObjectId>> = None;
+        for record in records {
+            if let Record::Base { head } = record {
+                base = Some(head.as_ref().map(journal::from_raw));
+            } else {
+                apply_record(&mut working, record);
+            }
+        }
+        let (head, head_tree) = {
+            let st = self.read_state();
+            (st.head, st.head_tree)
+        };
+        if let Some(base) = base
+            && base != head
+            && !working.is_empty()
+        {
+            let base_tree = match base {
+                Some(id) => self.store.commit_info(id).map(|c| c.tree).ok(),
+                None => Some(self.store.empty_tree()),
+            };
+            if let Some(base_tree) = base_tree
+                && self.build_tree(base_tree, &working).ok() == Some(head_tree)
+            {
+                log::info!("journal already committed as {head:?}; dropping it");
+                working.clear();
+            }
+        }
+        let dirty = !working.is_empty();
+        self.write_state().working = working;
+        // Start every journal from a base record naming the head the overlay sits on.
+        let mut js = self.lock_journal();
+        if let Some(j) = js.journal.as_mut() {
+            let st = self.read_state();
+            let mut records = vec![Record::base(st.head)];
+            records.extend(working_records(&st.working));
+            if dirty || base != Some(st.head) {
+                j.rewrite(&records).map_err(|source| DbError::Journal {
+                    path: j.path().to_owned(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    // ----- accessors --------------------------------------------------------------------------
+
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// The store underneath, for the layers above (merge, gossip).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn git_dir(&self) -> &Path {
+        self.store.git_dir()
+    }
+
+    /// The committed head of the branch (`None` before the first commit).
+    pub fn head(&self) -> Option<ObjectId> {
+        self.read_state().head
+    }
+
+    /// This node's vector clock: the head's clock, plus local commits.
+    pub fn clock(&self) -> VectorClock {
+        self.read_state().clock.clone()
+    }
+
+    /// The last hybrid timestamp this node issued or saw.
+    pub fn hlc(&self) -> Hlc {
+        self.read_state().hlc
+    }
+
+    /// Whether there are uncommitted changes.
+    pub fn is_dirty(&self) -> bool {
+        !self.read_state().working.is_empty()
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_journal(&self) -> MutexGuard<'_, JournalState> {
+        self.journal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(DbError::ReadOnly {
+                path: self.git_dir().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    // ----- reading ----------------------------------------------------------------------------
+
+    /// The value of `key`, or `None` if there is none (a directory is an error).
+    pub fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let key = Key::parse_value(key)?;
+        match self.resolve(&key)? {
+            Visible::Value(v, _) => Ok(Some(self.store.blob(v.id)?)),
+            Visible::Dir => Err(DbError::IsDirectory { key }),
+            Visible::Absent => Ok(None),
+        }
+    }
+
+    /// Size, mode and id of a value, or that `key` is a directory; `None` if nothing is there.
+    pub fn stat(&self, key: &str) -> Result<Option<Stat>> {
+        let key = Key::parse(key)?;
+        if key.is_root() {
+            return Ok(Some(Stat::Dir));
+        }
+        Ok(match self.resolve(&key)? {
+            Visible::Value(v, committed) => Some(Stat::Value {
+                mode: v.mode,
+                size: v.size,
+                id: v.id,
+                committed,
+            }),
+            Visible::Dir => Some(Stat::Dir),
+            Visible::Absent => None,
+        })
+    }
+
+    /// Where `key` stands in the visible state (overlay over head).
+    fn resolve(&self, key: &Key) -> Result<Visible> {
+        let path = key.as_str();
+        let (head_tree, deletes_below) = {
+            let st = self.read_state();
+            if !st.working.is_empty() {
+                match st.working.get(path) {
+                    Some(Change::Set(v)) => return Ok(Visible::Value(*v, false)),
+                    Some(Change::Delete) => {
+                        return Ok(if has_set_under(&st.working, path) {
+                            Visible::Dir
+                        } else {
+                            Visible::Absent
+                        });
+                    }
+                    None => {}
+                }
+                if has_set_under(&st.working, path) {
+                    return Ok(Visible::Dir);
+                }
+                if hidden_by_ancestor(&st.working, key) {
+                    return Ok(Visible::Absent);
+                }
+            }
+            (st.head_tree, has_delete_under(&st.working, path))
+        };
+        // The committed side is read without holding the state lock.
+        let Some(entry) = self.store.lookup(head_tree, path)? else {
+            return Ok(Visible::Absent);
+        };
+        Ok(match entry.kind {
+            EntryKind::Value(mode) => {
+                let size = self.store.blob_size(entry.id)?;
+                Visible::Value(
+                    StagedValue {
+                        id: entry.id,
+                        mode,
+                        size,
+                    },
+                    true,
+                )
+            }
+            EntryKind::Dir if deletes_below => {
+                let st = self.read_state();
+                if self.any_visible_value(&st.working, entry.id, path)? {
+                    Visible::Dir
+                } else {
+                    Visible::Absent
+                }
+            }
+            EntryKind::Dir => Visible::Dir,
+            EntryKind::Submodule => Visible::Absent,
+        })
+    }
+
+    /// Whether the committed directory `tree` at `prefix` still has a value the overlay does
+    /// not delete. Only asked when the overlay has deletes (and no sets) below `prefix`.
+    fn any_visible_value(&self, working: &Working, tree: ObjectId, prefix: &str) -> Result<bool> {
+        for entry in self.store.tree(tree)?.entries() {
+            let path = crate::store::join(prefix, &entry.name);
+            if working.get(&path) == Some(&Change::Delete) {
+                continue;
+            }
+            match entry.kind {
+                EntryKind::Value(_) => return Ok(true),
+                EntryKind::Dir => {
+                    if self.any_visible_value(working, entry.id, &path)? {
+                        return Ok(true);
+                    }
+                }
+                EntryKind::Submodule => {}
+            }
+        }
+        Ok(false)
+    }
+
+    /// The immediate children of `prefix`, sorted by name, each a value or a directory.
+    pub fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
+        let key = Key::parse(prefix)?;
+        if !key.is_root() {
+            match self.resolve(&key)? {
+                Visible::Dir => {}
+                Visible::Value(..) => return Err(DbError::NotADirectory { key }),
+                Visible::Absent => return Err(DbError::NotFound { key }),
+            }
+        }
+        let st = self.read_state();
+        let path = key.as_str();
+        let mut children: BTreeMap<String, NodeKind> = BTreeMap::new();
+        let committed_visible =
+            !st.working.contains_key(path) && !hidden_by_ancestor(&st.working, &key);
+        if committed_visible
+            && let Some(dir) = self.store.lookup(st.head_tree, path)?
+            && dir.kind == EntryKind::Dir
+        {
+            for entry in self.store.tree(dir.id)?.entries() {
+                let child = crate::store::join(path, &entry.name);
+                let kind = match (st.working.get(&child), entry.kind) {
+                    (Some(_), _) | (None, EntryKind::Submodule) => continue,
+                    (None, EntryKind::Value(mode)) => NodeKind::Value(mode),
+                    (None, EntryKind::Dir) => {
+                        if has_delete_under(&st.working, &child)
+                            && !has_set_under(&st.working, &child)
+                            && !self.any_visible_value(&st.working, entry.id, &child)?
+                        {
+                            continue;
+                        }
+                        NodeKind::Dir
+                    }
+                };
+                children.insert(entry.name.to_string(), kind);
+            }
+        }
+        // Overlay children: a Set at `path/name` is a value, a Set deeper is a directory.
+        let start = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        let mut cursor = Bound::Included(start.clone());
+        while let Some((child_path, change)) = st
+            .working
+            .range::<String, _>((cursor.clone(), Bound::Unbounded))
+            .next()
+        {
+            let Some(rest) = child_path.strip_prefix(start.as_str()) else {
+                break;
+            };
+            if rest.is_empty() {
+                cursor = Bound::Excluded(child_path.clone());
+                continue;
+            }
+            match rest.split_once('/') {
+                None => {
+                    if let Change::Set(v) = change {
+                        children.insert(rest.to_owned(), NodeKind::Value(v.mode));
+                    }
+                    cursor = Bound::Excluded(child_path.clone());
+                }
+                Some((name, _)) => {
+                    let dir_path = format!("{start}{name}");
+                    if has_set_under(&st.working, &dir_path) {
+                        children.insert(name.to_owned(), NodeKind::Dir);
+                    }
+                    // Skip the rest of this child's subtree: '0' sorts right after '/'.
+                    cursor = Bound::Included(format!("{dir_path}0"));
+                }
+            }
+        }
+        Ok(children
+            .into_iter()
+            .map(|(name, kind)| ListEntry { name, kind })
+            .collect())
+    }
+
+    /// Every value below `prefix` (all depths), as full keys without the leading `/`, sorted.
+    pub fn list_recursive(&self, prefix: &str) -> Result<Vec<(String, ValueMode)>> {
+        let key = Key::parse(prefix)?;
+        if !key.is_root() {
+            match self.resolve(&key)? {
+                Visible::Dir => {}
+                Visible::Value(..) => return Err(DbError::NotADirectory { key }),
+                Visible::Absent => return Err(DbError::NotFound { key }),
+            }
+        }
+        let st = self.read_state();
+        let path = key.as_str();
+        let mut out: BTreeMap<String, ValueMode> = BTreeMap::new();
+        let committed_visible =
+            !st.working.contains_key(path) && !hidden_by_ancestor(&st.working, &key);
+        if committed_visible
+            && let Some(dir) = self.store.lookup(st.head_tree, path)?
+            && dir.kind == EntryKind::Dir
+        {
+            self.store.walk_values(dir.id, path, &mut |p, entry| {
+                if let EntryKind::Value(mode) = entry.kind
+                    && !hidden_below(&st.working, path, p)
+                {
+                    out.insert(p.to_owned(), mode);
+                }
+                Ok(())
+            })?;
+        }
+        let start = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        for (p, change) in st
+            .working
+            .range::<String, _>((Bound::Included(start.clone()), Bound::Unbounded))
+        {
+            if !p.starts_with(start.as_str()) {
+                break;
+            }
+            if let Change::Set(v) = change {
+                out.insert(p.clone(), v.mode);
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    // ----- writing ----------------------------------------------------------------------------
+
+    /// Sets `key` to `value` (mode 100644).
+    pub fn set(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.set_with_mode(key, value, ValueMode::Regular)
+    }
+
+    /// Sets `key` to `value` with a git mode (regular, executable, symlink).
+    pub fn set_with_mode(&self, key: &str, value: &[u8], mode: ValueMode) -> Result<()> {
+        self.check_writable()?;
+        let key = Key::parse_value(key)?;
+        // Checked again under the journal lock; this early check only avoids writing a blob
+        // for a set that cannot succeed.
+        self.check_can_hold_value(&key)?;
+        let id = self.store.write_blob(value)?;
+        self.stage(
+            key,
+            StagedValue {
+                id,
+                mode,
+                size: value.len() as u64,
+            },
+        )
+    }
+
+    /// Sets `key` to a blob already written to the store (e.g. streamed by the mount).
+    pub fn set_blob(&self, key: &str, id: ObjectId, mode: ValueMode) -> Result<()> {
+        self.check_writable()?;
+        let key = Key::parse_value(key)?;
+        let size = self.store.blob_size(id)?;
+        self.stage(key, StagedValue { id, mode, size })
+    }
+
+    fn stage(&self, key: Key, value: StagedValue) -> Result<()> {
+        let mut js = self.lock_journal();
+        self.check_can_hold_value(&key)?;
+        self.append(&mut js, &set_record(key.as_str(), value))?;
+        js.unsynced.push(value.id);
+        self.write_state()
+            .working
+            .insert(key.as_str().to_owned(), Change::Set(value));
+        Ok(())
+    }
+
+    /// A value may go at `key` if no ancestor is a value and `key` is not a directory.
+    fn check_can_hold_value(&self, key: &Key) -> Result<()> {
+        self.check_parents_are_dirs(key)?;
+        if let Visible::Dir = self.resolve(key)? {
+            return Err(DbError::IsDirectory { key: key.clone() });
+        }
+        Ok(())
+    }
+
+    /// Deletes the value at `key`. A directory is an error: use [`GitDb::delete_prefix`].
+    pub fn delete(&self, key: &str) -> Result<()> {
+        self.check_writable()?;
+        let key = Key::parse_value(key)?;
+        let mut js = self.lock_journal();
+        match self.resolve(&key)? {
+            Visible::Value(..) => {}
+            Visible::Dir => return Err(DbError::IsDirectory { key }),
+            Visible::Absent => return Err(DbError::NotFound { key }),
+        }
+        self.journal_delete(&mut js, &key)
+    }
+
+    /// Deletes everything below and at `prefix` (the root: every key). Returns an error if
+    /// nothing is there.
+    pub fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        self.check_writable()?;
+        let key = Key::parse(prefix)?;
+        let mut js = self.lock_journal();
+        if !key.is_root() && matches!(self.resolve(&key)?, Visible::Absent) {
+            return Err(DbError::NotFound { key });
+        }
+        self.journal_delete(&mut js, &key)
+    }
+
+    fn journal_delete(&self, js: &mut JournalState, key: &Key) -> Result<()> {
+        self.append(
+            js,
+            &Record::Delete {
+                key: key.as_str().to_owned(),
+            },
+        )?;
+        apply_delete(&mut self.write_state().working, key.as_str());
+        Ok(())
+    }
+
+    fn append(&self, js: &mut JournalState, record: &Record) -> Result<()> {
+        let j = js.journal.as_mut().ok_or_else(|| DbError::ReadOnly {
+            path: self.git_dir().to_owned(),
+        })?;
+        j.append(record).map_err(|source| DbError::Journal {
+            path: j.path().to_owned(),
+            source,
+        })
+    }
+
+    /// Renames a value or a whole directory atomically (one journal record): `from` disappears
+    /// and `to` holds what it held. Like rename(2): a value replaces a value at `to`, a directory
+    /// may only go where nothing is (directories are never empty here), and nothing may move
+    /// below itself.
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.check_writable()?;
+        let from = Key::parse_value(from)?;
+        let to = Key::parse_value(to)?;
+        if from.is_ancestor_of(&to) {
+            return Err(DbError::InvalidRename {
+                from,
+                to,
+                reason: "the target is inside the source",
+            });
+        }
+        let mut js = self.lock_journal();
+        let source = self.resolve(&from)?;
+        if let Visible::Absent = source {
+            return Err(DbError::NotFound { key: from });
+        }
+        if from == to {
+            return Ok(());
+        }
+        let mut batch = vec![Record::Delete {
+            key: from.as_str().to_owned(),
+        }];
+        match (source, self.resolve(&to)?) {
+            (_, Visible::Dir) if to.is_ancestor_of(&from) => {
+                return Err(DbError::NotEmpty { key: to });
+            }
+            (Visible::Value(..), Visible::Dir) => return Err(DbError::IsDirectory { key: to }),
+            (Visible::Dir, Visible::Value(..)) => return Err(DbError::NotADirectory { key: to }),
+            (Visible::Dir, Visible::Dir) => return Err(DbError::NotEmpty { key: to }),
+            (Visible::Value(v, _), _) => {
+                self.check_parents_are_dirs(&to)?;
+                batch.push(set_record(to.as_str(), v));
+            }
+            (Visible::Dir, _) => {
+                self.check_parents_are_dirs(&to)?;
+                for (path, v) in self.visible_values(&from)? {
+                    let rel = &path[from.as_str().len() + 1..];
+                    batch.push(set_record(&crate::store::join(to.as_str(), rel), v));
+                }
+            }
+            (Visible::Absent, _) => unreachable!("checked above"),
+        }
+        let record = Record::Batch(batch);
+        self.append(&mut js, &record)?;
+        apply_record(&mut self.write_state().working, record);
+        Ok(())
+    }
+
+    fn check_parents_are_dirs(&self, key: &Key) -> Result<()> {
+        let mut ancestor = Key::root();
+        for name in key.components().take(key.components().count() - 1) {
+            ancestor = ancestor.join(name)?;
+            if let Visible::Value(..) = self.resolve(&ancestor)? {
+                return Err(DbError::ParentIsValue {
+                    key: key.clone(),
+                    parent: ancestor,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every visible value below the directory `prefix`, with what it holds.
+    fn visible_values(&self, prefix: &Key) -> Result<Vec<(String, StagedValue)>> {
+        let mut out = Vec::new();
+        for (path, _) in self.list_recursive(prefix.as_str())? {
+            if let Visible::Value(v, _) = self.resolve(&Key::parse_value(&path)?)? {
+                out.push((path, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes every change made so far durable: the blobs, then the journal.
+    pub fn sync(&self) -> Result<()> {
+        let mut js = self.lock_journal();
+        let ids = std::mem::take(&mut js.unsynced);
+        self.store.sync_objects(ids)?;
+        if let Some(j) = js.journal.as_mut() {
+            j.sync().map_err(|source| DbError::Journal {
+                path: j.path().to_owned(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Drops every uncommitted change. Returns how many were dropped.
+    pub fn rollback(&self) -> Result<usize> {
+        self.check_writable()?;
+        let mut js = self.lock_journal();
+        let head = self.read_state().head;
+        self.rewrite_journal(&mut js, head, &Working::new())?;
+        js.unsynced.clear();
+        let mut st = self.write_state();
+        let n = st.working.len();
+        st.working.clear();
+        Ok(n)
+    }
+
+    fn rewrite_journal(
+        &self,
+        js: &mut JournalState,
+        head: Option<ObjectId>,
+        working: &Working,
+    ) -> Result<()> {
+        let Some(j) = js.journal.as_mut() else {
+            return Ok(());
+        };
+        let mut records = vec![Record::base(head)];
+        records.extend(working_records(working));
+        j.rewrite(&records).map_err(|source| DbError::Journal {
+            path: j.path().to_owned(),
+            source,
+        })
+    }
+
+    /// Commits the working layer with `message` at physical time `now_ms` (Unix milliseconds;
+    /// the hybrid clock never goes backwards whatever is passed).
+    pub fn commit(&self, message: &str, now_ms: u64) -> Result<CommitOutcome> {
+        self.check_writable()?;
+        let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut head, mut head_tree, snapshot, mut clock, hlc) = {
+            let st = self.read_state();
+            (
+                st.head,
+                st.head_tree,
+                st.working.clone(),
+                st.clock.clone(),
+                st.hlc,
+            )
+        };
+        if snapshot.is_empty() {
+            return Ok(CommitOutcome::NothingToCommit);
+        }
+        const ATTEMPTS: u32 = 8;
+        let mut committed = None;
+        for _ in 0..ATTEMPTS {
+            let tree = self.build_tree(head_tree, &snapshot)?;
+            if tree == head_tree {
+                break;
+            }
+            let mut new_clock = clock.clone();
+            new_clock.increment(&self.node);
+            let new_hlc = hlc.tick(now_ms);
+            let stamp = CommitStamp {
+                node: Some(self.node.clone()),
+                clock: new_clock.clone(),
+                hlc: Some(new_hlc),
+            };
+            let message = commit_message(message, &stamp);
+            let sig = self.signature(new_hlc);
+            let parents: Vec<ObjectId> = head.into_iter().collect();
+            let id = self.store.write_commit(tree, &parents, &sig, &message)?;
+            match self.store.update_ref(
+                &self.branch_ref,
+                head,
+                id,
+                &format!("gitdb commit: {}", first_line(&message)),
+            ) {
+                Ok(()) => {
+                    committed = Some((id, tree, new_clock, new_hlc));
+                    break;
+                }
+                Err(StoreError::RefMoved { actual, .. }) => {
+                    // Someone else (stock git, another tool) moved the branch: keep their commit
+                    // as our parent and apply the same changes on top of it.
+                    log::info!(
+                        "{} moved to {actual:?} during commit; retrying on top",
+                        self.branch_ref
+                    );
+                    head = actual;
+                    head_tree = match actual {
+                        Some(id) => self.store.commit_info(id)?.tree,
+                        None => self.store.empty_tree(),
+                    };
+                    if let Some(id) = actual {
+                        clock.merge(&nearest_stamp(&self.store, id)?.clock);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut js = self.lock_journal();
+        let remaining = {
+            let st = self.read_state();
+            let mut remaining = st.working.clone();
+            remaining.retain(|k, v| snapshot.get(k) != Some(v));
+            remaining
+        };
+        match committed {
+            None => {
+                // Either nothing changed or the race was lost every time.
+                let (head_now, tree_now) = (head, head_tree);
+                let nothing = self.build_tree(tree_now, &snapshot)? == tree_now;
+                if !nothing {
+                    return Err(DbError::CommitRace {
+                        branch: self.branch.clone(),
+                        attempts: ATTEMPTS,
+                    });
+                }
+                self.rewrite_journal(&mut js, head_now, &remaining)?;
+                let mut st = self.write_state();
+                st.working = remaining;
+                if st.head != head_now {
+                    st.head = head_now;
+                    st.head_tree = tree_now;
+                    st.clock.merge(&clock);
+                }
+                Ok(CommitOutcome::NothingToCommit)
+            }
+            Some((id, tree, new_clock, new_hlc)) => {
+                self.rewrite_journal(&mut js, Some(id), &remaining)?;
+                let old_tree = {
+                    let mut st = self.write_state();
+                    let old_tree = st.head_tree;
+                    st.working = remaining;
+                    st.head = Some(id);
+                    st.head_tree = tree;
+                    st.clock = new_clock;
+                    st.hlc = new_hlc;
+                    old_tree
+                };
+                drop(js);
+                self.publish(head, Some(id), old_tree, tree, HeadOrigin::LocalCommit);
+                Ok(CommitOutcome::Committed {
+                    id,
+                    changed: snapshot.len(),
+                })
+            }
+        }
+    }
+
+    fn signature(&self, hlc: Hlc) -> Signature {
+        Signature {
+            name: self.node.to_string(),
+            email: format!("{}@gitdb", self.node),
+            seconds: hlc.seconds(),
+        }
+    }
+
+    /// The tree `base` with the working layer applied. Entries are visited in path order, so a
+    /// delete of a prefix comes before sets below it.
+    fn build_tree(&self, base: ObjectId, working: &Working) -> Result<ObjectId> {
+        let (base, skip_root) = match working.get("") {
+            Some(Change::Delete) => (self.store.empty_tree(), true),
+            _ => (base, false),
+        };
+        let edits = working
+            .iter()
+            .filter(|(path, _)| !(skip_root && path.is_empty()))
+            .map(|(path, change)| match change {
+                Change::Set(v) => TreeEdit::Upsert {
+                    path,
+                    mode: v.mode,
+                    id: v.id,
+                },
+                Change::Delete => TreeEdit::Remove { path },
+            });
+        Ok(self.store.write_tree(base, edits)?)
+    }
+
+    /// Re-reads the branch ref; if something else moved it (stock git, a merge), adopts the new
+    /// head, keeping the working layer on top. Returns the move, if any.
+    pub fn refresh(&self) -> Result<Option<HeadMove>> {
+        let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let new = self.store.read_ref(&self.branch_ref)?;
+        let old = self.read_state().head;
+        if new == old {
+            return Ok(None);
+        }
+        self.adopt_head(new)?;
+        Ok(Some(HeadMove { old, new }))
+    }
+
+    /// Makes `new` the head this node works on (the ref already points there).
+    fn adopt_head(&self, new: Option<ObjectId>) -> Result<()> {
+        let (tree, stamp) = match new {
+            Some(id) => (
+                self.store.commit_info(id)?.tree,
+                nearest_stamp(&self.store, id)?,
+            ),
+            None => (self.store.empty_tree(), CommitStamp::default()),
+        };
+        let mut js = self.lock_journal();
+        if js.journal.is_some() {
+            self.append(&mut js, &Record::base(new))?;
+        }
+        let (old, old_tree) = {
+            let mut st = self.write_state();
+            let old = (st.head, st.head_tree);
+            st.head = new;
+            st.head_tree = tree;
+            st.clock.merge(&stamp.clock);
+            if let Some(h) = stamp.hlc {
+                st.hlc = st.hlc.max(h);
+            }
+            old
+        };
+        drop(js);
+        self.publish(old, new, old_tree, tree, HeadOrigin::Adopted);
+        Ok(())
+    }
+
+    /// Moves the branch from `expected` to `new` (a commit already in the store, e.g. a merge
+    /// result or a fast-forward target) by compare-and-swap, and adopts it; the working layer
+    /// stays on top. Fails with `StoreError::RefMoved` if the branch is no longer at `expected`.
+    pub fn move_head(&self, expected: Option<ObjectId>, new: ObjectId, reason: &str) -> Result<()> {
+        self.check_writable()?;
+        let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.store
+            .update_ref(&self.branch_ref, expected, new, reason)?;
+        self.adopt_head(Some(new))
+    }
+
+    /// Receives a [`HeadEvent`] each time the head moves, from the thread that moved it.
+    pub fn subscribe(&self) -> std::sync::mpsc::Receiver<HeadEvent> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        rx
+    }
+
+    fn publish(
+        &self,
+        old: Option<ObjectId>,
+        new: Option<ObjectId>,
+        old_tree: ObjectId,
+        new_tree: ObjectId,
+        origin: HeadOrigin,
+    ) {
+        let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        if subs.is_empty() || old == new {
+            return;
+        }
+        let changed = match self.store.diff_trees(old_tree, new_tree) {
+            Ok(changes) => changes.into_iter().map(|c| c.path).collect(),
+            Err(e) => {
+                log::warn!("cannot diff {old_tree}..{new_tree} for subscribers: {e}");
+                Vec::new()
+            }
+        };
+        let event = HeadEvent {
+            old,
+            new,
+            origin,
+            changed,
+        };
+        subs.retain(|tx| tx.send(event.clone()).is_ok());
+    }
+
+    // ----- history ----------------------------------------------------------------------------
+
+    /// Up to `n` commits from the head, newest first.
+    pub fn log(&self, n: usize) -> Result<Vec<LogEntry>> {
+        let Some(head) = self.head() else {
+            return Ok(Vec::new());
+        };
+        self.log_from(head, n)
+    }
+
+    /// Up to `n` commits from `tip`, newest first.
+    pub fn log_from(&self, tip: ObjectId, n: usize) -> Result<Vec<LogEntry>> {
+        Ok(self
+            .store
+            .log(tip, n)?
+            .into_iter()
+            .map(|c| {
+                let stamp = CommitStamp::from_message(&c.message);
+                LogEntry {
+                    id: c.id.to_string(),
+                    parents: c.parents.iter().map(|p| p.to_string()).collect(),
+                    author: c.author.clone(),
+                    seconds: c.seconds,
+                    summary: c.summary().to_owned(),
+                    clock: stamp.clock.to_string(),
+                    hlc: stamp.hlc.map(|h| h.to_string()),
+                }
+            })
+            .collect())
+    }
+
+    /// Resolves a revision (`main~1`, an id or prefix, any ref) to a commit id.
+    pub fn resolve_rev(&self, rev: &str) -> Result<ObjectId> {
+        Ok(self.store.resolve_commit(rev)?)
+    }
+
+    /// The committed value of `key` at commit `rev`.
+    pub fn get_at(&self, rev: &str, key: &str) -> Result<Option<Bytes>> {
+        let key = Key::parse_value(key)?;
+        let tree = self.store.commit_info(self.resolve_rev(rev)?)?.tree;
+        match self.store.lookup(tree, key.as_str())? {
+            None => Ok(None),
+            Some(e) => match e.kind {
+                EntryKind::Value(_) => Ok(Some(self.store.blob(e.id)?)),
+                EntryKind::Dir => Err(DbError::IsDirectory { key }),
+                EntryKind::Submodule => Ok(None),
+            },
+        }
+    }
+
+    /// The children of `prefix` at commit `rev`.
+    pub fn list_at(&self, rev: &str, prefix: &str) -> Result<Vec<ListEntry>> {
+        let key = Key::parse(prefix)?;
+        let tree = self.store.commit_info(self.resolve_rev(rev)?)?.tree;
+        let dir = match self.store.lookup(tree, key.as_str())? {
+            None => return Err(DbError::NotFound { key }),
+            Some(e) if e.kind != EntryKind::Dir => return Err(DbError::NotADirectory { key }),
+            Some(e) => e,
+        };
+        Ok(self
+            .store
+            .tree(dir.id)?
+            .entries()
+            .iter()
+            .filter_map(|e| {
+                let kind = match e.kind {
+                    EntryKind::Value(m) => NodeKind::Value(m),
+                    EntryKind::Dir => NodeKind::Dir,
+                    EntryKind::Submodule => return None,
+                };
+                Some(ListEntry {
+                    name: e.name.to_string(),
+                    kind,
+                })
+            })
+            .collect())
+    }
+
+    /// Every key committed at `rev`, sorted.
+    pub fn list_recursive_at(&self, rev: &str) -> Result<Vec<String>> {
+        let tree = self.store.commit_info(self.resolve_rev(rev)?)?.tree;
+        let mut out = Vec::new();
+        self.store.walk_values(tree, "", &mut |path, _| {
+            out.push(path.to_owned());
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The keys that differ between commits `a` and `b` (as seen going from `a` to `b`).
+    pub fn diff(&self, a: &str, b: &str) -> Result<Vec<DiffEntry>> {
+        let ta = self.store.commit_info(self.resolve_rev(a)?)?.tree;
+        let tb = self.store.commit_info(self.resolve_rev(b)?)?.tree;
+        Ok(self
+            .store
+            .diff_trees(ta, tb)?
+            .into_iter()
+            .map(|c| DiffEntry {
+                key: c.path,
+                change: match (c.old, c.new) {
+                    (None, _) => DiffKind::Added,
+                    (_, None) => DiffKind::Deleted,
+                    _ => DiffKind::Modified,
+                },
+            })
+            .collect())
+    }
+
+    /// Node, head, clocks and the uncommitted keys.
+    pub fn status(&self) -> Status {
+        let st = self.read_state();
+        Status {
+            node: self.node.to_string(),
+            branch: self.branch.clone(),
+            head: st.head.map(|h| h.to_string()),
+            clock: st.clock.to_string(),
+            hlc: st.hlc.to_string(),
+            dirty: st
+                .working
+                .iter()
+                .map(|(k, c)| DirtyKey {
+                    key: format!("/{k}"),
+                    change: match c {
+                        Change::Set(_) => "set",
+                        Change::Delete => "delete",
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The message of a gitdb commit: the user's text, a blank line, the stamp trailers.
+fn commit_message(user: &str, stamp: &CommitStamp) -> String {
+    let user = user.trim();
+    let user = if user.is_empty() {
+        "gitdb commit"
+    } else {
+        user
+    };
+    format!("{user}\n\n{}", stamp.trailers())
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// The stamp of `id`, or, for a commit made by stock git, of its nearest stamped first-parent
+/// ancestor (so a plain `git commit` does not reset the clock). Bounded: a long stock-git
+/// history without stamps yields an empty stamp rather than a long walk.
+fn nearest_stamp(store: &Store, mut id: ObjectId) -> Result<CommitStamp> {
+    for _ in 0..64 {
+        let info = store.commit_info(id)?;
+        let stamp = CommitStamp::from_message(&info.message);
+        if stamp.node.is_some() || !stamp.clock.is_empty() {
+            return Ok(stamp);
+        }
+        match info.parents.first() {
+            Some(p) => id = *p,
+            None => break,
+        }
+    }
+    Ok(CommitStamp::default())
+}
+
+fn take_writer_lock(path: &Path, git_dir: &Path) -> Result<File> {
+    let io_err = |source| DbError::Journal {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(DbError::Locked {
+                path: git_dir.to_owned(),
+                pid: if pid.is_empty() {
+                    "unknown".into()
+                } else {
+                    pid.to_owned()
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
+    }
+    file.set_len(0).map_err(io_err)?;
+    file.seek(std::io::SeekFrom::Start(0)).map_err(io_err)?;
+    write!(file, "{}", std::process::id()).map_err(io_err)?;
+    Ok(file)
+}
+
+/// Records a delete of `path` (value or prefix): everything staged below it is dropped and one
+/// tombstone hides what is committed there.
+fn apply_delete(working: &mut Working, path: &str) {
+    if path.is_empty() {
+        working.clear();
+    } else {
+        let start = format!("{path}/");
+        let end = format!("{path}0");
+        let doomed: Vec<String> = working.range(start..end).map(|(k, _)| k.clone()).collect();
+        for k in doomed {
+            working.remove(&k);
+        }
+    }
+    working.insert(path.to_owned(), Change::Delete);
+}
+
+/// Applies one journal record (other than `Base`) to the working layer.
+fn apply_record(working: &mut Working, record: Record) {
+    match record {
+        Record::Base { .. } => {}
+        Record::Set {
+            key,
+            mode,
+            id,
+            size,
+        } => {
+            let value = StagedValue {
+                id: journal::from_raw(&id),
+                mode,
+                size,
+            };
+            working.insert(key, Change::Set(value));
+        }
+        Record::Delete { key } => apply_delete(working, &key),
+        Record::Batch(records) => {
+            for r in records {
+                apply_record(working, r);
+            }
+        }
+    }
+}
+
+fn set_record(key: &str, v: StagedValue) -> Record {
+    Record::Set {
+        key: key.to_owned(),
+        mode: v.mode,
+        id: journal::raw_id(v.id),
+        size: v.size,
+    }
+}
+
+fn working_records(working: &Working) -> impl Iterator<Item = Record> + '_ {
+    working.iter().map(|(key, change)| match change {
+        Change::Set(v) => set_record(key, *v),
+        Change::Delete => Record::Delete { key: key.clone() },
+    })
+}
+
+/// The half-open range of overlay paths strictly below `path`.
+fn below<'a>(working: &'a Working, path: &str) -> impl Iterator<Item = &'a Change> + use<'a> {
+    let (start, end) = if path.is_empty() {
+        (Bound::Excluded(String::new()), Bound::Unbounded)
+    } else {
+        (
+            Bound::Included(format!("{path}/")),
+            Bound::Excluded(format!("{path}0")),
+        )
+    };
+    working.range::<String, _>((start, end)).map(|(_, c)| c)
+}
+
+fn has_set_under(working: &Working, path: &str) -> bool {
+    below(working, path).any(|c| matches!(c, Change::Set(_)))
+}
+
+fn has_delete_under(working: &Working, path: &str) -> bool {
+    below(working, path).any(|c| matches!(c, Change::Delete))
+}
+
+/// Whether a change staged at a proper ancestor of `key` hides the committed entry at `key`
+/// (a delete of the ancestor, or a value set where a directory was).
+fn hidden_by_ancestor(working: &Working, key: &Key) -> bool {
+    key.ancestors().any(|a| working.contains_key(a))
+}
+
+/// Whether the committed value at `path` (below the visible directory `prefix`) is hidden by a
+/// change at it or at a directory between `prefix` and it.
+fn hidden_below(working: &Working, prefix: &str, path: &str) -> bool {
+    if working.is_empty() {
+        return false;
+    }
+    if working.contains_key(path) {
+        return true;
+    }
+    let rest_start = if prefix.is_empty() {
+        0
+    } else {
+        prefix.len() + 1
+    };
+    path[rest_start..]
+        .match_indices('/')
+        .any(|(i, _)| working.contains_key(&path[..rest_start + i]))
+}
+
+#[cfg(test)]
+mod tests;

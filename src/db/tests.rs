@@ -1,0 +1,710 @@
+//! Unit and property tests of the db layer on real repositories in temp directories.
+
+use super::*;
+use proptest::prelude::*;
+
+fn node(s: &str) -> NodeId {
+    NodeId::new(s).unwrap()
+}
+
+fn open(dir: &Path) -> GitDb {
+    GitDb::open(dir.join("repo.git"), node("n1"), Options::default()).unwrap()
+}
+
+fn get(db: &GitDb, key: &str) -> Option<Vec<u8>> {
+    db.get(key).unwrap().map(|b| b.to_vec())
+}
+
+fn names(db: &GitDb, prefix: &str) -> Vec<String> {
+    db.list(prefix)
+        .unwrap()
+        .into_iter()
+        .map(|e| match e.kind {
+            NodeKind::Dir => format!("{}/", e.name),
+            NodeKind::Value(_) => e.name,
+        })
+        .collect()
+}
+
+#[test]
+fn set_get_delete_through_the_working_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    assert_eq!(get(&db, "/users/alice/profile"), None);
+    db.set("/users/alice/profile", b"hi").unwrap();
+    assert_eq!(get(&db, "/users/alice/profile"), Some(b"hi".to_vec()));
+    assert_eq!(names(&db, "/"), vec!["users/"]);
+    assert_eq!(names(&db, "/users"), vec!["alice/"]);
+    db.delete("/users/alice/profile").unwrap();
+    assert_eq!(get(&db, "/users/alice/profile"), None);
+    assert!(matches!(db.list("/users"), Err(DbError::NotFound { .. })));
+    assert!(matches!(
+        db.delete("/users/alice/profile"),
+        Err(DbError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn value_and_directory_never_share_a_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.set("a/b", b"1").unwrap();
+    assert!(matches!(
+        db.set("a", b"x"),
+        Err(DbError::IsDirectory { .. })
+    ));
+    assert!(matches!(
+        db.set("a/b/c", b"x"),
+        Err(DbError::ParentIsValue { .. })
+    ));
+    assert!(matches!(db.get("a"), Err(DbError::IsDirectory { .. })));
+    assert!(matches!(db.delete("a"), Err(DbError::IsDirectory { .. })));
+    assert!(matches!(db.list("a/b"), Err(DbError::NotADirectory { .. })));
+    db.commit("c", 1000).unwrap();
+    assert!(matches!(
+        db.set("a", b"x"),
+        Err(DbError::IsDirectory { .. })
+    ));
+    assert!(matches!(
+        db.set("a/b/c", b"x"),
+        Err(DbError::ParentIsValue { .. })
+    ));
+}
+
+#[test]
+fn invalid_keys_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    assert!(matches!(
+        db.set("a//b", b"x"),
+        Err(DbError::Key(KeyError::EmptyComponent { .. }))
+    ));
+    assert!(matches!(
+        db.set("/.gitdb/x", b"x"),
+        Err(DbError::Key(KeyError::Reserved { .. }))
+    ));
+    assert!(matches!(
+        db.set("/", b"x"),
+        Err(DbError::Key(KeyError::Root))
+    ));
+    let e = db.set(&"n".repeat(300), b"x").unwrap_err();
+    assert_eq!(e.errno(), libc::ENAMETOOLONG);
+}
+
+#[test]
+fn commit_then_read_committed_and_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    assert_eq!(
+        db.commit("empty", 1).unwrap(),
+        CommitOutcome::NothingToCommit
+    );
+    db.set("k", b"v1").unwrap();
+    let c1 = match db.commit("first", 1_000).unwrap() {
+        CommitOutcome::Committed { id, changed } => {
+            assert_eq!(changed, 1);
+            id
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(db.head(), Some(c1));
+    assert!(!db.is_dirty());
+    db.set("k", b"v2").unwrap();
+    db.set("other", b"o").unwrap();
+    assert_eq!(get(&db, "k"), Some(b"v2".to_vec()));
+    assert_eq!(db.rollback().unwrap(), 2);
+    assert_eq!(get(&db, "k"), Some(b"v1".to_vec()));
+    assert_eq!(get(&db, "other"), None);
+    // Setting the same value again changes nothing.
+    db.set("k", b"v1").unwrap();
+    assert_eq!(
+        db.commit("same", 2_000).unwrap(),
+        CommitOutcome::NothingToCommit
+    );
+    assert!(!db.is_dirty());
+    assert_eq!(db.head(), Some(c1));
+}
+
+#[test]
+fn commits_carry_clock_and_hlc() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.set("a", b"1").unwrap();
+    db.commit("one", 5_000).unwrap();
+    db.set("a", b"2").unwrap();
+    // A clock that went backwards still yields a later HLC.
+    db.commit("two", 4_000).unwrap();
+    let log = db.log(10).unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].summary, "two");
+    assert_eq!(log[0].clock, "n1=2");
+    assert_eq!(log[1].clock, "n1=1");
+    assert_eq!(log[0].hlc.as_deref(), Some("5000.1"));
+    assert_eq!(log[0].author, "n1");
+    assert_eq!(db.clock().to_string(), "n1=2");
+}
+
+#[test]
+fn history_get_at_list_at_and_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.set("x/a", b"1").unwrap();
+    db.set("x/b", b"2").unwrap();
+    db.commit("one", 1_000).unwrap();
+    let c1 = db.head().unwrap().to_string();
+    db.set("x/a", b"changed").unwrap();
+    db.delete("x/b").unwrap();
+    db.set("y", b"new").unwrap();
+    db.commit("two", 2_000).unwrap();
+    assert_eq!(db.get_at(&c1, "x/a").unwrap().unwrap().to_vec(), b"1");
+    assert_eq!(
+        db.get_at("main", "x/a").unwrap().unwrap().to_vec(),
+        b"changed"
+    );
+    assert_eq!(db.get_at("main~1", "y").unwrap(), None);
+    let listed: Vec<_> = db
+        .list_at(&c1, "x")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(listed, vec!["a", "b"]);
+    let diff = db.diff(&c1, "main").unwrap();
+    assert_eq!(
+        diff,
+        vec![
+            DiffEntry {
+                key: "x/a".into(),
+                change: DiffKind::Modified
+            },
+            DiffEntry {
+                key: "x/b".into(),
+                change: DiffKind::Deleted
+            },
+            DiffEntry {
+                key: "y".into(),
+                change: DiffKind::Added
+            },
+        ]
+    );
+    assert!(matches!(
+        db.resolve_rev("nope"),
+        Err(DbError::Store(StoreError::UnknownRevision { .. }))
+    ));
+}
+
+#[test]
+fn delete_prefix_then_recreate_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.set("d/a", b"1").unwrap();
+    db.set("d/sub/b", b"2").unwrap();
+    db.commit("c", 1_000).unwrap();
+    db.delete_prefix("d").unwrap();
+    assert!(matches!(db.list("d"), Err(DbError::NotFound { .. })));
+    db.set("d/new", b"3").unwrap();
+    assert_eq!(names(&db, "d"), vec!["new"]);
+    assert_eq!(get(&db, "d/a"), None);
+    db.commit("c2", 2_000).unwrap();
+    assert_eq!(names(&db, "d"), vec!["new"]);
+    assert_eq!(
+        db.list_recursive("").unwrap(),
+        vec![("d/new".to_string(), ValueMode::Regular)]
+    );
+}
+
+#[test]
+fn a_value_replaces_a_deleted_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.set("d/a", b"1").unwrap();
+    db.commit("c", 1_000).unwrap();
+    db.delete("d/a").unwrap();
+    assert_eq!(
+        db.stat("d").unwrap(),
+        None,
+        "a directory with no visible keys is gone"
+    );
+    db.set("d", b"now a value").unwrap();
+    assert_eq!(get(&db, "d"), Some(b"now a value".to_vec()));
+    db.commit("c2", 2_000).unwrap();
+    assert_eq!(get(&db, "d"), Some(b"now a value".to_vec()));
+    assert_eq!(names(&db, ""), vec!["d"]);
+}
+
+#[test]
+fn delete_everything_at_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.set("a", b"1").unwrap();
+    db.set("b/c", b"2").unwrap();
+    db.commit("c", 1_000).unwrap();
+    db.delete_prefix("/").unwrap();
+    assert!(names(&db, "").is_empty());
+    db.set("z", b"3").unwrap();
+    db.commit("c2", 2_000).unwrap();
+    assert_eq!(names(&db, ""), vec!["z"]);
+}
+
+#[test]
+fn modes_and_stat() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.set_with_mode("bin/run", b"#!/bin/sh\n", ValueMode::Executable)
+        .unwrap();
+    db.set_with_mode("link", b"bin/run", ValueMode::Symlink)
+        .unwrap();
+    match db.stat("bin/run").unwrap() {
+        Some(Stat::Value {
+            mode,
+            size,
+            committed,
+            ..
+        }) => {
+            assert_eq!((mode, size, committed), (ValueMode::Executable, 10, false));
+        }
+        other => panic!("{other:?}"),
+    }
+    db.commit("c", 1_000).unwrap();
+    match db.stat("link").unwrap() {
+        Some(Stat::Value {
+            mode,
+            size,
+            committed,
+            ..
+        }) => {
+            assert_eq!((mode, size, committed), (ValueMode::Symlink, 7, true));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(db.stat("bin").unwrap(), Some(Stat::Dir));
+    assert_eq!(db.stat("nope").unwrap(), None);
+}
+
+#[test]
+fn journal_restores_uncommitted_state_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = open(dir.path());
+        db.set("a", b"1").unwrap();
+        db.commit("c", 1_000).unwrap();
+        db.set("b", b"2").unwrap();
+        db.delete("a").unwrap();
+        db.set("c/d", b"3").unwrap();
+        db.sync().unwrap();
+    }
+    let db = open(dir.path());
+    assert_eq!(get(&db, "a"), None);
+    assert_eq!(get(&db, "b"), Some(b"2".to_vec()));
+    assert_eq!(get(&db, "c/d"), Some(b"3".to_vec()));
+    assert_eq!(db.status().dirty.len(), 3);
+    db.commit("after reopen", 2_000).unwrap();
+    drop(db);
+    let db = open(dir.path());
+    assert!(!db.is_dirty());
+}
+
+#[test]
+fn a_journal_whose_commit_landed_is_dropped_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal_copy;
+    {
+        let db = open(dir.path());
+        db.set("a", b"1").unwrap();
+        db.commit("c1", 1_000).unwrap();
+        db.set("b", b"2").unwrap();
+        db.sync().unwrap();
+        journal_copy = std::fs::read(db.git_dir().join("gitdb/journal")).unwrap();
+        db.commit("c2", 2_000).unwrap();
+        // Simulate a crash between moving the ref and truncating the journal.
+        std::fs::write(db.git_dir().join("gitdb/journal"), &journal_copy).unwrap();
+    }
+    let db = open(dir.path());
+    assert!(
+        !db.is_dirty(),
+        "the committed journal must not come back as changes"
+    );
+    assert_eq!(get(&db, "b"), Some(b"2".to_vec()));
+}
+
+#[test]
+fn a_second_writer_is_refused_with_the_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let _db = open(dir.path());
+    let err = GitDb::open(dir.path().join("repo.git"), node("n2"), Options::default())
+        .err()
+        .unwrap();
+    match err {
+        DbError::Locked { pid, .. } => assert_eq!(pid, std::process::id().to_string()),
+        other => panic!("{other:?}"),
+    }
+    // Readers are welcome and see the same data.
+    let ro = GitDb::open(
+        dir.path().join("repo.git"),
+        node("n2"),
+        Options {
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(ro.set("a", b"1"), Err(DbError::ReadOnly { .. })));
+}
+
+#[test]
+fn refresh_adopts_a_head_moved_behind_our_back_and_keeps_the_working_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.set("a", b"1").unwrap();
+    db.commit("c1", 1_000).unwrap();
+    let c1 = db.head().unwrap();
+    // Another writer commits directly with the store.
+    let blob = db.store().write_blob(b"from outside").unwrap();
+    let tree = db
+        .store()
+        .write_tree(
+            db.store().commit_info(c1).unwrap().tree,
+            [TreeEdit::Upsert {
+                path: "outside",
+                mode: ValueMode::Regular,
+                id: blob,
+            }],
+        )
+        .unwrap();
+    let sig = Signature {
+        name: "git".into(),
+        email: "git@x".into(),
+        seconds: 2,
+    };
+    let c2 = db
+        .store()
+        .write_commit(tree, &[c1], &sig, "outside\n")
+        .unwrap();
+    db.store()
+        .update_ref("refs/heads/main", Some(c1), c2, "test")
+        .unwrap();
+    db.set("mine", b"m").unwrap();
+    let moved = db.refresh().unwrap().unwrap();
+    assert_eq!(
+        moved,
+        HeadMove {
+            old: Some(c1),
+            new: Some(c2)
+        }
+    );
+    assert_eq!(get(&db, "outside"), Some(b"from outside".to_vec()));
+    assert_eq!(get(&db, "mine"), Some(b"m".to_vec()));
+    // The clock survives a head without a stamp.
+    assert_eq!(db.clock().to_string(), "n1=1");
+}
+
+#[test]
+fn commit_retries_on_top_of_a_concurrent_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.set("a", b"1").unwrap();
+    db.commit("c1", 1_000).unwrap();
+    let c1 = db.head().unwrap();
+    let blob = db.store().write_blob(b"theirs").unwrap();
+    let tree = db
+        .store()
+        .write_tree(
+            db.store().commit_info(c1).unwrap().tree,
+            [TreeEdit::Upsert {
+                path: "theirs",
+                mode: ValueMode::Regular,
+                id: blob,
+            }],
+        )
+        .unwrap();
+    let sig = Signature {
+        name: "git".into(),
+        email: "git@x".into(),
+        seconds: 2,
+    };
+    let c2 = db
+        .store()
+        .write_commit(tree, &[c1], &sig, "theirs\n")
+        .unwrap();
+    db.store()
+        .update_ref("refs/heads/main", Some(c1), c2, "test")
+        .unwrap();
+    // We have not refreshed: our commit must not lose theirs.
+    db.set("ours", b"o").unwrap();
+    let CommitOutcome::Committed { id, .. } = db.commit("c3", 3_000).unwrap() else {
+        panic!("expected a commit");
+    };
+    assert_eq!(db.store().commit_info(id).unwrap().parents, vec![c2]);
+    assert_eq!(get(&db, "theirs"), Some(b"theirs".to_vec()));
+    assert_eq!(get(&db, "ours"), Some(b"o".to_vec()));
+}
+
+#[test]
+fn writes_during_a_commit_stay_in_the_working_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(open(dir.path()));
+    for i in 0..200 {
+        db.set(&format!("k/{i}"), b"x").unwrap();
+    }
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            for i in 0..200 {
+                db.set(&format!("late/{i}"), b"y").unwrap();
+            }
+        })
+    };
+    db.commit("racing", 1_000).unwrap();
+    writer.join().unwrap();
+    // Whatever the interleaving, every late write is visible and either committed or staged.
+    for i in 0..200 {
+        assert_eq!(get(&db, &format!("late/{i}")), Some(b"y".to_vec()));
+    }
+    db.commit("rest", 2_000).unwrap();
+    assert_eq!(db.list_recursive("late").unwrap().len(), 200);
+    assert!(!db.is_dirty());
+}
+
+#[test]
+fn gitdb_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<GitDb>();
+}
+
+// ----- property test: the db against a model map ------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Op {
+    Set(String, u8),
+    Delete(String),
+    DeletePrefix(String),
+    Commit,
+    Rollback,
+    Reopen,
+}
+
+fn path() -> impl Strategy<Value = String> {
+    proptest::collection::vec(prop_oneof!["a", "b", "c"], 1..4).prop_map(|v| v.join("/"))
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (path(), any::<u8>()).prop_map(|(p, v)| Op::Set(p, v)),
+        2 => path().prop_map(Op::Delete),
+        1 => path().prop_map(Op::DeletePrefix),
+        2 => Just(Op::Commit),
+        1 => Just(Op::Rollback),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+type Model = BTreeMap<String, u8>;
+
+fn model_is_dir(m: &Model, p: &str) -> bool {
+    m.keys().any(|k| k.starts_with(&format!("{p}/")))
+}
+
+fn model_children(m: &Model, p: &str) -> Vec<String> {
+    let prefix = if p.is_empty() {
+        String::new()
+    } else {
+        format!("{p}/")
+    };
+    let mut out = std::collections::BTreeSet::new();
+    for k in m.keys() {
+        if let Some(rest) = k.strip_prefix(&prefix) {
+            match rest.split_once('/') {
+                Some((d, _)) => out.insert(format!("{d}/")),
+                None => out.insert(rest.to_owned()),
+            };
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn check_against_model(db: &GitDb, m: &Model) -> Result<(), TestCaseError> {
+    let all: Vec<String> = db
+        .list_recursive("")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    prop_assert_eq!(&all, &m.keys().cloned().collect::<Vec<_>>());
+    for (k, v) in m {
+        prop_assert_eq!(get(db, k), Some(vec![*v]));
+    }
+    let mut dirs: Vec<String> = vec![String::new()];
+    dirs.extend(m.keys().flat_map(|k| {
+        let key = Key::parse(k).unwrap();
+        key.ancestors().map(str::to_owned).collect::<Vec<_>>()
+    }));
+    dirs.sort();
+    dirs.dedup();
+    for d in &dirs {
+        prop_assert_eq!(names(db, d), model_children(m, d), "listing {:?}", d);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #[test]
+    fn working_layer_matches_a_model_map(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Some(open(dir.path()));
+        let mut committed: Model = Model::new();
+        let mut visible: Model = Model::new();
+        for op in ops {
+            let d = db.as_ref().unwrap();
+            match op {
+                Op::Set(p, v) => {
+                    let parent_is_value = Key::parse(&p).unwrap().ancestors().any(|a| visible.contains_key(a));
+                    let is_dir = model_is_dir(&visible, &p);
+                    let r = d.set(&p, &[v]);
+                    if parent_is_value {
+                        prop_assert!(matches!(r, Err(DbError::ParentIsValue { .. })), "{:?}", r);
+                    } else if is_dir {
+                        prop_assert!(matches!(r, Err(DbError::IsDirectory { .. })), "{:?}", r);
+                    } else {
+                        prop_assert!(r.is_ok(), "{:?}", r);
+                        visible.insert(p, v);
+                    }
+                }
+                Op::Delete(p) => {
+                    let r = d.delete(&p);
+                    if visible.remove(&p).is_some() {
+                        prop_assert!(r.is_ok(), "{:?}", r);
+                    } else if model_is_dir(&visible, &p) {
+                        prop_assert!(matches!(r, Err(DbError::IsDirectory { .. })), "{:?}", r);
+                    } else {
+                        prop_assert!(matches!(r, Err(DbError::NotFound { .. })), "{:?}", r);
+                    }
+                }
+                Op::DeletePrefix(p) => {
+                    let exists = visible.contains_key(&p) || model_is_dir(&visible, &p);
+                    let r = d.delete_prefix(&p);
+                    prop_assert_eq!(r.is_ok(), exists, "{:?}", r);
+                    visible.retain(|k, _| k != &p && !k.starts_with(&format!("{p}/")));
+                }
+                Op::Commit => {
+                    d.commit("c", 1_000).unwrap();
+                    committed = visible.clone();
+                    prop_assert!(!d.is_dirty());
+                }
+                Op::Rollback => {
+                    d.rollback().unwrap();
+                    visible = committed.clone();
+                }
+                Op::Reopen => {
+                    d.sync().unwrap();
+                    drop(db.take());
+                    db = Some(open(dir.path()));
+                }
+            }
+            check_against_model(db.as_ref().unwrap(), &visible)?;
+        }
+        // Whatever was committed is what a fresh reader of the branch sees.
+        let d = db.as_ref().unwrap();
+        d.commit("final", 2_000).unwrap();
+        let fresh = GitDb::open(dir.path().join("repo.git"), node("r"), Options { read_only: true, ..Options::default() }).unwrap();
+        check_against_model(&fresh, &visible)?;
+    }
+}
+
+#[test]
+fn subscribers_hear_every_head_move_with_changed_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let rx = db.subscribe();
+    db.set("a", b"1").unwrap();
+    db.commit("c1", 1_000).unwrap();
+    let ev = rx.try_recv().unwrap();
+    assert_eq!(ev.origin, HeadOrigin::LocalCommit);
+    assert_eq!(ev.changed, vec!["a".to_string()]);
+    let c1 = db.head().unwrap();
+    let blob = db.store().write_blob(b"2").unwrap();
+    let tree = db
+        .store()
+        .write_tree(
+            db.store().commit_info(c1).unwrap().tree,
+            [TreeEdit::Upsert {
+                path: "b/c",
+                mode: ValueMode::Regular,
+                id: blob,
+            }],
+        )
+        .unwrap();
+    let sig = Signature {
+        name: "x".into(),
+        email: "x@x".into(),
+        seconds: 2,
+    };
+    let c2 = db.store().write_commit(tree, &[c1], &sig, "x\n").unwrap();
+    assert!(matches!(
+        db.move_head(None, c2, "wrong expectation"),
+        Err(DbError::Store(StoreError::RefMoved { .. }))
+    ));
+    db.move_head(Some(c1), c2, "merge").unwrap();
+    let ev = rx.try_recv().unwrap();
+    assert_eq!(
+        (ev.origin, ev.old, ev.new),
+        (HeadOrigin::Adopted, Some(c1), Some(c2))
+    );
+    assert_eq!(ev.changed, vec!["b/c".to_string()]);
+    assert_eq!(get(&db, "b/c"), Some(b"2".to_vec()));
+}
+
+#[test]
+fn rename_moves_values_and_directories_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = open(dir.path());
+        db.set("d/a", b"1").unwrap();
+        db.set("d/s/b", b"2").unwrap();
+        db.set("f", b"file").unwrap();
+        db.set("g", b"other").unwrap();
+        db.commit("c", 1_000).unwrap();
+        db.set("d/s/c", b"3").unwrap();
+        db.rename("d", "e/moved").unwrap();
+        assert_eq!(db.stat("d").unwrap(), None);
+        assert_eq!(names(&db, "e/moved"), vec!["a", "s/"]);
+        assert_eq!(get(&db, "e/moved/s/c"), Some(b"3".to_vec()));
+        // A value replaces a value, as rename(2) does.
+        db.rename("f", "g").unwrap();
+        assert_eq!(get(&db, "g"), Some(b"file".to_vec()));
+        assert_eq!(get(&db, "f"), None);
+        assert!(matches!(
+            db.rename("g", "e"),
+            Err(DbError::IsDirectory { .. })
+        ));
+        assert!(matches!(
+            db.rename("e", "g"),
+            Err(DbError::NotADirectory { .. })
+        ));
+        assert!(matches!(
+            db.rename("e", "e/moved/x"),
+            Err(DbError::InvalidRename { .. })
+        ));
+        assert!(matches!(
+            db.rename("nope", "x"),
+            Err(DbError::NotFound { .. })
+        ));
+        db.set("h/x", b"1").unwrap();
+        assert!(matches!(
+            db.rename("e/moved", "h"),
+            Err(DbError::NotEmpty { .. })
+        ));
+        db.sync().unwrap();
+    }
+    let db = open(dir.path());
+    assert_eq!(
+        db.list_recursive("")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>(),
+        vec!["e/moved/a", "e/moved/s/b", "e/moved/s/c", "g", "h/x"]
+    );
+    db.commit("renamed", 2_000).unwrap();
+    assert_eq!(get(&db, "e/moved/s/b"), Some(b"2".to_vec()));
+}

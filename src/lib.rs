@@ -1,0 +1,17 @@
+//! gitdb: a distributed key-value store kept in a real git repository.
+//!
+//! Layers, bottom up (see `DESIGN.md` in the shared folder and the README):
+//! - [`store`] (GitFs): the git repository through gix — objects, trees, commits, refs, caches.
+//! - [`db`] (GitDb): keys, the journaled working layer, commit/rollback, history, clocks.
+//!
+//! Each layer only calls the one below it.
+
+pub mod db;
+pub mod defaults;
+pub mod store;
+
+pub use db::{
+    ClockOrdering, CommitOutcome, DbError, GitDb, HeadEvent, HeadOrigin, Hlc, Key, KeyError,
+    NodeId, Options, VectorClock,
+};
+pub use store::{Bytes, ObjectId, ValueMode};

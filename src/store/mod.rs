@@ -1,0 +1,727 @@
+//! store (GitFs): the git repository under everything, through gix.
+//!
+//! This layer knows objects, trees, commits and refs; it knows nothing of keys, working layers
+//! or merges. Its job on the read path is to make committed data cheap: trees, path lookups,
+//! blob contents, blob sizes and commit metadata are immutable once written (an object id names
+//! its content), so each is kept in a bounded cache and never read from disk twice while it
+//! stays hot. Its job on the write path is to write only what changed: a commit rewrites the
+//! trees on changed paths and nothing else (gix's tree editor), then moves the branch with a
+//! compare-and-swap so a concurrent writer (another node's merge, stock git) is never lost.
+//!
+//! `gix::Repository` is `!Sync`, so the store keeps a small pool of thread-local handles made
+//! from one `ThreadSafeRepository`: a FUSE worker borrows one for the duration of a call.
+
+mod cache;
+mod tree;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use gix::refs::Target;
+use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+
+pub use crate::store::cache::CacheConfig;
+use crate::store::cache::Caches;
+pub use crate::store::tree::{EntryKind, Tree, TreeEntry, ValueMode};
+
+pub use gix::ObjectId;
+
+/// Contents of a blob, shared between the cache and readers without copying.
+pub type Bytes = Arc<[u8]>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong in the store. Every variant names the object, ref or path concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the repository at {path}: {source}")]
+    Open { path: PathBuf, source: BoxError },
+    #[error("cannot create a repository at {path}: {source}")]
+    Create { path: PathBuf, source: BoxError },
+    #[error("object {id} is missing from the repository")]
+    Missing { id: ObjectId },
+    #[error("cannot read object {id}: {source}")]
+    Read { id: ObjectId, source: BoxError },
+    #[error("object {id} is not a {expected}")]
+    WrongKind {
+        id: ObjectId,
+        expected: &'static str,
+    },
+    #[error("cannot write {what}: {source}")]
+    Write {
+        what: &'static str,
+        source: BoxError,
+    },
+    #[error("cannot read ref {name}: {source}")]
+    Ref { name: String, source: BoxError },
+    #[error("ref {name} moved: expected {expected:?}, found {actual:?}")]
+    RefMoved {
+        name: String,
+        expected: Option<ObjectId>,
+        actual: Option<ObjectId>,
+    },
+    #[error("cannot update ref {name}: {source}")]
+    RefUpdate { name: String, source: BoxError },
+    #[error("unknown revision {spec:?}")]
+    UnknownRevision { spec: String },
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn boxed(e: impl Into<BoxError>) -> BoxError {
+    e.into()
+}
+
+/// One edit of a tree, applied in order by [`Store::write_tree`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeEdit<'a> {
+    /// Put a value at `path`, replacing whatever (value or whole directory) was there.
+    Upsert {
+        path: &'a str,
+        mode: ValueMode,
+        id: ObjectId,
+    },
+    /// Remove whatever is at `path` (a value or a whole directory); nothing there is fine.
+    Remove { path: &'a str },
+}
+
+/// The identity and time written into a commit.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    pub name: String,
+    pub email: String,
+    /// Seconds since the Unix epoch, UTC.
+    pub seconds: i64,
+}
+
+/// What a commit says, decoded once and cached.
+#[derive(Debug, Clone)]
+pub struct CommitInfo {
+    pub id: ObjectId,
+    pub tree: ObjectId,
+    pub parents: Vec<ObjectId>,
+    pub author: String,
+    pub seconds: i64,
+    pub message: String,
+}
+
+impl CommitInfo {
+    /// The first line of the message.
+    pub fn summary(&self) -> &str {
+        self.message.lines().next().unwrap_or("")
+    }
+}
+
+/// One difference between two trees, as a path and the entries on each side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeChange {
+    pub path: String,
+    pub old: Option<(EntryKind, ObjectId)>,
+    pub new: Option<(EntryKind, ObjectId)>,
+}
+
+/// The repository and its caches. `Send + Sync`; see the module docs for the handle pool.
+pub struct Store {
+    git_dir: PathBuf,
+    shared: gix::ThreadSafeRepository,
+    pool: Mutex<Vec<gix::Repository>>,
+    caches: Caches,
+    empty_tree: ObjectId,
+}
+
+impl Store {
+    /// Opens the repository at `path` (a bare repository, a `.git` directory, or a work tree),
+    /// creating a bare one there first if `path` does not exist or is an empty directory.
+    pub fn open_or_create(path: &Path, caches: CacheConfig) -> Result<Store> {
+        let empty_dir = path.is_dir()
+            && std::fs::read_dir(path)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
+        let repo = if !path.exists() || empty_dir {
+            std::fs::create_dir_all(path).map_err(|source| StoreError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            gix::init_bare(path).map_err(|e| StoreError::Create {
+                path: path.to_owned(),
+                source: boxed(e),
+            })?
+        } else {
+            gix::open(path).map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                source: boxed(e),
+            })?
+        };
+        Ok(Store::from_repo(repo, caches))
+    }
+
+    /// Opens an existing repository; never creates one.
+    pub fn open(path: &Path, caches: CacheConfig) -> Result<Store> {
+        let repo = gix::open(path).map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            source: boxed(e),
+        })?;
+        Ok(Store::from_repo(repo, caches))
+    }
+
+    fn from_repo(repo: gix::Repository, caches: CacheConfig) -> Store {
+        let git_dir = repo.git_dir().to_owned();
+        let empty_tree = ObjectId::empty_tree(repo.object_hash());
+        Store {
+            git_dir,
+            shared: repo.into_sync(),
+            pool: Mutex::new(Vec::new()),
+            caches: Caches::new(caches),
+            empty_tree,
+        }
+    }
+
+    /// The git directory (`.git`, or the bare repository itself).
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
+    }
+
+    /// The id of the empty tree, the root of a branch that has no commit yet.
+    pub fn empty_tree(&self) -> ObjectId {
+        self.empty_tree
+    }
+
+    /// Runs `f` with a thread-local repository handle borrowed from the pool.
+    fn with_repo<R>(&self, f: impl FnOnce(&gix::Repository) -> R) -> R {
+        let repo = self
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(|| {
+                let mut repo = self.shared.to_thread_local();
+                // Our own caches hold decoded objects; gix's would hold them a second time.
+                repo.object_cache_size(0);
+                repo
+            });
+        let out = f(&repo);
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < 16 {
+            pool.push(repo);
+        }
+        out
+    }
+
+    // ----- refs -------------------------------------------------------------------------------
+
+    /// The commit a ref points to, or `None` if the ref does not exist yet.
+    pub fn read_ref(&self, name: &str) -> Result<Option<ObjectId>> {
+        self.with_repo(|repo| {
+            let err = |e: BoxError| StoreError::Ref {
+                name: name.to_owned(),
+                source: e,
+            };
+            match repo.try_find_reference(name).map_err(|e| err(boxed(e)))? {
+                None => Ok(None),
+                Some(mut r) => Ok(Some(r.peel_to_id().map_err(|e| err(boxed(e)))?.detach())),
+            }
+        })
+    }
+
+    /// Points `name` at `new` if and only if it currently points at `expected` (`None`: the ref
+    /// must not exist). Fails with [`StoreError::RefMoved`] when someone else moved it first.
+    pub fn update_ref(
+        &self,
+        name: &str,
+        expected: Option<ObjectId>,
+        new: ObjectId,
+        log_message: &str,
+    ) -> Result<()> {
+        let edit = RefEdit {
+            change: Change::Update {
+                log: LogChange {
+                    mode: RefLog::AndReference,
+                    force_create_reflog: false,
+                    message: log_message.into(),
+                },
+                expected: match expected {
+                    Some(id) => PreviousValue::MustExistAndMatch(Target::Object(id)),
+                    None => PreviousValue::MustNotExist,
+                },
+                new: Target::Object(new),
+            },
+            name: name.try_into().map_err(|e| StoreError::RefUpdate {
+                name: name.to_owned(),
+                source: boxed(e),
+            })?,
+            deref: false,
+        };
+        let result = self.with_repo(|repo| repo.edit_reference(edit).map(|_| ()));
+        if let Err(e) = result {
+            let actual = self.read_ref(name)?;
+            if actual != expected {
+                return Err(StoreError::RefMoved {
+                    name: name.to_owned(),
+                    expected,
+                    actual,
+                });
+            }
+            return Err(StoreError::RefUpdate {
+                name: name.to_owned(),
+                source: boxed(e),
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes `HEAD` a symbolic ref to `branch_ref` if it is not one already, so that stock git
+    /// (`git log`, `git show`) looks at the branch gitdb writes.
+    pub fn point_head_at(&self, branch_ref: &str) -> Result<()> {
+        let path = self.git_dir.join("HEAD");
+        let want = format!("ref: {branch_ref}\n");
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current != want {
+            std::fs::write(&path, want).map_err(|source| StoreError::Io { path, source })?;
+        }
+        Ok(())
+    }
+
+    /// Resolves a revision (`main`, `main~2`, an id or a unique prefix) to a commit id.
+    pub fn resolve_commit(&self, spec: &str) -> Result<ObjectId> {
+        self.with_repo(|repo| {
+            let id = repo
+                .rev_parse_single(spec)
+                .map_err(|_| StoreError::UnknownRevision {
+                    spec: spec.to_owned(),
+                })?;
+            let object = id.object().map_err(|e| StoreError::Read {
+                id: id.detach(),
+                source: boxed(e),
+            })?;
+            let commit = object
+                .peel_to_commit()
+                .map_err(|_| StoreError::UnknownRevision {
+                    spec: spec.to_owned(),
+                })?;
+            Ok(commit.id)
+        })
+    }
+
+    // ----- reading ----------------------------------------------------------------------------
+
+    /// A decoded tree, cached.
+    pub fn tree(&self, id: ObjectId) -> Result<Arc<Tree>> {
+        if id == self.empty_tree {
+            return Ok(self.caches.empty_tree());
+        }
+        if let Some(tree) = self.caches.trees.get(&id) {
+            return Ok(tree);
+        }
+        let tree = self.with_repo(|repo| {
+            let object = self.find(repo, id)?;
+            if object.kind != gix::object::Kind::Tree {
+                return Err(StoreError::WrongKind {
+                    id,
+                    expected: "tree",
+                });
+            }
+            Tree::decode(&object.data, repo.object_hash()).map_err(|e| StoreError::Read {
+                id,
+                source: boxed(e),
+            })
+        })?;
+        let tree = Arc::new(tree);
+        self.caches.trees.insert(id, tree.clone());
+        Ok(tree)
+    }
+
+    fn find<'r>(&self, repo: &'r gix::Repository, id: ObjectId) -> Result<gix::Object<'r>> {
+        match repo.try_find_object(id) {
+            Ok(Some(object)) => Ok(object),
+            Ok(None) => Err(StoreError::Missing { id }),
+            Err(e) => Err(StoreError::Read {
+                id,
+                source: boxed(e),
+            }),
+        }
+    }
+
+    /// The entry at `path` (tree path, `""` for the root itself) below the tree `root`.
+    /// Cached per (root, path): a warm lookup is one hash probe, not a walk.
+    pub fn lookup(&self, root: ObjectId, path: &str) -> Result<Option<TreeEntry>> {
+        if path.is_empty() {
+            return Ok(Some(TreeEntry {
+                name: "".into(),
+                kind: EntryKind::Dir,
+                id: root,
+            }));
+        }
+        if let Some(hit) = self.caches.entries.get(&cache::EntryKeyRef(root, path)) {
+            return Ok(hit);
+        }
+        let mut tree = self.tree(root)?;
+        let mut found = None;
+        let mut components = path.split('/').peekable();
+        while let Some(name) = components.next() {
+            let Some(entry) = tree.get(name) else {
+                break;
+            };
+            if components.peek().is_none() {
+                found = Some(entry.clone());
+                break;
+            }
+            if entry.kind != EntryKind::Dir {
+                break;
+            }
+            tree = self.tree(entry.id)?;
+        }
+        self.caches
+            .entries
+            .insert(cache::EntryKey(root, path.into()), found.clone());
+        Ok(found)
+    }
+
+    /// The contents of a blob, cached when small enough.
+    pub fn blob(&self, id: ObjectId) -> Result<Bytes> {
+        if let Some(b) = self.caches.blobs.get(&id) {
+            return Ok(b);
+        }
+        let data: Bytes = self.with_repo(|repo| {
+            let object = self.find(repo, id)?;
+            if object.kind != gix::object::Kind::Blob {
+                return Err(StoreError::WrongKind {
+                    id,
+                    expected: "blob",
+                });
+            }
+            Ok(Bytes::from(object.detach().data))
+        })?;
+        self.caches.sizes.insert(id, data.len() as u64);
+        self.caches.insert_blob(id, &data);
+        Ok(data)
+    }
+
+    /// The size of a blob without reading its contents where the storage allows.
+    pub fn blob_size(&self, id: ObjectId) -> Result<u64> {
+        if let Some(size) = self.caches.sizes.get(&id) {
+            return Ok(size);
+        }
+        let size = self.with_repo(|repo| {
+            repo.find_header(id)
+                .map(|h| h.size())
+                .map_err(|e| StoreError::Read {
+                    id,
+                    source: boxed(e),
+                })
+        })?;
+        self.caches.sizes.insert(id, size);
+        Ok(size)
+    }
+
+    /// Whether the object database has `id`.
+    pub fn has_object(&self, id: ObjectId) -> bool {
+        id == self.empty_tree || self.with_repo(|repo| repo.has_object(id))
+    }
+
+    /// A commit's metadata, cached.
+    pub fn commit_info(&self, id: ObjectId) -> Result<Arc<CommitInfo>> {
+        if let Some(c) = self.caches.commits.get(&id) {
+            return Ok(c);
+        }
+        let info = self.with_repo(|repo| {
+            let object = self.find(repo, id)?;
+            if object.kind != gix::object::Kind::Commit {
+                return Err(StoreError::WrongKind {
+                    id,
+                    expected: "commit",
+                });
+            }
+            let read_err = |e: BoxError| StoreError::Read { id, source: e };
+            let commit = gix::objs::CommitRef::from_bytes(&object.data, repo.object_hash())
+                .map_err(|e| read_err(boxed(e)))?;
+            let author = commit.author().map_err(|e| read_err(boxed(e)))?;
+            let time = commit.time().map_err(|e| read_err(boxed(e)))?;
+            Ok(CommitInfo {
+                id,
+                tree: commit.tree(),
+                parents: commit.parents().collect(),
+                author: author.name.to_string(),
+                seconds: time.seconds,
+                message: commit.message.to_string(),
+            })
+        })?;
+        let info = Arc::new(info);
+        self.caches.commits.insert(id, info.clone());
+        Ok(info)
+    }
+
+    /// Up to `limit` commits reachable from `tip`, newest first (by commit time).
+    pub fn log(&self, tip: ObjectId, limit: usize) -> Result<Vec<Arc<CommitInfo>>> {
+        let ids: Vec<ObjectId> = self.with_repo(|repo| {
+            let walk = repo
+                .rev_walk([tip])
+                .sorting(gix::revision::walk::Sorting::ByCommitTime(
+                    Default::default(),
+                ))
+                .all()
+                .map_err(|e| StoreError::Read {
+                    id: tip,
+                    source: boxed(e),
+                })?;
+            let mut ids = Vec::new();
+            for info in walk.take(limit) {
+                let info = info.map_err(|e| StoreError::Read {
+                    id: tip,
+                    source: boxed(e),
+                })?;
+                ids.push(info.id);
+            }
+            Ok::<_, StoreError>(ids)
+        })?;
+        ids.into_iter().map(|id| self.commit_info(id)).collect()
+    }
+
+    /// Whether `ancestor` is reachable from `descendant` (or equal to it).
+    pub fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool> {
+        if ancestor == descendant {
+            return Ok(true);
+        }
+        let base = self.with_repo(|repo| {
+            repo.merge_base(ancestor, descendant)
+                .map(|b| b.map(|id| id.detach()))
+                .map_err(|e| StoreError::Read {
+                    id: descendant,
+                    source: boxed(e),
+                })
+        })?;
+        Ok(base == Some(ancestor))
+    }
+
+    /// Visits every value below the tree `root` (depth first, in name order), with its full
+    /// path under `prefix`.
+    pub fn walk_values(
+        &self,
+        root: ObjectId,
+        prefix: &str,
+        visit: &mut dyn FnMut(&str, &TreeEntry) -> Result<()>,
+    ) -> Result<()> {
+        let tree = self.tree(root)?;
+        for entry in tree.entries() {
+            let path = join(prefix, &entry.name);
+            match entry.kind {
+                EntryKind::Dir => self.walk_values(entry.id, &path, visit)?,
+                EntryKind::Value(_) => visit(&path, entry)?,
+                EntryKind::Submodule => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The values that differ between two trees. Subtrees with the same id are skipped without
+    /// being read, so the cost follows the size of the change, not of the trees.
+    pub fn diff_trees(&self, old: ObjectId, new: ObjectId) -> Result<Vec<TreeChange>> {
+        let mut out = Vec::new();
+        self.diff_into(Some(old), Some(new), "", &mut out)?;
+        Ok(out)
+    }
+
+    fn diff_into(
+        &self,
+        old: Option<ObjectId>,
+        new: Option<ObjectId>,
+        prefix: &str,
+        out: &mut Vec<TreeChange>,
+    ) -> Result<()> {
+        if old == new {
+            return Ok(());
+        }
+        let old_tree = old.map(|id| self.tree(id)).transpose()?;
+        let new_tree = new.map(|id| self.tree(id)).transpose()?;
+        let empty: &[TreeEntry] = &[];
+        let a = old_tree.as_deref().map_or(empty, |t| t.entries());
+        let b = new_tree.as_deref().map_or(empty, |t| t.entries());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            let ord = match (a.get(i), b.get(j)) {
+                (Some(x), Some(y)) => x.name.as_bytes().cmp(y.name.as_bytes()),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            let (x, y) = match ord {
+                std::cmp::Ordering::Less => {
+                    i += 1;
+                    (a.get(i - 1), None)
+                }
+                std::cmp::Ordering::Greater => {
+                    j += 1;
+                    (None, b.get(j - 1))
+                }
+                std::cmp::Ordering::Equal => {
+                    i += 1;
+                    j += 1;
+                    (a.get(i - 1), b.get(j - 1))
+                }
+            };
+            let name = x.or(y).map(|e| &*e.name).unwrap_or("");
+            let path = join(prefix, name);
+            let dir = |e: Option<&TreeEntry>| e.filter(|e| e.kind == EntryKind::Dir).map(|e| e.id);
+            let val = |e: Option<&TreeEntry>| {
+                e.filter(|e| matches!(e.kind, EntryKind::Value(_)))
+                    .map(|e| (e.kind, e.id))
+            };
+            // A name that is a directory on either side is compared below; a value that is
+            // replaced by a directory (or the reverse) shows up as a value change plus the
+            // directory's contents.
+            if dir(x).is_some() || dir(y).is_some() {
+                self.diff_into(dir(x), dir(y), &path, out)?;
+            }
+            let (vx, vy) = (val(x), val(y));
+            if vx != vy {
+                out.push(TreeChange {
+                    path,
+                    old: vx,
+                    new: vy,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    // ----- writing ----------------------------------------------------------------------------
+
+    /// Writes a blob (a no-op if it exists) and returns its id.
+    pub fn write_blob(&self, data: &[u8]) -> Result<ObjectId> {
+        let id = self.with_repo(|repo| {
+            repo.write_blob(data)
+                .map(|id| id.detach())
+                .map_err(|e| StoreError::Write {
+                    what: "blob",
+                    source: boxed(e),
+                })
+        })?;
+        self.caches.sizes.insert(id, data.len() as u64);
+        Ok(id)
+    }
+
+    /// Writes a blob from a reader without holding it in memory twice.
+    pub fn write_blob_stream(&self, reader: impl std::io::Read) -> Result<ObjectId> {
+        self.with_repo(|repo| {
+            repo.write_blob_stream(reader)
+                .map(|id| id.detach())
+                .map_err(|e| StoreError::Write {
+                    what: "blob",
+                    source: boxed(e),
+                })
+        })
+    }
+
+    /// Forces the loose files of the given objects to disk. Objects already in a pack (or not
+    /// present) are skipped: packs are written durably by whoever wrote them.
+    pub fn sync_objects(&self, ids: impl IntoIterator<Item = ObjectId>) -> Result<()> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for id in ids {
+            let hex = id.to_string();
+            let dir = self.git_dir.join("objects").join(&hex[..2]);
+            let path = dir.join(&hex[2..]);
+            match std::fs::File::open(&path) {
+                Ok(f) => f.sync_all().map_err(|source| StoreError::Io {
+                    path: path.clone(),
+                    source,
+                })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(StoreError::Io { path, source }),
+            }
+            dirs.insert(dir);
+        }
+        for dir in dirs {
+            if let Ok(d) = std::fs::File::open(&dir) {
+                d.sync_all()
+                    .map_err(|source| StoreError::Io { path: dir, source })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `edits` to the tree `base` and writes the result, rewriting only the trees on
+    /// edited paths. Empty trees left behind by removals disappear, as in git.
+    pub fn write_tree<'a>(
+        &self,
+        base: ObjectId,
+        edits: impl IntoIterator<Item = TreeEdit<'a>>,
+    ) -> Result<ObjectId> {
+        let write_err = |e: BoxError| StoreError::Write {
+            what: "tree",
+            source: e,
+        };
+        self.with_repo(|repo| {
+            let mut editor = repo.edit_tree(base).map_err(|e| write_err(boxed(e)))?;
+            for edit in edits {
+                match edit {
+                    TreeEdit::Upsert { path, mode, id } => {
+                        editor
+                            .upsert(path, mode.git_kind(), id)
+                            .map_err(|e| write_err(boxed(e)))?;
+                    }
+                    TreeEdit::Remove { path } => {
+                        editor.remove(path).map_err(|e| write_err(boxed(e)))?;
+                    }
+                }
+            }
+            editor
+                .write()
+                .map(|id| id.detach())
+                .map_err(|e| write_err(boxed(e)))
+        })
+    }
+
+    /// Writes a commit object (moving no ref) and returns its id.
+    pub fn write_commit(
+        &self,
+        tree: ObjectId,
+        parents: &[ObjectId],
+        author: &Signature,
+        message: &str,
+    ) -> Result<ObjectId> {
+        let time = gix::date::Time::new(author.seconds, 0);
+        let sig = gix::actor::Signature {
+            name: author.name.as_str().into(),
+            email: author.email.as_str().into(),
+            time,
+        };
+        let commit = gix::objs::Commit {
+            tree,
+            parents: parents.iter().copied().collect(),
+            author: sig.clone(),
+            committer: sig,
+            encoding: None,
+            message: message.into(),
+            extra_headers: Vec::new(),
+        };
+        self.with_repo(|repo| {
+            repo.write_object(&commit)
+                .map(|id| id.detach())
+                .map_err(|e| StoreError::Write {
+                    what: "commit",
+                    source: boxed(e),
+                })
+        })
+    }
+
+    /// Cache statistics for `status` and benchmarks.
+    pub fn cache_stats(&self) -> cache::CacheStats {
+        self.caches.stats()
+    }
+}
+
+/// `prefix/name`, or `name` at the root.
+pub fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        let mut s = String::with_capacity(prefix.len() + 1 + name.len());
+        s.push_str(prefix);
+        s.push('/');
+        s.push_str(name);
+        s
+    }
+}

@@ -1,0 +1,104 @@
+//! Decoded trees: the shape a directory has once read, sorted for binary search by name.
+
+use gix::ObjectId;
+
+/// How a value is stored: git's three blob modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ValueMode {
+    /// 100644
+    Regular,
+    /// 100755
+    Executable,
+    /// 120000: the value is the link target.
+    Symlink,
+}
+
+impl ValueMode {
+    pub fn git_kind(self) -> gix::object::tree::EntryKind {
+        use gix::object::tree::EntryKind as K;
+        match self {
+            ValueMode::Regular => K::Blob,
+            ValueMode::Executable => K::BlobExecutable,
+            ValueMode::Symlink => K::Link,
+        }
+    }
+
+    /// The git mode as an octal number (0o100644 ...).
+    pub fn octal(self) -> u32 {
+        self.git_kind() as u32
+    }
+}
+
+/// What a tree entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    Value(ValueMode),
+    Dir,
+    /// A gitlink (submodule commit) made by stock git: kept as is, never shown as a key.
+    Submodule,
+}
+
+/// One named entry of a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub name: Box<str>,
+    pub kind: EntryKind,
+    pub id: ObjectId,
+}
+
+/// A decoded tree. Entries whose names are not UTF-8 (possible in trees written by stock git)
+/// are left out: they cannot be keys, and commits keep them untouched because edits start from
+/// the stored tree, not from this view.
+#[derive(Debug, Default)]
+pub struct Tree {
+    entries: Vec<TreeEntry>,
+    /// Bytes held, for the cache weigher.
+    weight: usize,
+}
+
+impl Tree {
+    pub fn decode(data: &[u8], hash: gix::hash::Kind) -> Result<Tree, gix::Error> {
+        let tree = gix::objs::TreeRef::from_bytes(data, hash)?;
+        let mut entries: Vec<TreeEntry> = tree
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let name = std::str::from_utf8(e.filename).ok()?;
+                let kind = match e.mode.kind() {
+                    gix::object::tree::EntryKind::Tree => EntryKind::Dir,
+                    gix::object::tree::EntryKind::Blob => EntryKind::Value(ValueMode::Regular),
+                    gix::object::tree::EntryKind::BlobExecutable => {
+                        EntryKind::Value(ValueMode::Executable)
+                    }
+                    gix::object::tree::EntryKind::Link => EntryKind::Value(ValueMode::Symlink),
+                    gix::object::tree::EntryKind::Commit => EntryKind::Submodule,
+                };
+                Some(TreeEntry {
+                    name: name.into(),
+                    kind,
+                    id: e.oid.to_owned(),
+                })
+            })
+            .collect();
+        // Git orders a directory `a` as if named `a/`; we want plain byte order to search by name.
+        entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        let weight = entries.iter().map(|e| e.name.len() + 48).sum::<usize>() + 32;
+        Ok(Tree { entries, weight })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TreeEntry> {
+        self.entries
+            .binary_search_by(|e| e.name.as_bytes().cmp(name.as_bytes()))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
+    /// Entries in byte order of their names.
+    pub fn entries(&self) -> &[TreeEntry] {
+        &self.entries
+    }
+
+    pub fn weight(&self) -> usize {
+        self.weight
+    }
+}
