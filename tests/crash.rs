@@ -17,7 +17,9 @@ fn open(repo: &Path) -> GitDb {
 }
 
 fn value(i: u64) -> Vec<u8> {
-    format!("value {i} ").repeat((i % 50 + 1) as usize).into_bytes()
+    format!("value {i} ")
+        .repeat((i % 50 + 1) as usize)
+        .into_bytes()
 }
 
 /// The child's body: only runs when re-executed by a parent test.
@@ -63,14 +65,16 @@ impl Drop for Child {
 }
 
 fn spawn_child(repo: &Path, mode: &str) -> Child {
-    Child(Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
-        .env("GITDB_CRASH_CHILD", repo)
-        .env("GITDB_CRASH_MODE", mode)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap())
+    Child(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
+            .env("GITDB_CRASH_CHILD", repo)
+            .env("GITDB_CRASH_MODE", mode)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 #[test]
@@ -107,13 +111,21 @@ fn sigkill_mid_write_loses_nothing_that_sync_returned_for() {
             if i % 3 == 0 {
                 assert_eq!(got, None, "round {round}: deleted key {i} came back");
             } else {
-                assert_eq!(got.map(|v| v.to_vec()), Some(value(i)), "round {round}: key {i} lost");
+                assert_eq!(
+                    got.map(|v| v.to_vec()),
+                    Some(value(i)),
+                    "round {round}: key {i} lost"
+                );
             }
         }
         // Anything after the last sync is either whole or absent, never half-applied.
         for (key, _) in db.list_recursive("k").unwrap() {
             let i: u64 = key.rsplit('/').next().unwrap().parse().unwrap();
-            assert_eq!(db.get(&key).unwrap().unwrap().to_vec(), value(i), "round {round}: {key}");
+            assert_eq!(
+                db.get(&key).unwrap().unwrap().to_vec(),
+                value(i),
+                "round {round}: {key}"
+            );
         }
         db.commit("after crash", 9_999_999).unwrap();
         let out = Command::new("git")
@@ -122,7 +134,11 @@ fn sigkill_mid_write_loses_nothing_that_sync_returned_for() {
             .args(["fsck", "--strict", "--no-dangling"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -161,7 +177,11 @@ fn a_second_writer_process_is_told_who_holds_the_lock() {
         .args(["ls", "/"])
         .output()
         .unwrap();
-    assert!(ls.status.success(), "{}", String::from_utf8_lossy(&ls.stderr));
+    assert!(
+        ls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
     child.0.kill().unwrap();
     child.0.wait().unwrap();
     // Once the holder is gone, writing works again.
@@ -171,5 +191,9 @@ fn a_second_writer_process_is_told_who_holds_the_lock() {
         .args(["set", "/a", "1"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

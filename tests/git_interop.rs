@@ -49,7 +49,10 @@ fn stock_git_reads_what_gitdb_commits() {
     let repo = dir.path().join("db.git");
     gitdb_ok(&repo, &["set", "/users/alice/profile", "alice v1"]);
     gitdb_ok(&repo, &["set", "/app/port", "8080"]);
-    gitdb_ok(&repo, &["set", "--exec", "/bin/run", "#!/bin/sh\necho hi\n"]);
+    gitdb_ok(
+        &repo,
+        &["set", "--exec", "/bin/run", "#!/bin/sh\necho hi\n"],
+    );
     gitdb_ok(&repo, &["set", "--symlink", "/current", "app/port"]);
     let c1 = gitdb_ok(&repo, &["commit", "-m", "first config"]);
     assert_eq!(c1.trim().len(), 40);
@@ -58,13 +61,25 @@ fn stock_git_reads_what_gitdb_commits() {
     let c2 = gitdb_ok(&repo, &["commit", "-m", "second"]);
 
     assert_eq!(git(&repo, &["rev-parse", "main"]).trim(), c2.trim());
-    assert_eq!(git(&repo, &["show", "main:users/alice/profile"]), "alice v2");
+    assert_eq!(
+        git(&repo, &["show", "main:users/alice/profile"]),
+        "alice v2"
+    );
     assert_eq!(git(&repo, &["show", "main~1:app/port"]), "8080");
     let log = git(&repo, &["log", "--format=%an <%ae> %s"]);
-    assert_eq!(log, "node-a <node-a@gitdb> second\nnode-a <node-a@gitdb> first config\n");
+    assert_eq!(
+        log,
+        "node-a <node-a@gitdb> second\nnode-a <node-a@gitdb> first config\n"
+    );
     let tree = git(&repo, &["ls-tree", "-r", "main~1"]);
-    assert!(tree.contains("100755 blob") && tree.contains("bin/run"), "{tree}");
-    assert!(tree.contains("120000 blob") && tree.contains("current"), "{tree}");
+    assert!(
+        tree.contains("100755 blob") && tree.contains("bin/run"),
+        "{tree}"
+    );
+    assert!(
+        tree.contains("120000 blob") && tree.contains("current"),
+        "{tree}"
+    );
     // The stamp is a set of real git trailers.
     let msg = git(&repo, &["log", "-1", "--format=%B", "main"]);
     let trailers = Command::new("git")
@@ -123,7 +138,10 @@ fn cli_errors_are_clear_and_exit_codes_are_shell_friendly() {
     let repo = dir.path().join("db.git");
     let missing = gitdb(&repo, &["get", "/nope"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&missing.stderr), "gitdb: no such key: /nope\n");
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr),
+        "gitdb: no such key: /nope\n"
+    );
 
     gitdb_ok(&repo, &["set", "/a", "1"]);
     let bad = gitdb(&repo, &["set", "/a/b", "2"]);
@@ -144,10 +162,18 @@ fn cli_errors_are_clear_and_exit_codes_are_shell_friendly() {
         .unwrap();
     {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"piped\x00bytes").unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"piped\x00bytes")
+            .unwrap();
     }
     assert!(child.wait().unwrap().success());
-    assert_eq!(gitdb(&repo, &["get", "/from/stdin"]).stdout, b"piped\x00bytes");
+    assert_eq!(
+        gitdb(&repo, &["get", "/from/stdin"]).stdout,
+        b"piped\x00bytes"
+    );
     gitdb_ok(&repo, &["commit"]);
     let again = gitdb(&repo, &["commit"]);
     assert!(again.status.success());
@@ -159,6 +185,52 @@ fn cli_errors_are_clear_and_exit_codes_are_shell_friendly() {
     gitdb_ok(&repo, &["rollback"]);
     assert_eq!(gitdb(&repo, &["get", "/x"]).status.code(), Some(1));
     let show = gitdb_ok(&repo, &["show", "main"]);
-    assert!(show.contains("A /a") && show.contains("A /from/stdin"), "{show}");
+    assert!(
+        show.contains("A /a") && show.contains("A /from/stdin"),
+        "{show}"
+    );
     assert_eq!(gitdb_ok(&repo, &["show", "main", "/a"]), "1");
+}
+
+#[test]
+fn a_bulk_commit_writes_one_pack_that_stock_git_verifies() {
+    use gitdb::db::Options;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("db.git");
+    {
+        let db = gitdb::GitDb::open(
+            &repo,
+            gitdb::NodeId::new("bulk").unwrap(),
+            Options::default(),
+        )
+        .unwrap();
+        for i in 0..500 {
+            db.set(
+                &format!("/bulk/{}/k{i}", i % 10),
+                format!("value {i}\n").as_bytes(),
+            )
+            .unwrap();
+        }
+        // A large value takes the other path (written as a blob when set).
+        db.set("/big", &vec![7u8; 100 << 10]).unwrap();
+        db.commit("bulk", 1_000).unwrap();
+        assert_eq!(
+            db.get("/bulk/3/k123").unwrap().unwrap().to_vec(),
+            b"value 123\n"
+        );
+        db.set("/bulk/3/k123", b"changed").unwrap();
+        db.commit("one", 2_000).unwrap();
+    }
+    let packs: Vec<_> = std::fs::read_dir(repo.join("objects/pack"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .collect();
+    assert_eq!(packs.len(), 1, "the 500 new values go into one pack");
+    git(&repo, &["fsck", "--strict", "--no-dangling"]);
+    assert_eq!(git(&repo, &["show", "main~1:bulk/7/k457"]), "value 457\n");
+    assert_eq!(git(&repo, &["show", "main:bulk/3/k123"]), "changed");
+    assert_eq!(git(&repo, &["cat-file", "-s", "main:big"]).trim(), "102400");
+    // A fresh reader finds the packed values.
+    assert_eq!(gitdb_ok(&repo, &["get", "/bulk/9/k499"]), "value 499\n");
 }

@@ -1,8 +1,9 @@
 //! The journal: the working layer on disk, so that nothing `sync()` returned for is lost.
 //!
-//! An append-only file next to the repository (`<git-dir>/gitdb/journal`). Values themselves are
-//! written as git blobs when they are set (the journal records only their ids), so a record is a
-//! few dozen bytes whatever the value size, and a 256 MiB value is never copied into it.
+//! An append-only file next to the repository (`<git-dir>/gitdb/journal`). A small value (up to
+//! 64 KiB) travels inside its record and becomes a blob at commit, where all of them are written
+//! as one pack; a larger value is written as a git blob when it is set and the record holds only
+//! its id, so a 256 MiB value is never copied into the journal.
 //!
 //! Layout: the magic line `GITDBJ1\n`, then records, each `[len: u32 LE][crc32: u32 LE][payload]`
 //! with a postcard-encoded [`Record`] as payload. Replay stops at the first record that is short,
@@ -36,6 +37,12 @@ pub enum Record {
         mode: ValueMode,
         id: [u8; 20],
         size: u64,
+    },
+    /// A small value set, carried in the journal itself: its blob is written at commit.
+    SetInline {
+        key: String,
+        mode: ValueMode,
+        data: Vec<u8>,
     },
     /// A value or a whole prefix deleted.
     Delete { key: String },

@@ -254,10 +254,41 @@ pub struct HeadEvent {
 
 type Working = BTreeMap<String, Change>;
 
+/// Small values set but not yet in the object database (see the journal docs), by blob id.
+#[derive(Default, Clone)]
+struct Pending {
+    blobs: std::collections::HashMap<ObjectId, Bytes>,
+    bytes: usize,
+}
+
+impl Pending {
+    fn insert(&mut self, id: ObjectId, data: Bytes) {
+        let len = data.len();
+        if self.blobs.insert(id, data).is_none() {
+            self.bytes += len;
+        }
+    }
+
+    /// Keeps only the blobs `keep` says yes to.
+    fn retain(&mut self, mut keep: impl FnMut(&ObjectId) -> bool) {
+        self.blobs.retain(|id, _| keep(id));
+        self.bytes = self.blobs.values().map(|b| b.len()).sum();
+    }
+}
+
+/// Values up to this size are carried in the journal and written at commit (as one pack when
+/// there are many); larger ones are written as blobs when set.
+const INLINE_MAX: usize = 64 << 10;
+/// Past this many bytes of pending small values, new ones are written as blobs when set.
+const PENDING_MAX: usize = 256 << 20;
+/// From this many new blobs on, a commit writes them as one pack rather than loose files.
+const PACK_MIN: usize = 32;
+
 struct State {
     head: Option<ObjectId>,
     head_tree: ObjectId,
     working: Working,
+    pending: Pending,
     clock: VectorClock,
     hlc: Hlc,
 }
@@ -359,6 +390,7 @@ impl GitDb {
                 head,
                 head_tree,
                 working: Working::new(),
+                pending: Pending::default(),
                 clock: stamp.clock,
                 hlc: stamp.hlc.unwrap_or_default(),
             }),
@@ -374,12 +406,13 @@ impl GitDb {
     /// committing but before truncating the journal: the changes are committed, drop them.
     fn replay(&self, records: Vec<Record>) -> Result<()> {
         let mut working = Working::new();
+        let mut pending = Pending::default();
         let mut base: Option<Option<ObjectId>> = None;
         for record in records {
             if let Record::Base { head } = record {
                 base = Some(head.as_ref().map(journal::from_raw));
             } else {
-                apply_record(&mut working, record);
+                apply_record(&self.store, &mut working, &mut pending, record)?;
             }
         }
         let (head, head_tree) = {
@@ -395,20 +428,26 @@ impl GitDb {
                 None => Some(self.store.empty_tree()),
             };
             if let Some(base_tree) = base_tree
+                && self.materialize(&working, &pending).is_ok()
                 && self.build_tree(base_tree, &working).ok() == Some(head_tree)
             {
                 log::info!("journal already committed as {head:?}; dropping it");
                 working.clear();
+                pending = Pending::default();
             }
         }
         let dirty = !working.is_empty();
-        self.write_state().working = working;
+        {
+            let mut st = self.write_state();
+            st.working = working;
+            st.pending = pending;
+        }
         // Start every journal from a base record naming the head the overlay sits on.
         let mut js = self.lock_journal();
         if let Some(j) = js.journal.as_mut() {
             let st = self.read_state();
             let mut records = vec![Record::base(st.head)];
-            records.extend(working_records(&st.working));
+            records.extend(working_records(&st.working, &st.pending));
             if dirty || base != Some(st.head) {
                 j.rewrite(&records).map_err(|source| DbError::Journal {
                     path: j.path().to_owned(),
@@ -485,10 +524,18 @@ impl GitDb {
     pub fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let key = Key::parse_value(key)?;
         match self.resolve(&key)? {
-            Visible::Value(v, _) => Ok(Some(self.store.blob(v.id)?)),
+            Visible::Value(v, committed) => Ok(Some(self.read_value(v.id, committed)?)),
             Visible::Dir => Err(DbError::IsDirectory { key }),
             Visible::Absent => Ok(None),
         }
+    }
+
+    /// The contents of a visible value: a pending small value from memory, else the blob.
+    fn read_value(&self, id: ObjectId, committed: bool) -> Result<Bytes> {
+        if !committed && let Some(data) = self.read_state().pending.blobs.get(&id) {
+            return Ok(data.clone());
+        }
+        Ok(self.store.blob(id)?)
     }
 
     /// Size, mode and id of a value, or that `key` is a directory; `None` if nothing is there.
@@ -725,15 +772,29 @@ impl GitDb {
         // Checked again under the journal lock; this early check only avoids writing a blob
         // for a set that cannot succeed.
         self.check_can_hold_value(&key)?;
+        let size = value.len() as u64;
+        if value.len() <= INLINE_MAX && self.read_state().pending.bytes < PENDING_MAX {
+            let id = self.store.hash_blob(value)?;
+            let mut js = self.lock_journal();
+            self.check_can_hold_value(&key)?;
+            self.append(
+                &mut js,
+                &Record::SetInline {
+                    key: key.as_str().to_owned(),
+                    mode,
+                    data: value.to_vec(),
+                },
+            )?;
+            let mut st = self.write_state();
+            st.pending.insert(id, Bytes::from(value));
+            st.working.insert(
+                key.as_str().to_owned(),
+                Change::Set(StagedValue { id, mode, size }),
+            );
+            return Ok(());
+        }
         let id = self.store.write_blob(value)?;
-        self.stage(
-            key,
-            StagedValue {
-                id,
-                mode,
-                size: value.len() as u64,
-            },
-        )
+        self.stage(key, StagedValue { id, mode, size })
     }
 
     /// Sets `key` to a blob already written to the store (e.g. streamed by the mount).
@@ -858,7 +919,11 @@ impl GitDb {
         }
         let record = Record::Batch(batch);
         self.append(&mut js, &record)?;
-        apply_record(&mut self.write_state().working, record);
+        let mut st = self.write_state();
+        let State {
+            working, pending, ..
+        } = &mut *st;
+        apply_record(&self.store, working, pending, record)?;
         Ok(())
     }
 
@@ -906,11 +971,12 @@ impl GitDb {
         self.check_writable()?;
         let mut js = self.lock_journal();
         let head = self.read_state().head;
-        self.rewrite_journal(&mut js, head, &Working::new())?;
+        self.rewrite_journal(&mut js, head, &Working::new(), &Pending::default())?;
         js.unsynced.clear();
         let mut st = self.write_state();
         let n = st.working.len();
         st.working.clear();
+        st.pending = Pending::default();
         Ok(n)
     }
 
@@ -919,12 +985,13 @@ impl GitDb {
         js: &mut JournalState,
         head: Option<ObjectId>,
         working: &Working,
+        pending: &Pending,
     ) -> Result<()> {
         let Some(j) = js.journal.as_mut() else {
             return Ok(());
         };
         let mut records = vec![Record::base(head)];
-        records.extend(working_records(working));
+        records.extend(working_records(working, pending));
         j.rewrite(&records).map_err(|source| DbError::Journal {
             path: j.path().to_owned(),
             source,
@@ -936,12 +1003,13 @@ impl GitDb {
     pub fn commit(&self, message: &str, now_ms: u64) -> Result<CommitOutcome> {
         self.check_writable()?;
         let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut head, mut head_tree, snapshot, mut clock, hlc) = {
+        let (mut head, mut head_tree, snapshot, pending, mut clock, hlc) = {
             let st = self.read_state();
             (
                 st.head,
                 st.head_tree,
                 st.working.clone(),
+                st.pending.clone(),
                 st.clock.clone(),
                 st.hlc,
             )
@@ -949,6 +1017,7 @@ impl GitDb {
         if snapshot.is_empty() {
             return Ok(CommitOutcome::NothingToCommit);
         }
+        let written = self.materialize(&snapshot, &pending)?;
         const ATTEMPTS: u32 = 8;
         let mut committed = None;
         for _ in 0..ATTEMPTS {
@@ -997,40 +1066,53 @@ impl GitDb {
                 Err(e) => return Err(e.into()),
             }
         }
+        if committed.is_none() && self.build_tree(head_tree, &snapshot)? != head_tree {
+            return Err(DbError::CommitRace {
+                branch: self.branch.clone(),
+                attempts: ATTEMPTS,
+            });
+        }
+        // What is left: changes made while we committed. Pending values the commit wrote are
+        // in the object database now; the others stay in memory only if still referenced.
         let mut js = self.lock_journal();
-        let remaining = {
+        let (remaining, still_pending) = {
             let st = self.read_state();
             let mut remaining = st.working.clone();
             remaining.retain(|k, v| snapshot.get(k) != Some(v));
-            remaining
+            let referenced: std::collections::HashSet<ObjectId> = remaining
+                .values()
+                .filter_map(|c| match c {
+                    Change::Set(v) => Some(v.id),
+                    Change::Delete => None,
+                })
+                .collect();
+            let mut still_pending = st.pending.clone();
+            still_pending.retain(|id| referenced.contains(id) && !written.contains(id));
+            (remaining, still_pending)
         };
         match committed {
             None => {
-                // Either nothing changed or the race was lost every time.
-                let (head_now, tree_now) = (head, head_tree);
-                let nothing = self.build_tree(tree_now, &snapshot)? == tree_now;
-                if !nothing {
-                    return Err(DbError::CommitRace {
-                        branch: self.branch.clone(),
-                        attempts: ATTEMPTS,
-                    });
-                }
-                self.rewrite_journal(&mut js, head_now, &remaining)?;
-                let mut st = self.write_state();
-                st.working = remaining;
-                if st.head != head_now {
-                    st.head = head_now;
-                    st.head_tree = tree_now;
-                    st.clock.merge(&clock);
+                // Nothing changed relative to the head (which may have moved under us).
+                self.rewrite_journal(&mut js, head, &remaining, &still_pending)?;
+                let moved = {
+                    let mut st = self.write_state();
+                    st.working = remaining;
+                    st.pending = still_pending;
+                    st.head != head
+                };
+                drop(js);
+                if moved {
+                    self.adopt_head(head)?;
                 }
                 Ok(CommitOutcome::NothingToCommit)
             }
             Some((id, tree, new_clock, new_hlc)) => {
-                self.rewrite_journal(&mut js, Some(id), &remaining)?;
+                self.rewrite_journal(&mut js, Some(id), &remaining, &still_pending)?;
                 let old_tree = {
                     let mut st = self.write_state();
                     let old_tree = st.head_tree;
                     st.working = remaining;
+                    st.pending = still_pending;
                     st.head = Some(id);
                     st.head_tree = tree;
                     st.clock = new_clock;
@@ -1045,6 +1127,34 @@ impl GitDb {
                 })
             }
         }
+    }
+
+    /// Writes the pending small values `working` refers to into the object database: as one
+    /// pack when there are many, as loose objects otherwise. Returns the ids now stored.
+    fn materialize(
+        &self,
+        working: &Working,
+        pending: &Pending,
+    ) -> Result<std::collections::HashSet<ObjectId>> {
+        let mut ids = std::collections::HashSet::new();
+        let mut blobs = Vec::new();
+        for change in working.values() {
+            if let Change::Set(v) = change
+                && let Some(data) = pending.blobs.get(&v.id)
+                && ids.insert(v.id)
+            {
+                blobs.push(data.clone());
+            }
+        }
+        if blobs.len() >= PACK_MIN {
+            self.store
+                .write_blobs_packed(blobs.iter().map(|b| &b[..]))?;
+        } else {
+            for data in &blobs {
+                self.store.write_blob(data)?;
+            }
+        }
+        Ok(ids)
     }
 
     fn signature(&self, hlc: Hlc) -> Signature {
@@ -1384,9 +1494,20 @@ fn apply_delete(working: &mut Working, path: &str) {
 }
 
 /// Applies one journal record (other than `Base`) to the working layer.
-fn apply_record(working: &mut Working, record: Record) {
+fn apply_record(
+    store: &Store,
+    working: &mut Working,
+    pending: &mut Pending,
+    record: Record,
+) -> Result<()> {
     match record {
         Record::Base { .. } => {}
+        Record::SetInline { key, mode, data } => {
+            let id = store.hash_blob(&data)?;
+            let size = data.len() as u64;
+            pending.insert(id, Bytes::from(data));
+            working.insert(key, Change::Set(StagedValue { id, mode, size }));
+        }
         Record::Set {
             key,
             mode,
@@ -1403,10 +1524,11 @@ fn apply_record(working: &mut Working, record: Record) {
         Record::Delete { key } => apply_delete(working, &key),
         Record::Batch(records) => {
             for r in records {
-                apply_record(working, r);
+                apply_record(store, working, pending, r)?;
             }
         }
     }
+    Ok(())
 }
 
 fn set_record(key: &str, v: StagedValue) -> Record {
@@ -1418,9 +1540,19 @@ fn set_record(key: &str, v: StagedValue) -> Record {
     }
 }
 
-fn working_records(working: &Working) -> impl Iterator<Item = Record> + '_ {
+fn working_records<'a>(
+    working: &'a Working,
+    pending: &'a Pending,
+) -> impl Iterator<Item = Record> + 'a {
     working.iter().map(|(key, change)| match change {
-        Change::Set(v) => set_record(key, *v),
+        Change::Set(v) => match pending.blobs.get(&v.id) {
+            Some(data) => Record::SetInline {
+                key: key.clone(),
+                mode: v.mode,
+                data: data.to_vec(),
+            },
+            None => set_record(key, *v),
+        },
         Change::Delete => Record::Delete { key: key.clone() },
     })
 }
