@@ -185,8 +185,9 @@ fn encode(record: &Record) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Decodes records from a whole file; returns them and the length of the good prefix.
-fn decode(data: &[u8]) -> (Vec<Record>, usize) {
+/// Decodes records from a whole journal file; returns them and the length of the good prefix
+/// (what follows it is a torn or corrupt tail). Public for the fuzz target.
+pub fn decode(data: &[u8]) -> (Vec<Record>, usize) {
     let mut records = Vec::new();
     if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
         return (records, 0);
