@@ -297,7 +297,13 @@ struct JournalState {
     journal: Option<Journal>,
     /// Blobs written since the last `sync`, fsynced by it.
     unsynced: Vec<ObjectId>,
+    /// Records appended since the journal was last rewritten, to decide when to compact it.
+    appended: usize,
 }
+
+/// The journal is compacted once it holds this many records more than the working layer has
+/// entries, so a key rewritten all day without a commit costs neither disk nor memory.
+const COMPACT_SLACK: usize = 4096;
 
 /// The key-value store. See the module docs for the model and the lock order.
 pub struct GitDb {
@@ -385,6 +391,7 @@ impl GitDb {
             journal: Mutex::new(JournalState {
                 journal,
                 unsynced: Vec::new(),
+                appended: 0,
             }),
             state: RwLock::new(State {
                 head,
@@ -785,13 +792,15 @@ impl GitDb {
                     data: value.to_vec(),
                 },
             )?;
-            let mut st = self.write_state();
-            st.pending.insert(id, Bytes::from(value));
-            st.working.insert(
-                key.as_str().to_owned(),
-                Change::Set(StagedValue { id, mode, size }),
-            );
-            return Ok(());
+            {
+                let mut st = self.write_state();
+                st.pending.insert(id, Bytes::from(value));
+                st.working.insert(
+                    key.as_str().to_owned(),
+                    Change::Set(StagedValue { id, mode, size }),
+                );
+            }
+            return self.maybe_compact(&mut js);
         }
         let id = self.store.write_blob(value)?;
         self.stage(key, StagedValue { id, mode, size })
@@ -813,6 +822,7 @@ impl GitDb {
         self.write_state()
             .working
             .insert(key.as_str().to_owned(), Change::Set(value));
+        self.maybe_compact(&mut js)?;
         Ok(())
     }
 
@@ -858,6 +868,32 @@ impl GitDb {
             },
         )?;
         apply_delete(&mut self.write_state().working, key.as_str());
+        self.maybe_compact(js)
+    }
+
+    /// Rewrites the journal from the working layer once overwritten and deleted entries make
+    /// up most of it, and forgets pending values nothing refers to any more.
+    fn maybe_compact(&self, js: &mut JournalState) -> Result<()> {
+        let live = self.read_state().working.len();
+        if js.appended <= live + COMPACT_SLACK {
+            return Ok(());
+        }
+        let (head, working, pending) = {
+            let st = self.read_state();
+            let referenced: std::collections::HashSet<ObjectId> = st
+                .working
+                .values()
+                .filter_map(|c| match c {
+                    Change::Set(v) => Some(v.id),
+                    Change::Delete => None,
+                })
+                .collect();
+            let mut pending = st.pending.clone();
+            pending.retain(|id| referenced.contains(id));
+            (st.head, st.working.clone(), pending)
+        };
+        self.rewrite_journal(js, head, &working, &pending)?;
+        self.write_state().pending = pending;
         Ok(())
     }
 
@@ -868,7 +904,9 @@ impl GitDb {
         j.append(record).map_err(|source| DbError::Journal {
             path: j.path().to_owned(),
             source,
-        })
+        })?;
+        js.appended += 1;
+        Ok(())
     }
 
     /// Renames a value or a whole directory atomically (one journal record): `from` disappears
@@ -924,7 +962,8 @@ impl GitDb {
             working, pending, ..
         } = &mut *st;
         apply_record(&self.store, working, pending, record)?;
-        Ok(())
+        drop(st);
+        self.maybe_compact(&mut js)
     }
 
     fn check_parents_are_dirs(&self, key: &Key) -> Result<()> {
@@ -995,7 +1034,9 @@ impl GitDb {
         j.rewrite(&records).map_err(|source| DbError::Journal {
             path: j.path().to_owned(),
             source,
-        })
+        })?;
+        js.appended = 0;
+        Ok(())
     }
 
     /// Commits the working layer with `message` at physical time `now_ms` (Unix milliseconds;

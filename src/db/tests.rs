@@ -708,3 +708,24 @@ fn rename_moves_values_and_directories_atomically() {
     db.commit("renamed", 2_000).unwrap();
     assert_eq!(get(&db, "e/moved/s/b"), Some(b"2".to_vec()));
 }
+
+#[test]
+fn rewriting_one_key_all_day_keeps_the_journal_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    for i in 0..20_000u32 {
+        db.set("hot", &i.to_le_bytes()).unwrap();
+    }
+    db.sync().unwrap();
+    let len = std::fs::metadata(db.git_dir().join("gitdb/journal"))
+        .unwrap()
+        .len();
+    assert!(len < 256 * 1024, "journal grew to {len} bytes");
+    assert!(
+        db.read_state().pending.blobs.len() < 5_000,
+        "superseded values are forgotten"
+    );
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(get(&db, "hot"), Some(19_999u32.to_le_bytes().to_vec()));
+}
