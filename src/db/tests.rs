@@ -478,6 +478,7 @@ enum Op {
     Set(String, u8),
     Delete(String),
     DeletePrefix(String),
+    Rename(String, String),
     Commit,
     Rollback,
     Reopen,
@@ -492,6 +493,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (path(), any::<u8>()).prop_map(|(p, v)| Op::Set(p, v)),
         2 => path().prop_map(Op::Delete),
         1 => path().prop_map(Op::DeletePrefix),
+        2 => (path(), path()).prop_map(|(a, b)| Op::Rename(a, b)),
         2 => Just(Op::Commit),
         1 => Just(Op::Rollback),
         1 => Just(Op::Reopen),
@@ -522,6 +524,65 @@ fn model_children(m: &Model, p: &str) -> Vec<String> {
     out.into_iter().collect()
 }
 
+fn rename_error_name(e: &DbError) -> &'static str {
+    match e {
+        DbError::InvalidRename { .. } => "invalid",
+        DbError::NotFound { .. } => "not-found",
+        DbError::NotEmpty { .. } => "not-empty",
+        DbError::IsDirectory { .. } => "is-dir",
+        DbError::NotADirectory { .. } => "not-dir",
+        DbError::ParentIsValue { .. } => "parent-is-value",
+        _ => "other",
+    }
+}
+
+/// rename(2) on the model map, with the error the db must give.
+fn model_rename(m: &mut Model, from: &str, to: &str) -> Result<(), &'static str> {
+    if to.starts_with(&format!("{from}/")) {
+        return Err("invalid");
+    }
+    let from_val = m.contains_key(from);
+    let from_dir = model_is_dir(m, from);
+    if !from_val && !from_dir {
+        return Err("not-found");
+    }
+    if from == to {
+        return Ok(());
+    }
+    let to_val = m.contains_key(to);
+    let to_dir = model_is_dir(m, to);
+    if to_dir && from.starts_with(&format!("{to}/")) {
+        return Err("not-empty");
+    }
+    match (from_val, to_val, to_dir) {
+        (true, _, true) => return Err("is-dir"),
+        (false, true, _) => return Err("not-dir"),
+        (false, _, true) => return Err("not-empty"),
+        _ => {}
+    }
+    if Key::parse(to)
+        .unwrap()
+        .ancestors()
+        .any(|a| m.contains_key(a))
+    {
+        return Err("parent-is-value");
+    }
+    if from_val {
+        let v = m.remove(from).unwrap();
+        m.insert(to.to_owned(), v);
+    } else {
+        let prefix = format!("{from}/");
+        let moved: Vec<(String, u8)> = m
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (format!("{to}/{}", &k[prefix.len()..]), *v))
+            .collect();
+        m.retain(|k, _| !k.starts_with(&prefix));
+        m.extend(moved);
+    }
+    Ok(())
+}
+
 fn check_against_model(db: &GitDb, m: &Model) -> Result<(), TestCaseError> {
     let all: Vec<String> = db
         .list_recursive("")
@@ -547,7 +608,7 @@ fn check_against_model(db: &GitDb, m: &Model) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
     #[test]
     fn working_layer_matches_a_model_map(ops in proptest::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
@@ -585,6 +646,17 @@ proptest! {
                     let r = d.delete_prefix(&p);
                     prop_assert_eq!(r.is_ok(), exists, "{:?}", r);
                     visible.retain(|k, _| k != &p && !k.starts_with(&format!("{p}/")));
+                }
+                Op::Rename(from, to) => {
+                    let r = d.rename(&from, &to);
+                    match model_rename(&mut visible, &from, &to) {
+                        Ok(()) => prop_assert!(r.is_ok(), "{:?}", r),
+                        Err(expected) => prop_assert_eq!(
+                            r.as_ref().err().map(rename_error_name),
+                            Some(expected),
+                            "rename {} -> {}: {:?}", from, to, r
+                        ),
+                    }
                 }
                 Op::Commit => {
                     d.commit("c", 1_000).unwrap();
