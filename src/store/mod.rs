@@ -12,6 +12,7 @@
 //! from one `ThreadSafeRepository`: a FUSE worker borrows one for the duration of a call.
 
 mod cache;
+mod graph;
 mod tree;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 
 pub use crate::store::cache::CacheConfig;
 use crate::store::cache::Caches;
+pub use crate::store::graph::ObjectKind;
 pub use crate::store::tree::{EntryKind, Tree, TreeEntry, ValueMode};
 
 pub use gix::ObjectId;
