@@ -8,6 +8,7 @@
 
 pub mod db;
 pub mod defaults;
+pub mod merge;
 pub mod store;
 
 pub use db::{
