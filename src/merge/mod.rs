@@ -206,7 +206,7 @@ pub fn merge(
 
 fn is_ancestor(store: &Store, a: ObjectId, b: ObjectId) -> Result<bool> {
     store
-        .is_ancestor(a, b)
+        .descends_from(b, a)
         .map_err(|source| MergeError::Bases { a, b, source })
 }
 

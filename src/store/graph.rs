@@ -14,21 +14,53 @@ pub use gix::object::Kind as ObjectKind;
 impl Store {
     /// Every best common ancestor of `a` and `b` (git's `merge-base --all`), sorted by id so the
     /// answer does not depend on argument order. Empty for unrelated histories.
+    ///
+    /// gix 0.90's `merge_bases_many` can return redundant bases (its `remove_redundant` never
+    /// follows the second parent of a merge once the first was seen), so a candidate that is an
+    /// ancestor of another candidate is dropped here.
     pub fn merge_bases(&self, a: ObjectId, b: ObjectId) -> Result<Vec<ObjectId>> {
         if a == b {
             return Ok(vec![a]);
         }
-        let mut bases: Vec<ObjectId> = self.with_repo(|repo| {
+        let candidates = self.raw_merge_bases(a, b)?;
+        let mut bases = Vec::with_capacity(candidates.len());
+        for &c in &candidates {
+            let mut redundant = false;
+            for &d in &candidates {
+                if d != c && self.descends_from(d, c)? {
+                    redundant = true;
+                    break;
+                }
+            }
+            if !redundant {
+                bases.push(c);
+            }
+        }
+        bases.sort();
+        bases.dedup();
+        Ok(bases)
+    }
+
+    /// Whether `descendant` has `ancestor` in its history (or is it). Sound even where gix's
+    /// `merge_base` picks a redundant base first: an ancestor is always among the candidates.
+    pub fn descends_from(&self, descendant: ObjectId, ancestor: ObjectId) -> Result<bool> {
+        if descendant == ancestor {
+            return Ok(true);
+        }
+        Ok(self
+            .raw_merge_bases(ancestor, descendant)?
+            .contains(&ancestor))
+    }
+
+    fn raw_merge_bases(&self, a: ObjectId, b: ObjectId) -> Result<Vec<ObjectId>> {
+        self.with_repo(|repo| {
             repo.merge_bases_many(a, &[b])
                 .map(|ids| ids.into_iter().map(|id| id.detach()).collect())
                 .map_err(|e| StoreError::Read {
                     id: a,
                     source: boxed(e),
                 })
-        })?;
-        bases.sort();
-        bases.dedup();
-        Ok(bases)
+        })
     }
 
     /// The kind and bytes of any object.
