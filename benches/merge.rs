@@ -1,6 +1,11 @@
 //! Merge benchmark: two heads that each changed 10 keys (2 of them the same keys, so there are
-//! real conflicts) of a 1,000-key and of a 100,000-key store (directories of 1,000 keys). The
-//! merge cost should follow the changed keys, not the store size.
+//! real conflicts) of a 1,000-key and of a 100,000-key store. Keys are laid out with a fan-out of
+//! 100 (`TT/MM/NNNNNN`: top, middle and leaf directories of at most 100 entries), as a store
+//! grows in depth rather than in directory size. The merge cost should follow the changed keys,
+//! not the store size. Two key choices:
+//! - `same`: the same 10 keys per side in both stores (10 different leaf directories);
+//! - `spread`: keys spread over the whole store (in the 100k store every key in its own top
+//!   directory, so more trees are rewritten than in the 1k store, whose keys share one top).
 //!
 //! `cargo bench --bench merge` — criterion measures the warm merge (`merge_commits`: merge
 //! bases, both tree diffs, per-key resolution, tree and commit writes; no ref move); a cold
@@ -23,7 +28,7 @@ struct Fixture {
 }
 
 fn key(i: usize) -> String {
-    format!("d{:03}/k{:06}", i / 1000, i)
+    format!("{:02}/{:02}/{:06}", i / 10_000, (i / 100) % 100, i)
 }
 
 fn commit(store: &Store, tree: ObjectId, parents: &[ObjectId], node: &str, n: u64) -> ObjectId {
@@ -50,7 +55,7 @@ fn commit(store: &Store, tree: ObjectId, parents: &[ObjectId], node: &str, n: u6
         .unwrap()
 }
 
-fn fixture(n: usize) -> Fixture {
+fn fixture(n: usize, stride: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("repo.git");
     let store = Store::open_or_create(&path, CacheConfig::default()).unwrap();
@@ -69,7 +74,7 @@ fn fixture(n: usize) -> Fixture {
     let side = |node: &str, offset: usize, salt: &str| {
         let changed: Vec<(String, ObjectId)> = (0..10)
             .map(|j| {
-                let i = (j * 7919 + offset) % n;
+                let i = (j * stride + offset) % n;
                 let id = store
                     .write_blob(format!("{salt} {j}\n").as_bytes())
                     .unwrap();
@@ -88,9 +93,9 @@ fn fixture(n: usize) -> Fixture {
             .unwrap();
         commit(&store, tree, &[base], node, 2)
     };
-    // Side y's first 2 keys are side x's keys 8 and 9 (8*7919 and 9*7919): conflicts.
+    // Side y's first 2 keys are side x's keys 8 and 9: conflicts.
     let x = side("node-a", 0, "x");
-    let y = side("node-b", 8 * 7919, "y");
+    let y = side("node-b", 8 * stride, "y");
     Fixture {
         _dir: dir,
         path,
@@ -111,15 +116,24 @@ fn cold(f: &Fixture, strategy: &Strategy) -> f64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let sizes = [1_000usize, 100_000];
-    let fixtures: Vec<(usize, Fixture)> = sizes.iter().map(|&n| (n, fixture(n))).collect();
+    // (name, keys, stride between changed keys)
+    let cases = [
+        ("same", 1_000usize, 101usize),
+        ("same", 100_000, 101),
+        ("spread", 1_000, 97),
+        ("spread", 100_000, 9_901),
+    ];
+    let fixtures: Vec<(String, Fixture)> = cases
+        .iter()
+        .map(|&(name, n, stride)| (format!("{n}_keys_{name}"), fixture(n, stride)))
+        .collect();
     for (n, f) in &fixtures {
         let store = Store::open(Path::new(&f.path), CacheConfig::default()).unwrap();
         let m = merge_commits(&store, f.x, f.y, &Strategy::KeepBoth).unwrap();
         assert_eq!(m.new_conflicts.len(), 2, "{m:?}");
         for s in [Strategy::LastWriteWins, Strategy::KeepBoth] {
             println!(
-                "cold merge, {n} keys, {s:?}: best of 5 = {:.3} ms",
+                "cold merge, {n}, {s:?}: best of 5 = {:.3} ms",
                 cold(f, &s)
             );
         }
@@ -128,7 +142,7 @@ fn bench(c: &mut Criterion) {
     for (n, f) in &fixtures {
         let store = Store::open(&f.path, CacheConfig::default()).unwrap();
         for s in [Strategy::LastWriteWins, Strategy::KeepBoth] {
-            group.bench_function(format!("{n}_keys_{s:?}"), |b| {
+            group.bench_function(format!("{n}_{s:?}"), |b| {
                 b.iter(|| black_box(merge_commits(&store, f.x, f.y, &s).unwrap()))
             });
         }
