@@ -132,10 +132,7 @@ fn bench(c: &mut Criterion) {
         let m = merge_commits(&store, f.x, f.y, &Strategy::KeepBoth).unwrap();
         assert_eq!(m.new_conflicts.len(), 2, "{m:?}");
         for s in [Strategy::LastWriteWins, Strategy::KeepBoth] {
-            println!(
-                "cold merge, {n}, {s:?}: best of 5 = {:.3} ms",
-                cold(f, &s)
-            );
+            println!("cold merge, {n}, {s:?}: best of 5 = {:.3} ms", cold(f, &s));
         }
     }
     let mut group = c.benchmark_group("merge_10_changed_keys_each");

@@ -228,10 +228,7 @@ pub fn merge_commits(
     let bases = base::merge_bases(store, x, y)?;
     let merged = three_way::merge_trees(store, x, y, &bases, strategy)?;
 
-    let (sx, sy) = (
-        CommitStamp::from_message(&xi.message),
-        CommitStamp::from_message(&yi.message),
-    );
+    let (sx, sy) = (writer::stamp_of(store, x)?, writer::stamp_of(store, y)?);
     let mut clock = sx.clock.clone();
     clock.merge(&sy.clock);
     let seconds = xi.seconds.max(yi.seconds);

@@ -395,3 +395,44 @@ fn conflict_trailers_round_trip_odd_keys() {
     );
     assert_eq!(record::parse_conflicts(&msg), keys);
 }
+
+#[test]
+fn stock_git_commit_in_history_is_labelled_by_commit_and_keeps_the_clock() {
+    let (a, b) = pair(&[("k", Some("0"))]);
+    // A commit made by stock git (no trailers) on a's branch.
+    let store = a.db.store();
+    let head = a.db.head().unwrap();
+    let base_tree = store.commit_info(head).unwrap().tree;
+    let blob = store.write_blob(b"by git").unwrap();
+    let tree = store
+        .write_tree(
+            base_tree,
+            [crate::store::TreeEdit::Upsert {
+                path: "k",
+                mode: crate::store::ValueMode::Regular,
+                id: blob,
+            }],
+        )
+        .unwrap();
+    let sig = Signature {
+        name: "someone".into(),
+        email: "someone@example.com".into(),
+        seconds: 3,
+    };
+    let git_commit = store
+        .write_commit(tree, &[head], &sig, "edited with git\n")
+        .unwrap();
+    a.db.move_head(Some(head), git_commit, "test").unwrap();
+    commit(&b, &[("k", Some("b"))], 2000);
+    exchange(&a, &b, &Strategy::KeepBoth);
+    let label = format!("commit-{}", &git_commit.to_string()[..7]);
+    assert_eq!(
+        get(&a, "k").unwrap(),
+        format!("<<<<<<< {label}\nby git\n=======\nb\n>>>>>>> node-b\n")
+    );
+    let info = a.db.store().commit_info(a.db.head().unwrap()).unwrap();
+    assert_eq!(
+        CommitStamp::from_message(&info.message).clock.to_string(),
+        "node-a=1 node-b=1"
+    );
+}

@@ -68,6 +68,35 @@ impl Writer {
     }
 }
 
+/// The stamp of commit `id`, or for a commit made by stock git (no trailers), the clock and HLC
+/// of its nearest stamped first-parent ancestor (node left empty: the writer is not a gitdb
+/// node). Bounded to 64 steps; an unstamped history gives the empty stamp. Depends only on
+/// history, so it is the same on every node.
+pub fn stamp_of(store: &Store, id: ObjectId) -> Result<CommitStamp> {
+    let mut at = id;
+    for _ in 0..64 {
+        let info = store
+            .commit_info(at)
+            .map_err(|source| MergeError::Commit { commit: at, source })?;
+        let stamp = CommitStamp::from_message(&info.message);
+        if stamp.node.is_some() || !stamp.clock.is_empty() {
+            return Ok(if at == id {
+                stamp
+            } else {
+                CommitStamp {
+                    node: None,
+                    ..stamp
+                }
+            });
+        }
+        match info.parents.first() {
+            Some(p) => at = *p,
+            None => break,
+        }
+    }
+    Ok(CommitStamp::default())
+}
+
 /// Finds the last writer of `path` (whose value at `head` is `value`).
 pub fn last_writer(store: &Store, head: ObjectId, path: &str, value: Value) -> Result<Writer> {
     let info = |id: ObjectId| {
@@ -87,9 +116,8 @@ pub fn last_writer(store: &Store, head: ObjectId, path: &str, value: Value) -> R
         }
         break;
     }
-    let c = info(at)?;
     Ok(Writer {
         commit: at,
-        stamp: CommitStamp::from_message(&c.message),
+        stamp: stamp_of(store, at)?,
     })
 }
