@@ -174,7 +174,7 @@ pub fn merge_trees(
     }
     removes.reverse();
     let tree = store
-        .write_tree(xt, removes.into_iter().chain(upserts))
+        .write_tree_trusted(xt, removes.into_iter().chain(upserts))
         .map_err(|source| MergeError::Write { a: x, b: y, source })?;
     Ok(MergedTree {
         tree,
