@@ -137,6 +137,7 @@ fn merge_is_symmetric_byte_identical_in_either_direction() {
         parents.sort();
         assert_eq!(info.parents, parents, "parents in canonical order");
         assert_eq!(info.author, MERGE_IDENTITY);
+        assert_eq!(info.seconds, 2, "the later head's time, not the wall clock");
         let stamp = CommitStamp::from_message(&info.message);
         assert_eq!(stamp.clock.to_string(), "node-a=2 node-b=1");
         assert_eq!(
@@ -435,4 +436,14 @@ fn stock_git_commit_in_history_is_labelled_by_commit_and_keeps_the_clock() {
         CommitStamp::from_message(&info.message).clock.to_string(),
         "node-a=1 node-b=1"
     );
+}
+
+#[test]
+fn merging_an_unknown_commit_is_a_typed_error_naming_it() {
+    let (a, _b) = pair(&[("k", Some("0"))]);
+    let missing = ObjectId::from_hex(b"0123456789012345678901234567890123456789").unwrap();
+    match merge(&a.db, missing, None, &Strategy::KeepBoth, 0) {
+        Err(MergeError::Commit { commit, .. }) => assert_eq!(commit, missing),
+        other => panic!("{other:?}"),
+    }
 }
