@@ -111,8 +111,6 @@ fn merge_driver_from_the_cli() {
         &[
             "merge",
             "refs/remotes/a/main",
-            "--strategy",
-            "custom",
             "--merge-driver",
             "printf ' & ' >> %A; cat %B >> %A",
         ],
@@ -123,4 +121,33 @@ fn merge_driver_from_the_cli() {
     );
     assert_eq!(gitdb(&b, "node-b", &["get", "/k"]), "from a & from b");
     git(&b, &["fsck", "--strict"]);
+}
+
+#[test]
+fn lww_from_the_cli_takes_the_later_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = setup(dir.path());
+    // a writes k again, later than b's write: a's value wins on b.
+    gitdb(&a, "node-a", &["set", "/k", "a again"]);
+    gitdb(&a, "node-a", &["commit", "-m", "a2"]);
+    git(
+        &b,
+        &[
+            "fetch",
+            "-q",
+            a.to_str().unwrap(),
+            "main:refs/remotes/a/main",
+        ],
+    );
+    let out = gitdb(
+        &b,
+        "node-b",
+        &["merge", "refs/remotes/a/main", "--strategy", "lww"],
+    );
+    assert!(
+        out.starts_with("merged ") && !out.contains("conflict"),
+        "{out}"
+    );
+    assert_eq!(gitdb(&b, "node-b", &["get", "/k"]), "a again");
+    assert_eq!(gitdb(&b, "node-b", &["get", "/only-b"]), "2");
 }

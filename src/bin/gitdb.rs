@@ -79,9 +79,10 @@ enum Cmd {
     /// into the branch; prints `noop`, `fast-forward <id>` or `merged <id>` and any conflicts.
     Merge {
         rev: String,
-        #[arg(long, value_enum, default_value = "keep-both")]
-        strategy: MergeStrategy,
-        /// With `--strategy custom`: a command in git's merge-driver form, e.g. 'cmd %O %A %B'.
+        /// Default: keep-both, or custom when --merge-driver is given.
+        #[arg(long, value_enum)]
+        strategy: Option<MergeStrategy>,
+        /// A command in git's merge-driver form, e.g. 'cmd %O %A %B' (implies custom).
         #[arg(long)]
         merge_driver: Option<String>,
         /// How long the merge driver may run per key, in milliseconds.
@@ -280,16 +281,18 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         } => {
             use gitdb::merge::{MergeOutcome, Strategy};
             let strategy = match (strategy, merge_driver) {
-                (MergeStrategy::Custom, Some(cmd)) => gitdb::merge::merge_driver(
+                (Some(MergeStrategy::Custom) | None, Some(cmd)) => gitdb::merge::merge_driver(
                     &cmd,
                     std::time::Duration::from_millis(driver_timeout_ms),
                 ),
-                (MergeStrategy::Custom, None) => {
+                (Some(MergeStrategy::Custom), None) => {
                     return Err("--strategy custom needs --merge-driver CMD".into());
                 }
-                (_, Some(_)) => return Err("--merge-driver needs --strategy custom".into()),
-                (MergeStrategy::Lww, None) => Strategy::LastWriteWins,
-                (MergeStrategy::KeepBoth, None) => Strategy::KeepBoth,
+                (Some(_), Some(_)) => {
+                    return Err("--merge-driver only goes with --strategy custom".into());
+                }
+                (Some(MergeStrategy::Lww), None) => Strategy::LastWriteWins,
+                (Some(MergeStrategy::KeepBoth) | None, None) => Strategy::KeepBoth,
             };
             let theirs = db.resolve_rev(&rev)?;
             match gitdb::merge::merge(&db, theirs, None, &strategy, gitdb::defaults::now_ms())? {
