@@ -18,8 +18,9 @@
 //! merge itself made) and that sibling is listed as a conflict. This is the same under every
 //! strategy: neither side's subtree is dropped silently.
 //!
-//! The result is written as edits on `x`'s tree (removals first, then upserts in path order);
-//! since a git tree id is a function of its contents, starting from `x` or `y` gives the same id.
+//! The result is written as edits on `x`'s tree (removals first, then upserts in path order) with
+//! `Store::write_tree_trusted`, which rewrites only the trees on edited paths; since a git tree
+//! id is a function of its contents, starting from `x` or `y` gives the same id.
 
 use std::collections::{BTreeMap, BTreeSet};
 
