@@ -3,11 +3,14 @@
 //! Layers, bottom up (see `DESIGN.md` in the shared folder and the README):
 //! - [`store`] (GitFs): the git repository through gix — objects, trees, commits, refs, caches.
 //! - [`db`] (GitDb): keys, the journaled working layer, commit/rollback, history, clocks.
+//! - [`merge`]: deterministic, convergent three-way merge of two heads (LastWriteWins,
+//!   KeepBoth, Custom), merge commits every node writes identically.
 //!
 //! Each layer only calls the one below it.
 
 pub mod db;
 pub mod defaults;
+pub mod merge;
 pub mod store;
 
 pub use db::{

@@ -75,6 +75,27 @@ enum Cmd {
     Show { rev: String, key: Option<String> },
     /// Keys that differ between two commits.
     Diff { from: String, to: String },
+    /// Merge a commit present in the repository (e.g. fetched by `git fetch` from another node)
+    /// into the branch; prints `noop`, `fast-forward <id>` or `merged <id>` and any conflicts.
+    Merge {
+        rev: String,
+        /// Default: keep-both, or custom when --merge-driver is given.
+        #[arg(long, value_enum)]
+        strategy: Option<MergeStrategy>,
+        /// A command in git's merge-driver form, e.g. 'cmd %O %A %B' (implies custom).
+        #[arg(long)]
+        merge_driver: Option<String>,
+        /// How long the merge driver may run per key, in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        driver_timeout_ms: u64,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MergeStrategy {
+    Lww,
+    KeepBoth,
+    Custom,
 }
 
 fn main() -> ExitCode {
@@ -97,7 +118,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let writes = matches!(
         cli.cmd,
-        Cmd::Set { .. } | Cmd::Rm { .. } | Cmd::Commit { .. } | Cmd::Rollback
+        Cmd::Set { .. } | Cmd::Rm { .. } | Cmd::Commit { .. } | Cmd::Rollback | Cmd::Merge { .. }
     );
     // Readers never take the writer lock, so they work beside a running gitdb-mount.
     let read_only = !writes && repo.exists();
@@ -250,6 +271,39 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Cmd::Diff { from, to } => {
             for c in db.diff(&from, &to)? {
                 writeln!(out, "{} /{}", diff_letter(c.change), c.key)?;
+            }
+        }
+        Cmd::Merge {
+            rev,
+            strategy,
+            merge_driver,
+            driver_timeout_ms,
+        } => {
+            use gitdb::merge::{MergeOutcome, Strategy};
+            let strategy = match (strategy, merge_driver) {
+                (Some(MergeStrategy::Custom) | None, Some(cmd)) => gitdb::merge::merge_driver(
+                    &cmd,
+                    std::time::Duration::from_millis(driver_timeout_ms),
+                ),
+                (Some(MergeStrategy::Custom), None) => {
+                    return Err("--strategy custom needs --merge-driver CMD".into());
+                }
+                (Some(_), Some(_)) => {
+                    return Err("--merge-driver only goes with --strategy custom".into());
+                }
+                (Some(MergeStrategy::Lww), None) => Strategy::LastWriteWins,
+                (Some(MergeStrategy::KeepBoth) | None, None) => Strategy::KeepBoth,
+            };
+            let theirs = db.resolve_rev(&rev)?;
+            match gitdb::merge::merge(&db, theirs, None, &strategy, gitdb::defaults::now_ms())? {
+                MergeOutcome::NoOp => writeln!(out, "noop")?,
+                MergeOutcome::FastForward { to, .. } => writeln!(out, "fast-forward {to}")?,
+                MergeOutcome::Merged { commit, conflicts } => {
+                    writeln!(out, "merged {commit}")?;
+                    for key in conflicts {
+                        writeln!(out, "conflict /{key}")?;
+                    }
+                }
             }
         }
     }

@@ -8,7 +8,17 @@ fn node(s: &str) -> NodeId {
 }
 
 fn open(dir: &Path) -> GitDb {
-    GitDb::open(dir.join("repo.git"), node("n1"), Options::default()).unwrap()
+    // Other tests in this process spawn programs; a child forked between our drop of the lock
+    // file and its exec briefly shares the lock, so a reopen waits for that, with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match GitDb::open(dir.join("repo.git"), node("n1"), Options::default()) {
+            Err(DbError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            other => return other.unwrap(),
+        }
+    }
 }
 
 fn get(db: &GitDb, key: &str) -> Option<Vec<u8>> {

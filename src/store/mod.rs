@@ -12,6 +12,7 @@
 //! from one `ThreadSafeRepository`: a FUSE worker borrows one for the duration of a call.
 
 mod cache;
+mod graph;
 mod tree;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 
 pub use crate::store::cache::CacheConfig;
 use crate::store::cache::Caches;
+pub use crate::store::graph::ObjectKind;
 pub use crate::store::tree::{EntryKind, Tree, TreeEntry, ValueMode};
 
 pub use gix::ObjectId;
@@ -481,20 +483,10 @@ impl Store {
         ids.into_iter().map(|id| self.commit_info(id)).collect()
     }
 
-    /// Whether `ancestor` is reachable from `descendant` (or equal to it).
+    /// Whether `ancestor` is reachable from `descendant` (or equal to it). Not through gix's
+    /// `merge_base`, which can answer with a redundant base (see `graph.rs`).
     pub fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool> {
-        if ancestor == descendant {
-            return Ok(true);
-        }
-        let base = self.with_repo(|repo| {
-            repo.merge_base(ancestor, descendant)
-                .map(|b| b.map(|id| id.detach()))
-                .map_err(|e| StoreError::Read {
-                    id: descendant,
-                    source: boxed(e),
-                })
-        })?;
-        Ok(base == Some(ancestor))
+        self.descends_from(descendant, ancestor)
     }
 
     /// Visits every value below the tree `root` (depth first, in name order), with its full

@@ -1,0 +1,267 @@
+//! merge: the one result every node agrees on when two heads meet.
+//!
+//! Gossip hands us a peer's head; [`merge`] decides by ancestry (nothing to do, fast-forward, or a
+//! real merge) and, for a real merge, builds a commit that is a function of the two heads alone,
+//! so that every node merging the same pair in either direction writes the *same* commit id and
+//! gossip converges instead of producing merge storms. Layout, one concept per file:
+//! - [`base`]: which common ancestor(s) the three-way merge compares against (criss-cross and
+//!   unrelated histories included).
+//! - [`three_way`]: the per-key merge over the two tree diffs, value-vs-directory repair and the
+//!   tree edits; cost grows with the changed keys, not the store.
+//! - [`writer`]: the commit that last wrote a key on one side, and the total "later write" order
+//!   (vector clock dominance, then hybrid timestamp, then node id, then commit id).
+//! - [`strategy`]: LastWriteWins, KeepBoth (conflict markers) and Custom resolvers.
+//! - [`driver`]: the external merge-driver command (`cmd %O %A %B`) as a Custom resolver.
+//! - [`record`]: where conflicted keys are recorded (trailers of the merge commit) and
+//!   [`conflicts`], which reads them back from a head.
+//!
+//! # Determinism rules
+//! The two heads are put in canonical order (by commit id) before anything else, and nothing
+//! below looks at which one is "ours". The merge commit has: parents sorted by id; author and
+//! committer `gitdb-merge <gitdb-merge@gitdb>`; time = the later of the two heads' commit times;
+//! message `Merge <id1> and <id2>` plus trailers; `Gitdb-Clock` = element-wise max of the two
+//! heads' clocks; `Gitdb-Hlc` = the larger head HLC plus one logical tick (so a value written by
+//! a merge is ordered after everything it merged); `Gitdb-Merge` = the strategy name; and one
+//! `Gitdb-Conflict` trailer per conflicted key. Neither the local wall clock nor the local node
+//! enters the commit.
+
+pub mod base;
+pub mod driver;
+pub mod record;
+pub mod strategy;
+pub mod three_way;
+pub mod writer;
+
+use crate::db::{CommitStamp, DbError, GitDb, Hlc, VectorClock};
+use crate::store::{ObjectId, Signature, Store, StoreError};
+
+pub use crate::merge::driver::merge_driver;
+pub use crate::merge::record::{conflicts, conflicts_at};
+pub use crate::merge::strategy::{ConflictCase, Content, Resolution, Resolver, Side, Strategy};
+
+/// Name and email of every merge commit (derived from nothing local, so identical everywhere).
+pub const MERGE_IDENTITY: &str = "gitdb-merge";
+/// Trailer naming the strategy a merge commit was made with.
+pub const TRAILER_MERGE: &str = "Gitdb-Merge";
+
+/// Errors of the merge layer, each naming the commit (and key) concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("cannot read commit {commit}: {source}")]
+    Commit {
+        commit: ObjectId,
+        source: StoreError,
+    },
+    #[error("cannot find the merge bases of {a} and {b}: {source}")]
+    Bases {
+        a: ObjectId,
+        b: ObjectId,
+        source: StoreError,
+    },
+    #[error("cannot read key {key} at {commit}: {source}")]
+    Key {
+        commit: ObjectId,
+        key: String,
+        source: StoreError,
+    },
+    #[error("cannot write the merge of {a} and {b}: {source}")]
+    Write {
+        a: ObjectId,
+        b: ObjectId,
+        source: StoreError,
+    },
+    #[error("cannot move the head to {commit}: {source}")]
+    MoveHead { commit: ObjectId, source: DbError },
+    #[error("merging {theirs}: the head kept moving under us ({attempts} attempts)")]
+    Race { theirs: ObjectId, attempts: u32 },
+}
+
+pub type Result<T, E = MergeError> = std::result::Result<T, E>;
+
+/// What [`merge`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// Their head is ours or one of our ancestors: nothing to do.
+    NoOp,
+    /// Our head was an ancestor of theirs (or we had none): the branch now points at theirs.
+    FastForward {
+        from: Option<ObjectId>,
+        to: ObjectId,
+    },
+    /// A merge commit was written and is the new head; `conflicts` lists the keys this merge
+    /// left in conflict (KeepBoth, or a failed Custom resolver), sorted.
+    Merged {
+        commit: ObjectId,
+        conflicts: Vec<String>,
+    },
+}
+
+/// The merge commit of two heads, written to the object database (no ref moved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeCommit {
+    pub commit: ObjectId,
+    pub tree: ObjectId,
+    /// The merge bases used (sorted; empty for unrelated histories).
+    pub bases: Vec<ObjectId>,
+    /// Every key in conflict at the merge commit (inherited and new), sorted.
+    pub conflicts: Vec<String>,
+    /// Keys this merge put in conflict, sorted.
+    pub new_conflicts: Vec<String>,
+}
+
+/// Merges `their_head` (already in the repository) into the db's branch.
+///
+/// `their_clock` is the peer's announced vector clock; it is only compared with the clock in
+/// their head's stamp for the log — the merge itself reads clocks from commits, so that it is
+/// the same on every node. `now_ms` is not written anywhere (see the module docs); it is only
+/// used to log how old their head is. The working layer stays on top of the new head.
+pub fn merge(
+    db: &GitDb,
+    their_head: ObjectId,
+    their_clock: Option<&VectorClock>,
+    strategy: &Strategy,
+    now_ms: u64,
+) -> Result<MergeOutcome> {
+    let store = db.store();
+    let theirs_info = store
+        .commit_info(their_head)
+        .map_err(|source| MergeError::Commit {
+            commit: their_head,
+            source,
+        })?;
+    let stamp = CommitStamp::from_message(&theirs_info.message);
+    if let Some(c) = their_clock
+        && *c != stamp.clock
+    {
+        log::debug!(
+            "peer announced clock {c} but {their_head} is stamped {}",
+            stamp.clock
+        );
+    }
+    if let Some(h) = stamp.hlc {
+        log::debug!(
+            "merging {their_head} written {} ms ago",
+            now_ms.saturating_sub(h.millis)
+        );
+    }
+    const ATTEMPTS: u32 = 8;
+    for _ in 0..ATTEMPTS {
+        let ours = db.head();
+        let (outcome, new) = match ours {
+            None => (
+                MergeOutcome::FastForward {
+                    from: None,
+                    to: their_head,
+                },
+                their_head,
+            ),
+            Some(ours) => {
+                if is_ancestor(store, their_head, ours)? {
+                    return Ok(MergeOutcome::NoOp);
+                }
+                if is_ancestor(store, ours, their_head)? {
+                    (
+                        MergeOutcome::FastForward {
+                            from: Some(ours),
+                            to: their_head,
+                        },
+                        their_head,
+                    )
+                } else {
+                    let m = merge_commits(store, ours, their_head, strategy)?;
+                    (
+                        MergeOutcome::Merged {
+                            commit: m.commit,
+                            conflicts: m.new_conflicts,
+                        },
+                        m.commit,
+                    )
+                }
+            }
+        };
+        let reason = match &outcome {
+            MergeOutcome::FastForward { .. } => format!("gitdb merge: fast-forward to {new}"),
+            _ => format!("gitdb merge: {their_head}"),
+        };
+        match db.move_head(ours, new, &reason) {
+            Ok(()) => return Ok(outcome),
+            Err(DbError::Store(StoreError::RefMoved { actual, .. })) => {
+                log::info!("branch moved to {actual:?} while merging {their_head}; retrying");
+                // A local commit may have landed: let the db adopt it before recomputing.
+                let _ = db.refresh();
+            }
+            Err(source) => {
+                return Err(MergeError::MoveHead {
+                    commit: new,
+                    source,
+                });
+            }
+        }
+    }
+    Err(MergeError::Race {
+        theirs: their_head,
+        attempts: ATTEMPTS,
+    })
+}
+
+fn is_ancestor(store: &Store, a: ObjectId, b: ObjectId) -> Result<bool> {
+    store
+        .descends_from(b, a)
+        .map_err(|source| MergeError::Bases { a, b, source })
+}
+
+/// Writes the merge commit of `a` and `b` (the order of the arguments does not matter) and
+/// returns it; moves no ref. Deterministic: see the module docs.
+pub fn merge_commits(
+    store: &Store,
+    a: ObjectId,
+    b: ObjectId,
+    strategy: &Strategy,
+) -> Result<MergeCommit> {
+    let (x, y) = if a <= b { (a, b) } else { (b, a) };
+    let info = |id: ObjectId| {
+        store
+            .commit_info(id)
+            .map_err(|source| MergeError::Commit { commit: id, source })
+    };
+    let (xi, yi) = (info(x)?, info(y)?);
+    let bases = base::merge_bases(store, x, y)?;
+    let merged = three_way::merge_trees(store, x, y, &bases, strategy)?;
+
+    let (sx, sy) = (writer::stamp_of(store, x)?, writer::stamp_of(store, y)?);
+    let mut clock = sx.clock.clone();
+    clock.merge(&sy.clock);
+    let seconds = xi.seconds.max(yi.seconds);
+    let hlc = sx.hlc.max(sy.hlc).unwrap_or(Hlc {
+        millis: (seconds.max(0) as u64) * 1000,
+        counter: 0,
+    });
+    // One logical tick past both heads: never behind anything merged, never the wall clock.
+    let hlc = hlc.tick(0);
+    let stamp = CommitStamp {
+        node: None,
+        clock,
+        hlc: Some(hlc),
+    };
+    let mut message = format!("Merge {x} and {y}\n\n{}", stamp.trailers());
+    message.push_str(&format!("{TRAILER_MERGE}: {}\n", strategy.name()));
+    message.push_str(&record::conflict_trailers(&merged.conflicts));
+    let sig = Signature {
+        name: MERGE_IDENTITY.into(),
+        email: format!("{MERGE_IDENTITY}@gitdb"),
+        seconds,
+    };
+    let commit = store
+        .write_commit(merged.tree, &[x, y], &sig, &message)
+        .map_err(|source| MergeError::Write { a: x, b: y, source })?;
+    Ok(MergeCommit {
+        commit,
+        tree: merged.tree,
+        bases,
+        conflicts: merged.conflicts,
+        new_conflicts: merged.new_conflicts,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,449 @@
+//! Unit tests of the merge layer, one per case, on real repositories in temp directories. Each
+//! simulated node has its own repository; objects are copied between them with the store.
+
+use std::time::Duration;
+
+use super::*;
+use crate::db::{GitDb, NodeId, Options};
+
+struct Node {
+    _dir: tempfile::TempDir,
+    db: GitDb,
+}
+
+fn node(name: &str) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let db = GitDb::open(
+        dir.path().join("repo.git"),
+        NodeId::new(name).unwrap(),
+        Options::default(),
+    )
+    .unwrap();
+    Node { _dir: dir, db }
+}
+
+/// Applies sets (`Some`) and deletes (`None`), commits at `t` ms, returns the new head.
+fn commit(n: &Node, changes: &[(&str, Option<&str>)], t: u64) -> ObjectId {
+    for (k, v) in changes {
+        match v {
+            Some(v) => n.db.set(k, v.as_bytes()).unwrap(),
+            None => n.db.delete(k).unwrap(),
+        }
+    }
+    n.db.commit("test", t).unwrap();
+    n.db.head().unwrap()
+}
+
+/// Copies `from`'s head into `to`'s repository.
+fn fetch(to: &Node, from: &Node) -> ObjectId {
+    let head = from.db.head().unwrap();
+    to.db.store().copy_from(from.db.store(), head).unwrap();
+    head
+}
+
+fn pull(to: &Node, from: &Node, s: &Strategy) -> MergeOutcome {
+    let head = fetch(to, from);
+    merge(&to.db, head, None, s, 0).unwrap()
+}
+
+/// Both nodes merge the other's (pre-exchange) head; asserts they end on the same commit.
+fn exchange(a: &Node, b: &Node, s: &Strategy) -> (MergeOutcome, MergeOutcome) {
+    let (ha, hb) = (fetch(b, a), fetch(a, b));
+    let oa = merge(&a.db, hb, None, s, 0).unwrap();
+    let ob = merge(&b.db, ha, None, s, 0).unwrap();
+    assert_eq!(a.db.head(), b.db.head(), "{oa:?} vs {ob:?}");
+    (oa, ob)
+}
+
+fn get(n: &Node, key: &str) -> Option<String> {
+    n.db.get(key)
+        .unwrap()
+        .map(|b| String::from_utf8(b.to_vec()).unwrap())
+}
+
+/// Two nodes sharing one base commit (made by `a`, fetched by `b`).
+fn pair(base: &[(&str, Option<&str>)]) -> (Node, Node) {
+    let (a, b) = (node("node-a"), node("node-b"));
+    commit(&a, base, 1000);
+    let h = fetch(&b, &a);
+    assert!(matches!(
+        merge(&b.db, h, None, &Strategy::KeepBoth, 0).unwrap(),
+        MergeOutcome::FastForward { .. }
+    ));
+    (a, b)
+}
+
+#[test]
+fn fast_forward_into_empty_head() {
+    let (a, b) = (node("node-a"), node("node-b"));
+    commit(&a, &[("k", Some("1"))], 1000);
+    let h = fetch(&b, &a);
+    assert_eq!(
+        merge(&b.db, h, None, &Strategy::LastWriteWins, 0).unwrap(),
+        MergeOutcome::FastForward { from: None, to: h }
+    );
+    assert_eq!(get(&b, "k").as_deref(), Some("1"));
+}
+
+#[test]
+fn ancestry_noop_when_theirs_is_an_ancestor() {
+    let (a, b) = pair(&[("k", Some("1"))]);
+    commit(&b, &[("k", Some("2"))], 2000);
+    assert_eq!(pull(&b, &a, &Strategy::LastWriteWins), MergeOutcome::NoOp);
+}
+
+#[test]
+fn ancestry_fast_forward_when_ours_is_an_ancestor() {
+    let (a, b) = pair(&[("k", Some("1"))]);
+    let h = commit(&b, &[("k", Some("2"))], 2000);
+    let before = a.db.head();
+    assert_eq!(
+        pull(&a, &b, &Strategy::LastWriteWins),
+        MergeOutcome::FastForward {
+            from: before,
+            to: h
+        }
+    );
+    assert_eq!(get(&a, "k").as_deref(), Some("2"));
+}
+
+#[test]
+fn one_sided_changes_take_that_side() {
+    let (a, b) = pair(&[("x", Some("0")), ("y", Some("0")), ("z", Some("0"))]);
+    commit(&a, &[("x", Some("a")), ("z", None)], 2000);
+    commit(&b, &[("y", Some("b")), ("w", Some("new"))], 2000);
+    let (o, _) = exchange(&a, &b, &Strategy::KeepBoth);
+    assert!(matches!(o, MergeOutcome::Merged { ref conflicts, .. } if conflicts.is_empty()));
+    assert_eq!(get(&a, "x").as_deref(), Some("a"));
+    assert_eq!(get(&a, "y").as_deref(), Some("b"));
+    assert_eq!(get(&a, "z"), None);
+    assert_eq!(get(&a, "w").as_deref(), Some("new"));
+}
+
+#[test]
+fn merge_is_symmetric_byte_identical_in_either_direction() {
+    for s in [Strategy::LastWriteWins, Strategy::KeepBoth] {
+        let (a, b) = pair(&[("k", Some("0"))]);
+        let ha = commit(&a, &[("k", Some("a")), ("p", Some("1"))], 2000);
+        let hb = commit(&b, &[("k", Some("b")), ("q", Some("2"))], 2500);
+        fetch(&a, &b);
+        let m1 = merge_commits(a.db.store(), ha, hb, &s).unwrap();
+        let m2 = merge_commits(a.db.store(), hb, ha, &s).unwrap();
+        assert_eq!(m1, m2);
+        exchange(&a, &b, &s);
+        assert_eq!(a.db.head(), Some(m1.commit));
+        let info = a.db.store().commit_info(m1.commit).unwrap();
+        let mut parents = vec![ha, hb];
+        parents.sort();
+        assert_eq!(info.parents, parents, "parents in canonical order");
+        assert_eq!(info.author, MERGE_IDENTITY);
+        assert_eq!(info.seconds, 2, "the later head's time, not the wall clock");
+        let stamp = CommitStamp::from_message(&info.message);
+        assert_eq!(stamp.clock.to_string(), "node-a=2 node-b=1");
+        assert_eq!(
+            stamp.hlc,
+            Some(Hlc {
+                millis: 2500,
+                counter: 1
+            })
+        );
+    }
+}
+
+#[test]
+fn merging_the_result_again_is_a_noop() {
+    let (a, b) = pair(&[("k", Some("0"))]);
+    commit(&a, &[("k", Some("a"))], 2000);
+    commit(&b, &[("k", Some("b"))], 2000);
+    exchange(&a, &b, &Strategy::KeepBoth);
+    let (oa, ob) = exchange(&a, &b, &Strategy::KeepBoth);
+    assert_eq!((oa, ob), (MergeOutcome::NoOp, MergeOutcome::NoOp));
+}
+
+#[test]
+fn lww_modify_modify_later_hlc_wins_per_key_not_whole_side() {
+    let (a, b) = pair(&[("k1", Some("0")), ("k2", Some("0"))]);
+    // a writes k1 late and k2 early; b the reverse: each key goes to its own later writer.
+    commit(&a, &[("k2", Some("a-early"))], 2000);
+    commit(&b, &[("k1", Some("b-early"))], 2000);
+    commit(&b, &[("k2", Some("b-late"))], 4000);
+    commit(&a, &[("k1", Some("a-late"))], 5000);
+    exchange(&a, &b, &Strategy::LastWriteWins);
+    assert_eq!(get(&a, "k1").as_deref(), Some("a-late"));
+    assert_eq!(get(&a, "k2").as_deref(), Some("b-late"));
+    assert!(conflicts(&a.db).unwrap().is_empty());
+}
+
+#[test]
+fn lww_causally_later_write_wins_over_larger_hlc() {
+    let (a, b) = pair(&[("k", Some("0"))]);
+    // a's clock runs far ahead; b then sees a's write and overwrites it with a smaller wall time.
+    commit(&a, &[("k", Some("a-future"))], 9_000_000);
+    pull(&b, &a, &Strategy::LastWriteWins);
+    commit(&b, &[("k", Some("b-after"))], 2000);
+    commit(&a, &[("other", Some("x"))], 9_000_100);
+    exchange(&a, &b, &Strategy::LastWriteWins);
+    assert_eq!(get(&a, "k").as_deref(), Some("b-after"));
+}
+
+#[test]
+fn lww_delete_vs_modify_decided_by_last_write() {
+    let (a, b) = pair(&[("gone", Some("0")), ("kept", Some("0"))]);
+    commit(&a, &[("gone", None), ("kept", Some("a"))], 3000);
+    commit(&b, &[("gone", Some("b")), ("kept", None)], 2000);
+    exchange(&a, &b, &Strategy::LastWriteWins);
+    assert_eq!(get(&a, "gone"), None, "a's later delete wins");
+    assert_eq!(
+        get(&a, "kept").as_deref(),
+        Some("a"),
+        "a's later write wins"
+    );
+}
+
+#[test]
+fn lww_equal_hlc_tie_broken_by_node_id() {
+    let (a, b) = pair(&[("k", Some("0"))]);
+    commit(&a, &[("k", Some("a"))], 2000);
+    commit(&b, &[("k", Some("b"))], 2000);
+    exchange(&a, &b, &Strategy::LastWriteWins);
+    assert_eq!(get(&a, "k").as_deref(), Some("b"), "node-b > node-a");
+}
+
+#[test]
+fn keep_both_modify_modify_markers_in_node_order() {
+    let (a, b) = pair(&[("k", Some("0"))]);
+    commit(&b, &[("k", Some("from b"))], 2000);
+    commit(&a, &[("k", Some("from a\n"))], 3000);
+    let (oa, _) = exchange(&a, &b, &Strategy::KeepBoth);
+    assert!(
+        matches!(oa, MergeOutcome::Merged { ref conflicts, .. } if conflicts == &["k".to_owned()])
+    );
+    assert_eq!(
+        get(&a, "k").as_deref(),
+        Some("<<<<<<< node-a\nfrom a\n=======\nfrom b\n>>>>>>> node-b\n")
+    );
+    assert_eq!(conflicts(&a.db).unwrap(), vec!["k".to_owned()]);
+    assert_eq!(conflicts(&b.db).unwrap(), vec!["k".to_owned()]);
+}
+
+#[test]
+fn keep_both_delete_vs_modify_keeps_the_modified_value() {
+    let (a, b) = pair(&[("k", Some("0"))]);
+    commit(&a, &[("k", None), ("x", Some("1"))], 3000);
+    commit(&b, &[("k", Some("modified"))], 2000);
+    exchange(&a, &b, &Strategy::KeepBoth);
+    assert_eq!(get(&a, "k").as_deref(), Some("modified"));
+    assert_eq!(conflicts(&a.db).unwrap(), vec!["k".to_owned()]);
+}
+
+#[test]
+fn keep_both_add_add_on_unrelated_histories_merges_against_the_empty_tree() {
+    let (a, b) = (node("node-a"), node("node-b"));
+    commit(&a, &[("only-a", Some("1")), ("both", Some("a"))], 1000);
+    commit(&b, &[("only-b", Some("2")), ("both", Some("b"))], 1000);
+    let (o, _) = exchange(&a, &b, &Strategy::KeepBoth);
+    assert!(matches!(o, MergeOutcome::Merged { .. }));
+    assert_eq!(get(&a, "only-a").as_deref(), Some("1"));
+    assert_eq!(get(&a, "only-b").as_deref(), Some("2"));
+    assert_eq!(
+        get(&a, "both").as_deref(),
+        Some("<<<<<<< node-a\na\n=======\nb\n>>>>>>> node-b\n")
+    );
+}
+
+#[test]
+fn value_vs_directory_keeps_the_directory_and_moves_the_value_to_a_sibling() {
+    for s in [Strategy::KeepBoth, Strategy::LastWriteWins] {
+        let (a, b) = pair(&[("d/x", Some("0")), ("other", Some("0"))]);
+        // a replaces the directory d by a value; b keeps writing inside it.
+        a.db.delete_prefix("d").unwrap();
+        commit(&a, &[("d", Some("a value"))], 3000);
+        commit(&b, &[("d/y", Some("b"))], 2000);
+        exchange(&a, &b, &s);
+        assert_eq!(get(&a, "d/y").as_deref(), Some("b"));
+        assert_eq!(get(&a, "d~conflict-node-a").as_deref(), Some("a value"));
+        assert!(
+            conflicts(&a.db)
+                .unwrap()
+                .contains(&"d~conflict-node-a".to_owned())
+        );
+    }
+}
+
+#[test]
+fn writing_a_conflicted_key_again_resolves_it() {
+    let (a, b) = pair(&[("k", Some("0")), ("j", Some("0"))]);
+    commit(&a, &[("k", Some("a")), ("j", Some("a"))], 2000);
+    commit(&b, &[("k", Some("b")), ("j", Some("b"))], 2000);
+    exchange(&a, &b, &Strategy::KeepBoth);
+    assert_eq!(conflicts(&a.db).unwrap(), vec!["j", "k"]);
+    commit(&a, &[("k", Some("fixed"))], 3000);
+    assert_eq!(conflicts(&a.db).unwrap(), vec!["j"]);
+    // The list survives the next merge while the conflicted value does.
+    commit(&b, &[("z", Some("1"))], 3000);
+    exchange(&a, &b, &Strategy::KeepBoth);
+    assert_eq!(conflicts(&b.db).unwrap(), vec!["j"]);
+    assert_eq!(get(&b, "k").as_deref(), Some("fixed"));
+}
+
+#[test]
+fn custom_closure_resolves_with_sides_in_canonical_order() {
+    let s = Strategy::custom(|case| {
+        assert_eq!(case.sides[0].node, "node-a");
+        assert_eq!(case.sides[1].node, "node-b");
+        let v = |i: usize| case.sides[i].value.as_ref().map(|c| c.data.to_vec());
+        let mut out = v(0).unwrap_or_default();
+        out.extend(b"+");
+        out.extend(v(1).unwrap_or_default());
+        Resolution::Value(out)
+    });
+    let (a, b) = pair(&[("k", Some("0"))]);
+    commit(&b, &[("k", Some("b"))], 2000);
+    commit(&a, &[("k", Some("a"))], 3000);
+    let (o, _) = exchange(&a, &b, &s);
+    assert!(matches!(o, MergeOutcome::Merged { ref conflicts, .. } if conflicts.is_empty()));
+    assert_eq!(get(&a, "k").as_deref(), Some("a+b"));
+}
+
+#[test]
+fn custom_failing_or_panicking_resolver_falls_back_to_keep_both() {
+    let s = Strategy::custom(|case| {
+        if case.key == "p" {
+            panic!("resolver bug")
+        }
+        Resolution::Failed("no idea".into())
+    });
+    let (a, b) = pair(&[("k", Some("0")), ("p", Some("0"))]);
+    commit(&a, &[("k", Some("a")), ("p", Some("a"))], 2000);
+    commit(&b, &[("k", Some("b")), ("p", Some("b"))], 2000);
+    exchange(&a, &b, &s);
+    let both = "<<<<<<< node-a\na\n=======\nb\n>>>>>>> node-b\n";
+    assert_eq!(get(&a, "k").as_deref(), Some(both));
+    assert_eq!(get(&a, "p").as_deref(), Some(both));
+    assert_eq!(conflicts(&a.db).unwrap(), vec!["k", "p"]);
+}
+
+#[test]
+fn merge_driver_command_resolves_from_percent_a() {
+    let s = merge_driver("cat %B >> %A", Duration::from_secs(10));
+    let (a, b) = pair(&[("k", Some("0"))]);
+    commit(&a, &[("k", Some("a\n"))], 2000);
+    commit(&b, &[("k", Some("b\n"))], 2000);
+    exchange(&a, &b, &s);
+    assert_eq!(get(&a, "k").as_deref(), Some("a\nb\n"));
+    assert!(conflicts(&a.db).unwrap().is_empty());
+}
+
+#[test]
+fn merge_driver_failure_or_timeout_falls_back_to_keep_both() {
+    for cmd in ["exit 3", "sleep 5"] {
+        let s = merge_driver(cmd, Duration::from_millis(200));
+        let (a, b) = pair(&[("k", Some("0"))]);
+        commit(&a, &[("k", Some("a"))], 2000);
+        commit(&b, &[("k", Some("b"))], 2000);
+        exchange(&a, &b, &s);
+        assert_eq!(
+            get(&a, "k").as_deref(),
+            Some("<<<<<<< node-a\na\n=======\nb\n>>>>>>> node-b\n")
+        );
+        assert_eq!(conflicts(&a.db).unwrap(), vec!["k"]);
+    }
+}
+
+#[test]
+fn working_layer_survives_a_merge() {
+    let (a, b) = pair(&[("k", Some("0"))]);
+    commit(&b, &[("k", Some("b")), ("n", Some("new"))], 2000);
+    commit(&a, &[("j", Some("a"))], 2000);
+    a.db.set("dirty", b"uncommitted").unwrap();
+    a.db.set("k", b"local").unwrap();
+    pull(&a, &b, &Strategy::LastWriteWins);
+    assert_eq!(get(&a, "dirty").as_deref(), Some("uncommitted"));
+    assert_eq!(get(&a, "k").as_deref(), Some("local"));
+    assert_eq!(get(&a, "n").as_deref(), Some("new"));
+    assert!(a.db.is_dirty());
+}
+
+#[test]
+fn criss_cross_merge_bases_are_handled_deterministically() {
+    // Three nodes: c merges a1+b1, a merges b2 (b1's child) — a criss-cross between a and c.
+    let (a, b) = pair(&[("k", Some("0")), ("m", Some("0"))]);
+    let c = node("node-c");
+    commit(&a, &[("k", Some("a1"))], 2000);
+    commit(&b, &[("m", Some("b1"))], 2000);
+    pull(&c, &a, &Strategy::KeepBoth);
+    pull(&c, &b, &Strategy::KeepBoth);
+    commit(&b, &[("m", Some("b2"))], 3000);
+    pull(&a, &b, &Strategy::KeepBoth);
+    commit(&c, &[("k", Some("c"))], 4000);
+    commit(&a, &[("z", Some("a"))], 4000);
+    let (ha, hc) = (fetch(&c, &a), fetch(&a, &c));
+    let bases = a.db.store().merge_bases(ha, hc).unwrap();
+    assert!(bases.len() >= 2, "criss-cross has several bases: {bases:?}");
+    exchange(&a, &c, &Strategy::KeepBoth);
+    assert_eq!(get(&a, "k").as_deref(), Some("c"));
+    assert_eq!(get(&a, "m").as_deref(), Some("b2"));
+    assert_eq!(get(&a, "z").as_deref(), Some("a"));
+    assert!(conflicts(&a.db).unwrap().is_empty());
+}
+
+#[test]
+fn conflict_trailers_round_trip_odd_keys() {
+    let keys = vec!["a%b".to_owned(), "line\nbreak".to_owned(), "x".to_owned()];
+    let msg = format!(
+        "Merge\n\nGitdb-Clock: a=1\n{}",
+        record::conflict_trailers(&keys)
+    );
+    assert_eq!(record::parse_conflicts(&msg), keys);
+}
+
+#[test]
+fn stock_git_commit_in_history_is_labelled_by_commit_and_keeps_the_clock() {
+    let (a, b) = pair(&[("k", Some("0"))]);
+    // A commit made by stock git (no trailers) on a's branch.
+    let store = a.db.store();
+    let head = a.db.head().unwrap();
+    let base_tree = store.commit_info(head).unwrap().tree;
+    let blob = store.write_blob(b"by git").unwrap();
+    let tree = store
+        .write_tree(
+            base_tree,
+            [crate::store::TreeEdit::Upsert {
+                path: "k",
+                mode: crate::store::ValueMode::Regular,
+                id: blob,
+            }],
+        )
+        .unwrap();
+    let sig = Signature {
+        name: "someone".into(),
+        email: "someone@example.com".into(),
+        seconds: 3,
+    };
+    let git_commit = store
+        .write_commit(tree, &[head], &sig, "edited with git\n")
+        .unwrap();
+    a.db.move_head(Some(head), git_commit, "test").unwrap();
+    commit(&b, &[("k", Some("b"))], 2000);
+    exchange(&a, &b, &Strategy::KeepBoth);
+    let label = format!("commit-{}", &git_commit.to_string()[..7]);
+    assert_eq!(
+        get(&a, "k").unwrap(),
+        format!("<<<<<<< {label}\nby git\n=======\nb\n>>>>>>> node-b\n")
+    );
+    let info = a.db.store().commit_info(a.db.head().unwrap()).unwrap();
+    assert_eq!(
+        CommitStamp::from_message(&info.message).clock.to_string(),
+        "node-a=1 node-b=1"
+    );
+}
+
+#[test]
+fn merging_an_unknown_commit_is_a_typed_error_naming_it() {
+    let (a, _b) = pair(&[("k", Some("0"))]);
+    let missing = ObjectId::from_hex(b"0123456789012345678901234567890123456789").unwrap();
+    match merge(&a.db, missing, None, &Strategy::KeepBoth, 0) {
+        Err(MergeError::Commit { commit, .. }) => assert_eq!(commit, missing),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,153 @@
+//! Interop of merges with stock git, through the `gitdb` client: node B fetches node A's branch
+//! with `git fetch`, `gitdb merge` merges it, and git sees a two-parent commit that
+//! `git fsck --strict` accepts. Also the external merge driver end to end.
+
+use std::path::Path;
+use std::process::Command;
+
+fn gitdb(repo: &Path, node: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_gitdb"))
+        .arg("--repo")
+        .arg(repo)
+        .arg("--node-id")
+        .arg(node)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gitdb {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .expect("git is installed (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap()
+}
+
+/// Two nodes with a common base and concurrent changes to `k` (and one other key each).
+fn setup(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (a, b) = (dir.join("a.git"), dir.join("b.git"));
+    gitdb(&a, "node-a", &["set", "/k", "base"]);
+    gitdb(&a, "node-a", &["commit", "-m", "base"]);
+    git(
+        dir,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ],
+    );
+    gitdb(&a, "node-a", &["set", "/k", "from a"]);
+    gitdb(&a, "node-a", &["set", "/only-a", "1"]);
+    gitdb(&a, "node-a", &["commit", "-m", "a"]);
+    gitdb(&b, "node-b", &["set", "/k", "from b"]);
+    gitdb(&b, "node-b", &["set", "/only-b", "2"]);
+    gitdb(&b, "node-b", &["commit", "-m", "b"]);
+    git(
+        &b,
+        &[
+            "fetch",
+            "-q",
+            a.to_str().unwrap(),
+            "main:refs/remotes/a/main",
+        ],
+    );
+    (a, b)
+}
+
+#[test]
+fn merge_via_git_fetch_shows_two_parents_and_fsck_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, b) = setup(dir.path());
+    let out = gitdb(
+        &b,
+        "node-b",
+        &["merge", "refs/remotes/a/main", "--strategy", "keep-both"],
+    );
+    assert!(out.starts_with("merged "), "{out}");
+    assert!(out.contains("conflict /k"), "{out}");
+    let graph = git(&b, &["log", "--graph", "--oneline", "main"]);
+    assert!(graph.contains("|\\"), "{graph}");
+    let parents = git(&b, &["rev-list", "--parents", "-n1", "main"]);
+    assert_eq!(parents.split_whitespace().count(), 3, "{parents}");
+    let fsck = git(&b, &["fsck", "--strict"]);
+    assert!(
+        !fsck.contains("error") && !fsck.contains("warning"),
+        "{fsck}"
+    );
+    assert_eq!(
+        git(&b, &["show", "main:k"]),
+        "<<<<<<< node-a\nfrom a\n=======\nfrom b\n>>>>>>> node-b\n"
+    );
+    assert_eq!(git(&b, &["show", "main:only-a"]), "1");
+    assert_eq!(
+        gitdb(&b, "node-b", &["merge", "refs/remotes/a/main"]),
+        "noop\n"
+    );
+}
+
+#[test]
+fn merge_driver_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, b) = setup(dir.path());
+    let out = gitdb(
+        &b,
+        "node-b",
+        &[
+            "merge",
+            "refs/remotes/a/main",
+            "--merge-driver",
+            "printf ' & ' >> %A; cat %B >> %A",
+        ],
+    );
+    assert!(
+        out.starts_with("merged ") && !out.contains("conflict"),
+        "{out}"
+    );
+    assert_eq!(gitdb(&b, "node-b", &["get", "/k"]), "from a & from b");
+    git(&b, &["fsck", "--strict"]);
+}
+
+#[test]
+fn lww_from_the_cli_takes_the_later_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = setup(dir.path());
+    // a writes k again, later than b's write: a's value wins on b.
+    gitdb(&a, "node-a", &["set", "/k", "a again"]);
+    gitdb(&a, "node-a", &["commit", "-m", "a2"]);
+    git(
+        &b,
+        &[
+            "fetch",
+            "-q",
+            a.to_str().unwrap(),
+            "main:refs/remotes/a/main",
+        ],
+    );
+    let out = gitdb(
+        &b,
+        "node-b",
+        &["merge", "refs/remotes/a/main", "--strategy", "lww"],
+    );
+    assert!(
+        out.starts_with("merged ") && !out.contains("conflict"),
+        "{out}"
+    );
+    assert_eq!(gitdb(&b, "node-b", &["get", "/k"]), "a again");
+    assert_eq!(gitdb(&b, "node-b", &["get", "/only-b"]), "2");
+}
