@@ -3,11 +3,14 @@
 //! Layers, bottom up (see `DESIGN.md` in the shared folder and the README):
 //! - [`store`] (GitFs): the git repository through gix — objects, trees, commits, refs, caches.
 //! - [`db`] (GitDb): keys, the journaled working layer, commit/rollback, history, clocks.
+//! - [`fuse`]: the key tree as a FUSE filesystem, its `/.gitdb/` control directory, and the
+//!   threads that keep kernel caches right when HEAD moves (used by `gitdb-mount`).
 //!
 //! Each layer only calls the one below it.
 
 pub mod db;
 pub mod defaults;
+pub mod fuse;
 pub mod store;
 
 pub use db::{
