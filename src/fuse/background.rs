@@ -297,19 +297,9 @@ fn sleep_unless(stop: &AtomicBool, total: Duration) {
 /// Drops the kernel's caches for `paths` and their ancestors' entries. Errors (ENOENT: the
 /// kernel never cached that node) are expected and ignored.
 fn invalidate(shared: &Shared, notifier: &Notifier, paths: &[String]) {
-    let mut entries = std::collections::BTreeSet::new();
-    let mut inodes = std::collections::BTreeSet::new();
-    for path in paths {
-        for (parent, name, ino) in shared.inval_targets(path) {
-            inodes.insert(parent);
-            if let Some(ino) = ino {
-                inodes.insert(ino);
-            }
-            entries.insert((parent, name));
-        }
-    }
+    let (entries, dirs) = shared.inval_targets(paths);
     // No lock is held from here on.
-    for ino in inodes {
+    for ino in dirs {
         if let Err(e) = notifier.inval_inode(INodeNo(ino), 0, 0) {
             log::trace!("inval_inode {ino}: {e}");
         }

@@ -79,6 +79,11 @@ pub struct CtlEffect {
     pub ran: usize,
 }
 
+/// Whether a mount path is the control directory or anything below it.
+pub fn is_under(path: &str) -> bool {
+    path == DIR || path.strip_prefix(DIR).is_some_and(|r| r.starts_with('/'))
+}
+
 /// Classifies a mount path at or below `.gitdb`; `None` if it is not a control path or does
 /// not exist.
 pub fn parse(path: &str) -> Option<CtlNode> {

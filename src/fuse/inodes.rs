@@ -71,6 +71,14 @@ impl InodeTable {
         }
     }
 
+    /// Gives `path` a new number on its next lookup, as if the file had been replaced by a
+    /// rename: the old number keeps its path (so a handle open on it still flushes there) but
+    /// the kernel, once told to drop the name, looks up a new inode whose page cache starts
+    /// empty — while readers of the old inode keep the value they opened.
+    pub fn replace(&mut self, path: &str) {
+        self.by_path.remove(path);
+    }
+
     /// Moves `from` and everything below it to `to`. Whatever held the names at `to` (a
     /// replaced file) loses its path: the kernel no longer reaches it by name.
     pub fn rename(&mut self, from: &str, to: &str) {

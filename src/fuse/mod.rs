@@ -156,20 +156,39 @@ impl Shared {
         *lock(&self.last_error) = Some(msg);
     }
 
-    /// The inode numbers the kernel may have cached for `path`: (parent ino, name, own ino) for
-    /// the path and each ancestor directory.
-    pub(crate) fn inval_targets(&self, path: &str) -> Vec<(u64, String, Option<u64>)> {
-        let table = lock(&self.inodes);
-        let mut out = Vec::new();
-        let mut cur = path;
-        while !cur.is_empty() {
-            let (parent, name) = split(cur);
-            if let Some(pino) = table.get(parent) {
-                out.push((pino, name.to_owned(), table.get(cur)));
+    /// What to tell the kernel after the values at `paths` changed outside its view (HEAD
+    /// moved, or a rollback): the names to drop (parent ino, name) for each path and its
+    /// ancestors, and the directories whose listing and attributes to drop. A path that is (now)
+    /// a value or nothing gets a new inode number on its next lookup (see
+    /// [`InodeTable::replace`]), so open handles keep the old inode and the value they opened.
+    pub(crate) fn inval_targets(&self, paths: &[String]) -> (Vec<(u64, String)>, Vec<u64>) {
+        let replaced: Vec<&String> = paths
+            .iter()
+            .filter(|p| !matches!(self.db.stat(p), Ok(Some(Stat::Dir))))
+            .collect();
+        let mut entries = BTreeSet::new();
+        let mut dirs = BTreeSet::new();
+        let mut table = lock(&self.inodes);
+        for path in paths {
+            let mut cur = path.as_str();
+            while !cur.is_empty() {
+                let (parent, name) = split(cur);
+                if let Some(pino) = table.get(parent) {
+                    entries.insert((pino, name.to_owned()));
+                    dirs.insert(pino);
+                }
+                if cur != path
+                    && let Some(ino) = table.get(cur)
+                {
+                    dirs.insert(ino);
+                }
+                cur = parent;
             }
-            cur = parent;
         }
-        out
+        for path in replaced {
+            table.replace(path);
+        }
+        (entries.into_iter().collect(), dirs.into_iter().collect())
     }
 }
 
@@ -839,7 +858,7 @@ impl Filesystem for GitDbFs {
             return;
         }
         let result = self.child(parent, name).and_then(|path| {
-            if control::parse(&path).is_some() {
+            if control::is_under(&path) {
                 return Err(Errno::EROFS);
             }
             self.create_value(&path, mode)?;
@@ -861,7 +880,7 @@ impl Filesystem for GitDbFs {
         reply: ReplyEntry,
     ) {
         let result = self.child(parent, name).and_then(|path| {
-            if control::parse(&path).is_some() || path == control::DIR {
+            if control::is_under(&path) {
                 return Err(Errno::EROFS);
             }
             self.check_writable()?;
@@ -882,7 +901,7 @@ impl Filesystem for GitDbFs {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let result = self.child(parent, name).and_then(|path| {
-            if control::parse(&path).is_some() {
+            if control::is_under(&path) {
                 return Err(Errno::EROFS);
             }
             self.check_writable()?;
@@ -906,7 +925,7 @@ impl Filesystem for GitDbFs {
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let result = self.child(parent, name).and_then(|path| {
-            if control::parse(&path).is_some() {
+            if control::is_under(&path) {
                 return Err(Errno::EROFS);
             }
             self.check_writable()?;
@@ -948,7 +967,7 @@ impl Filesystem for GitDbFs {
         reply: ReplyEntry,
     ) {
         let result = self.child(parent, link_name).and_then(|path| {
-            if control::parse(&path).is_some() {
+            if control::is_under(&path) {
                 return Err(Errno::EROFS);
             }
             self.check_writable()?;
@@ -1083,7 +1102,7 @@ impl Filesystem for GitDbFs {
     ) {
         let result = (|| {
             let path = self.child(parent, name)?;
-            if control::parse(&path).is_some() {
+            if control::is_under(&path) {
                 return Err(Errno::EROFS);
             }
             if !self.is_dir(split(&path).0)? {
