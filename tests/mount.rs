@@ -18,6 +18,9 @@ fn shell_tools_work() {
     let m = Mount::start(&[]);
     m.sh_ok("echo hello > a.txt");
     assert_eq!(m.sh_ok("cat a.txt"), "hello\n");
+    // Overwriting with shorter content truncates (O_TRUNC arrives as open, then setattr).
+    m.sh_ok("echo a-much-longer-value > over && echo s > over");
+    assert_eq!(m.sh_ok("cat over"), "s\n");
     m.sh_ok("echo more >> a.txt");
     assert_eq!(m.sh_ok("cat a.txt"), "hello\nmore\n");
     m.sh_ok("mkdir -p conf/app/db && echo 5432 > conf/app/db/port && echo x > conf/app/name");

@@ -305,17 +305,18 @@ impl GitDbFs {
         }
     }
 
+    /// The value handles open on `ino`.
+    fn handles_of(&self, ino: u64) -> Vec<Arc<Mutex<Handle>>> {
+        let hs = lock(&self.s.handles);
+        hs.by_ino
+            .get(&ino)
+            .map(|v| v.iter().filter_map(|f| hs.map.get(f).cloned()).collect())
+            .unwrap_or_default()
+    }
+
     /// Length of a dirty open handle on `ino`, if one is being written.
     fn dirty_len(&self, ino: u64) -> Option<u64> {
-        let hs: Vec<Arc<Mutex<Handle>>> = {
-            let h = lock(&self.s.handles);
-            h.by_ino
-                .get(&ino)?
-                .iter()
-                .filter_map(|fh| h.map.get(fh).cloned())
-                .collect()
-        };
-        for h in hs {
+        for h in self.handles_of(ino) {
             if let Handle::Value(v) = &mut *lock(&h)
                 && v.dirty
             {
@@ -761,6 +762,14 @@ impl Filesystem for GitDbFs {
                         _ => return Err(Errno::EBADF),
                     },
                     None => {
+                        // truncate(2), or O_TRUNC (the kernel opens first, then truncates by
+                        // path): every handle open on the file sees the new length, as they
+                        // would share the file on disk.
+                        for h in self.handles_of(ino.0) {
+                            if let Handle::Value(v) = &mut *lock(&h) {
+                                v.truncate(store, size).map_err(|e| errno(e.errno()))?;
+                            }
+                        }
                         let (vmode, id) = match self.db().stat(&path).map_err(|e| db_err(&e))? {
                             Some(Stat::Value { mode, id, .. }) => (mode, id),
                             Some(Stat::Dir) => return Err(Errno::EISDIR),
@@ -793,14 +802,7 @@ impl Filesystem for GitDbFs {
                         self.db().set_blob(&path, id, new).map_err(|e| db_err(&e))?;
                         self.touched(&path);
                     }
-                    let fhs: Vec<Arc<Mutex<Handle>>> = {
-                        let hs = lock(&self.s.handles);
-                        hs.by_ino
-                            .get(&ino.0)
-                            .map(|v| v.iter().filter_map(|f| hs.map.get(f).cloned()).collect())
-                            .unwrap_or_default()
-                    };
-                    for h in fhs {
+                    for h in self.handles_of(ino.0) {
                         if let Handle::Value(v) = &mut *lock(&h) {
                             v.mode = new;
                         }
