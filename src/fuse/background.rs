@@ -321,10 +321,10 @@ impl Mounted {
         &self.mountpoint
     }
 
-    /// Syncs the journal, stops the threads, unmounts (lazily if busy) and syncs again.
+    /// Stops the threads, unmounts (lazily if the mount is busy), and syncs the journal and
+    /// the values it references to disk.
     pub fn shutdown(mut self) -> Result<(), MountError> {
         let db = self.shared.db().clone();
-        let first = db.sync();
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -340,16 +340,27 @@ impl Mounted {
                 });
             match rx.recv_timeout(Duration::from_secs(5)) {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => log::warn!("unmount {}: {e}", self.mountpoint.display()),
+                Ok(Err(e)) => {
+                    log::warn!(
+                        "unmount {}: {e}; detaching it (umount -l): it goes away when the last \
+                         process inside leaves",
+                        self.mountpoint.display()
+                    );
+                    if let Err(e) = lazy_unmount(&self.mountpoint) {
+                        log::warn!("umount -l {}: {e}", self.mountpoint.display());
+                    }
+                }
                 Err(_) => log::warn!(
                     "{} is still busy; it was detached and goes away when the last user leaves",
                     self.mountpoint.display()
                 ),
             }
         }
-        first?;
+        log::info!(
+            "unmounted {}; syncing the journal",
+            self.mountpoint.display()
+        );
         db.sync()?;
-        log::info!("unmounted {}", self.mountpoint.display());
         Ok(())
     }
 }

@@ -1081,10 +1081,13 @@ impl Filesystem for GitDbFs {
                 v.truncate(self.db().store(), 0)
                     .map_err(|e| errno(e.errno()))?;
             }
-            Ok((
-                self.new_handle(Handle::Value(v), Some(ino.0)),
-                FopenFlags::FOPEN_KEEP_CACHE,
-            ))
+            // A reader has nothing to flush: spare close() that round trip.
+            let flags = if write {
+                FopenFlags::FOPEN_KEEP_CACHE
+            } else {
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+            };
+            Ok((self.new_handle(Handle::Value(v), Some(ino.0)), flags))
         })();
         match result {
             Ok((fh, flags)) => reply.opened(fh, flags),
@@ -1358,6 +1361,21 @@ impl Filesystem for GitDbFs {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // Python's open() asks every file whether it is a terminal (TCGETS): not one.
+        reply.error(Errno::ENOTTY);
     }
 
     fn setxattr(
