@@ -47,7 +47,7 @@ struct Cli {
     foreground: bool,
     /// Mount options, comma-separated, repeatable: ro, rw, allow_other, allow_root,
     /// default_permissions, uid=N, gid=N, fsname=S, noexec, nosuid, nodev, noatime, ...,
-    /// and repo=PATH, node_id=ID, branch=B, autocommit=DUR.
+    /// and repo=PATH, node_id=ID, branch=B, autocommit=DUR, threads=N (FUSE worker threads).
     #[arg(short = 'o', value_name = "OPTION")]
     options: Vec<String>,
 }
@@ -100,6 +100,7 @@ struct Parsed {
     node_id: Option<String>,
     branch: Option<String>,
     autocommit: Option<Autocommit>,
+    threads: Option<usize>,
 }
 
 fn parse_options(opts: &[String]) -> Result<Parsed, String> {
@@ -140,6 +141,13 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
             "node_id" => p.node_id = Some(need(v)?),
             "branch" => p.branch = Some(need(v)?),
             "autocommit" => p.autocommit = Some(parse_autocommit(&need(v)?)?),
+            "threads" => {
+                p.threads = Some(
+                    need(v)?
+                        .parse()
+                        .map_err(|_| "-o threads=N needs a number")?,
+                )
+            }
             // fstab-only words that mount(8) passes along; they mean nothing to the daemon.
             "defaults"
             | "auto"
@@ -209,6 +217,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     options.mount_options = parsed.mount;
     if read_only && !options.mount_options.contains(&MountOption::RO) {
         options.mount_options.push(MountOption::RO);
+    }
+    if let Some(n) = parsed.threads {
+        options.threads = n.max(1);
     }
     if let Some(acl) = parsed.acl {
         options.acl = acl;

@@ -1374,8 +1374,10 @@ impl Filesystem for GitDbFs {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
-        // Python's open() asks every file whether it is a terminal (TCGETS): not one.
-        reply.error(Errno::ENOTTY);
+        // Python's open() asks every file whether it is a terminal (TCGETS). ENOSYS makes the
+        // kernel stop forwarding ioctls (it then answers ENOTTY itself), saving a round trip
+        // per open.
+        reply.error(Errno::ENOSYS);
     }
 
     fn setxattr(
