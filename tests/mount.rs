@@ -392,3 +392,20 @@ fn read_only_mount_refuses_writes() {
     assert_eq!(m.sh_ok("cat k"), "v\n");
     assert_eq!(errno_of(std::fs::write(m.path("k"), "w")), libc::EROFS);
 }
+
+#[test]
+fn external_umount_stops_the_daemon_cleanly() {
+    let mut m = Mount::start(&[]);
+    m.sh_ok("echo kept > k");
+    let st = std::process::Command::new("umount")
+        .arg(&m.mnt)
+        .status()
+        .expect("umount");
+    assert!(st.success());
+    // Signal 0 sends nothing: just wait for the daemon to notice and exit.
+    let status = m.signal_and_wait(0);
+    assert!(status.success(), "exit {status}: {}", m.log_text());
+    assert!(!m.log_text().contains("WARN"), "{}", m.log_text());
+    m.spawn(&[]);
+    assert_eq!(m.sh_ok("cat k"), "kept\n");
+}

@@ -106,6 +106,15 @@ pub fn clean_stale_mount(path: &Path) -> Result<bool, MountError> {
     }
 }
 
+/// Whether `path` is a mountpoint (per /proc/self/mountinfo).
+fn is_mounted(path: &Path) -> bool {
+    let want = path.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
+        info.lines()
+            .any(|l| l.split(' ').nth(4).is_some_and(|m| m == want))
+    })
+}
+
 /// `umount -l`: detach now, let the kernel finish when the last user leaves.
 fn lazy_unmount(path: &Path) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
@@ -131,6 +140,8 @@ pub fn mount(
         path: mountpoint.to_owned(),
         source,
     })?;
+    let absolute = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_owned());
+    let mountpoint = absolute.as_path();
     let (inval_tx, inval_rx) = mpsc::channel::<Vec<String>>();
     let shared = Arc::new(Shared::new(
         db.clone(),
@@ -330,6 +341,15 @@ impl Mounted {
             let _ = t.join();
         }
         if let Some(session) = self.session.take() {
+            if session.guard.is_finished() && !is_mounted(&self.mountpoint) {
+                // Someone ran `umount`: the kernel side is gone and the FUSE thread ended.
+                // Dropping the session would try to unmount again (and warn); its fd closes
+                // at exit.
+                std::mem::forget(session);
+                log::info!("syncing the journal");
+                db.sync()?;
+                return Ok(());
+            }
             // Unmount and wait for the FUSE threads, but never hang on a busy mount: a
             // process still inside it keeps the connection open after a lazy unmount.
             let (tx, rx) = mpsc::channel();
