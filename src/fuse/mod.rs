@@ -82,8 +82,12 @@ enum Handle {
     Ctl,
     /// A generated control file or a history value: fixed bytes.
     Data(Bytes),
-    /// A directory listing snapshot taken at opendir.
-    Dir(Vec<(u64, FileType, String)>),
+    /// A directory: its path, and the listing snapshot taken at the first readdir (with
+    /// `FOPEN_CACHE_DIR` the kernel often answers from its cache and never asks).
+    Dir {
+        path: String,
+        listing: Option<Vec<(u64, FileType, String)>>,
+    },
 }
 
 #[derive(Default)]
@@ -1157,7 +1161,7 @@ impl Filesystem for GitDbFs {
                 Ok(d[start..end].to_vec())
             }
             Handle::Ctl => Ok(Vec::new()),
-            Handle::Dir(_) => Err(Errno::EISDIR),
+            Handle::Dir { .. } => Err(Errno::EISDIR),
         });
         match result {
             Ok(data) => reply.data(&data),
@@ -1199,7 +1203,7 @@ impl Filesystem for GitDbFs {
                 }
             },
             Handle::Data(_) => Err(Errno::EROFS),
-            Handle::Dir(_) => Err(Errno::EISDIR),
+            Handle::Dir { .. } => Err(Errno::EISDIR),
         });
         match result {
             Ok(()) => reply.written(data.len() as u32),
@@ -1270,11 +1274,31 @@ impl Filesystem for GitDbFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let result = self.path_of(ino).and_then(|p| self.list_dir(&p));
+        let result = self.path_of(ino).and_then(|path| {
+            let (attr, _) = self.getattr_path(&path)?;
+            if attr.kind != FileType::Directory {
+                return Err(Errno::ENOTDIR);
+            }
+            // Key directories change only through this mount (the kernel then drops its
+            // cached listing itself) or by a head move (we invalidate the directory): let the
+            // kernel cache listings. The control directory changes on its own: never cached.
+            let flags = if control::is_under(&path) {
+                FopenFlags::empty()
+            } else {
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+            };
+            Ok((path, flags))
+        });
         match result {
-            Ok(listing) => {
-                let fh = self.new_handle(Handle::Dir(listing), None);
-                reply.opened(fh, FopenFlags::empty())
+            Ok((path, flags)) => {
+                let fh = self.new_handle(
+                    Handle::Dir {
+                        path,
+                        listing: None,
+                    },
+                    None,
+                );
+                reply.opened(fh, flags)
             }
             Err(e) => reply.error(e),
         }
@@ -1292,11 +1316,17 @@ impl Filesystem for GitDbFs {
             Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        let guard = lock(&h);
-        let Handle::Dir(listing) = &*guard else {
+        let mut guard = lock(&h);
+        let Handle::Dir { path, listing } = &mut *guard else {
             return reply.error(Errno::ENOTDIR);
         };
-        for (i, (ino, kind, name)) in listing.iter().enumerate().skip(offset as usize) {
+        if listing.is_none() {
+            match self.list_dir(path) {
+                Ok(l) => *listing = Some(l),
+                Err(e) => return reply.error(e),
+            }
+        }
+        for (i, (ino, kind, name)) in listing.iter().flatten().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
                 break;
             }
