@@ -409,3 +409,39 @@ fn external_umount_stops_the_daemon_cleanly() {
     m.spawn(&[]);
     assert_eq!(m.sh_ok("cat k"), "kept\n");
 }
+
+#[test]
+fn the_store_never_sees_a_half_written_value() {
+    use std::io::{BufRead, Write};
+    let m = Mount::start(&[]);
+    m.sh_ok("echo old-value > f && echo commit > .gitdb/ctl");
+    // A writer truncates and writes part of the new value, then waits.
+    let mut writer = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys\nf = open(sys.argv[1], 'wb')\nf.write(b'new-'); f.flush()\n\
+             print('ready', flush=True)\nsys.stdin.readline()\nf.write(b'value\\n'); f.close()\n",
+        )
+        .arg(m.path("f"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufReader::new(writer.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready");
+    assert_eq!(line, "ready\n");
+    // A commit now records the old value, not an empty or half one.
+    m.sh_ok("echo commit > .gitdb/ctl");
+    assert_eq!(m.git(&["show", "main:f"]), "old-value");
+    writer
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    assert!(writer.wait().expect("wait").success());
+    m.sh_ok("echo commit > .gitdb/ctl");
+    assert_eq!(m.git(&["show", "main:f"]), "new-value");
+}

@@ -766,28 +766,36 @@ impl Filesystem for GitDbFs {
                         _ => return Err(Errno::EBADF),
                     },
                     None => {
-                        // truncate(2), or O_TRUNC (the kernel opens first, then truncates by
-                        // path): every handle open on the file sees the new length, as they
-                        // would share the file on disk.
+                        // O_TRUNC arrives as an open followed by a truncate by path: the
+                        // writers open on the file take the new length and the store keeps the
+                        // old value until they flush, so it never holds the empty middle state
+                        // of `echo new > file`. A plain truncate(2) with no writer open goes
+                        // straight to the store.
+                        let mut writers = 0;
                         for h in self.handles_of(ino.0) {
-                            if let Handle::Value(v) = &mut *lock(&h) {
+                            if let Handle::Value(v) = &mut *lock(&h)
+                                && v.writable
+                            {
                                 v.truncate(store, size).map_err(|e| errno(e.errno()))?;
+                                writers += 1;
                             }
                         }
-                        let (vmode, id) = match self.db().stat(&path).map_err(|e| db_err(&e))? {
-                            Some(Stat::Value { mode, id, .. }) => (mode, id),
-                            Some(Stat::Dir) => return Err(Errno::EISDIR),
-                            None => return Err(Errno::ENOENT),
-                        };
-                        let mut v = ValueHandle::new(
-                            ino.0,
-                            Some(id),
-                            vmode,
-                            true,
-                            self.s.spill_dir.clone(),
-                        );
-                        v.truncate(store, size).map_err(|e| errno(e.errno()))?;
-                        self.flush_value(&mut v)?;
+                        if writers == 0 {
+                            let (vmode, id) = match self.db().stat(&path).map_err(|e| db_err(&e))? {
+                                Some(Stat::Value { mode, id, .. }) => (mode, id),
+                                Some(Stat::Dir) => return Err(Errno::EISDIR),
+                                None => return Err(Errno::ENOENT),
+                            };
+                            let mut v = ValueHandle::new(
+                                ino.0,
+                                Some(id),
+                                vmode,
+                                true,
+                                self.s.spill_dir.clone(),
+                            );
+                            v.truncate(store, size).map_err(|e| errno(e.errno()))?;
+                            self.flush_value(&mut v)?;
+                        }
                     }
                 }
                 self.touched(&path);
