@@ -206,3 +206,13 @@ fn random_ops_match_a_real_directory_seed_2() {
 fn random_ops_match_a_real_directory_seed_3() {
     run(3, 1500);
 }
+
+#[test]
+fn random_ops_match_a_real_directory_seed_4() {
+    run(4, 1500);
+}
+
+#[test]
+fn random_ops_match_a_real_directory_seed_5() {
+    run(5, 1500);
+}

@@ -440,6 +440,21 @@ impl GitDbFs {
         lock(&self.s.mtimes).insert(path.to_owned(), SystemTime::now());
     }
 
+    /// A key now exists at (or below) `path`: its ancestors are directories of the store, so
+    /// the mount no longer needs to keep them (a later removal keeps them again, see
+    /// [`Self::keep_parent_dirs`]). Keeps the set of kept directories small.
+    fn key_added(&self, path: &str) {
+        let mut dirs = lock(&self.s.empty_dirs);
+        if dirs.is_empty() {
+            return;
+        }
+        let mut cur = split(path).0;
+        while !cur.is_empty() {
+            dirs.remove(cur);
+            cur = split(cur).0;
+        }
+    }
+
     /// After a removal at `path`: keep its ancestors as (empty) directories, as a disk
     /// filesystem would, instead of letting them vanish with their last key.
     fn keep_parent_dirs(&self, path: &str) {
@@ -519,6 +534,7 @@ impl GitDbFs {
         })?;
         v.dirty = false;
         self.touched(&path);
+        self.key_added(&path);
         Ok(())
     }
 
@@ -537,6 +553,7 @@ impl GitDbFs {
             .set_with_mode(path, b"", vmode)
             .map_err(|e| db_err(&e))?;
         self.touched(path);
+        self.key_added(path);
         Ok(vmode)
     }
 
@@ -587,13 +604,20 @@ impl GitDbFs {
             };
             {
                 let dirs = lock(&self.s.empty_dirs);
-                for d in dirs.range(prefix.clone()..) {
-                    let Some(rest) = d.strip_prefix(&prefix) else {
-                        break;
-                    };
-                    if !rest.contains('/') && !out.iter().any(|(_, n)| n == rest) {
-                        out.push((FileType::Directory, rest.to_owned()));
-                    }
+                let mut kept = dirs
+                    .range(prefix.clone()..)
+                    .take_while(|d| d.starts_with(&prefix))
+                    .map(|d| &d[prefix.len()..])
+                    .filter(|rest| !rest.contains('/'))
+                    .peekable();
+                if kept.peek().is_some() {
+                    let listed: std::collections::HashSet<String> =
+                        out.iter().map(|(_, n)| n.clone()).collect();
+                    let extra: Vec<String> = kept
+                        .filter(|rest| !listed.contains(*rest))
+                        .map(str::to_owned)
+                        .collect();
+                    out.extend(extra.into_iter().map(|n| (FileType::Directory, n)));
                 }
             }
             if path.is_empty() {
@@ -673,6 +697,9 @@ impl GitDbFs {
         }
         lock(&self.s.inodes).rename(from, to);
         self.keep_parent_dirs(from);
+        if !src_empty {
+            self.key_added(to);
+        }
         self.touched(to);
         Ok(())
     }
@@ -994,6 +1021,7 @@ impl Filesystem for GitDbFs {
                 .set_with_mode(&path, target.as_os_str().as_bytes(), ValueMode::Symlink)
                 .map_err(|e| db_err(&e))?;
             self.touched(&path);
+            self.key_added(&path);
             self.getattr_path(&path)
         });
         match result {
