@@ -36,6 +36,12 @@ impl HandleError {
     }
 }
 
+fn not_owned() -> HandleError {
+    HandleError::Io(std::io::Error::other(
+        "open-file buffer was not made writable",
+    ))
+}
+
 enum Content {
     /// Not loaded yet: the blob the handle opened (None: an empty value).
     Source(Option<ObjectId>),
@@ -175,7 +181,7 @@ impl ValueHandle {
                 file.write_all_at(data, offset)?;
                 *len = (*len).max(end);
             }
-            Content::Source(_) | Content::Shared(_) => unreachable!("own() made it owned"),
+            Content::Source(_) | Content::Shared(_) => return Err(not_owned()),
         }
         self.dirty = true;
         Ok(())
@@ -195,7 +201,7 @@ impl ValueHandle {
                 file.set_len(size)?;
                 *len = size;
             }
-            Content::Source(_) | Content::Shared(_) => unreachable!("own() made it owned"),
+            Content::Source(_) | Content::Shared(_) => return Err(not_owned()),
         }
         self.dirty = true;
         Ok(())
