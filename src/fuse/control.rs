@@ -223,5 +223,35 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(parse(".gitdb/history/short"), None);
+        assert!(is_under(".gitdb") && is_under(".gitdb/x") && !is_under(".gitdbx"));
+    }
+
+    #[test]
+    fn commands_commit_rollback_and_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = crate::db::NodeId::new("n1").expect("node");
+        let db = GitDb::open(dir.path().join("r.git"), node, Default::default()).expect("open");
+        db.set("a", b"1").expect("set");
+        let effect = execute(&db, b"commit first one\n", 1_000).expect("commit");
+        assert_eq!(effect.ran, 1);
+        assert!(db.head().is_some());
+        assert_eq!(db.log(1).expect("log")[0].summary, "first one");
+        db.set("b", b"2").expect("set");
+        let effect = execute(&db, b"rollback", 2_000).expect("rollback");
+        assert_eq!(effect.changed, vec!["b".to_owned()]);
+        assert!(db.get("b").expect("get").is_none());
+        let err = execute(&db, b"frobnicate", 3_000).expect_err("unknown");
+        assert_eq!(err.errno(), libc::EINVAL);
+        assert_eq!(
+            execute(&db, &[0xff], 3_000).expect_err("utf8").errno(),
+            libc::EINVAL
+        );
+        let head = render(&CtlNode::Head, &db, None, Vec::new());
+        assert_eq!(head.len(), 41);
+        let status: serde_json::Value =
+            serde_json::from_slice(&render(&CtlNode::Status, &db, Some("boom"), Vec::new()))
+                .expect("json");
+        assert_eq!(status["last_error"], "boom");
+        assert_eq!(status["node"], "n1");
     }
 }
