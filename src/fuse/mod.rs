@@ -45,7 +45,7 @@ use fuser::{
 pub use background::{MountError, MountOptions, Mounted, clean_stale_mount, mount};
 use control::CtlNode;
 use handles::{FlushData, ValueHandle};
-use inodes::{InodeTable, join, split};
+use inodes::{InodeTable, ROOT_INO, join, split};
 
 use crate::db::{DbError, GitDb, Key, KeyError, NodeKind, Stat};
 use crate::store::{Bytes, EntryKind, ObjectId, ValueMode};
@@ -335,15 +335,20 @@ impl GitDbFs {
         if let Some(node) = control::parse(path) {
             return self.ctl_attr(path, &node);
         }
-        let ino = self.ino_of(path);
         let ttl = self.s.cfg.ttl;
         if path.is_empty() {
             return Ok((
-                self.attr(ino, FileType::Directory, 0o755, 0, self.head_time()),
+                self.attr(ROOT_INO, FileType::Directory, 0o755, 0, self.head_time()),
                 ttl,
             ));
         }
-        match self.db().stat(path).map_err(|e| lookup_err(&e))? {
+        let stat = self.db().stat(path).map_err(|e| lookup_err(&e))?;
+        if stat.is_none() && !self.is_empty_dir(path) {
+            // Checked before a number is given out: probing missing names costs no memory.
+            return Err(Errno::ENOENT);
+        }
+        let ino = self.ino_of(path);
+        match stat {
             Some(Stat::Value {
                 mode,
                 size,
@@ -368,18 +373,25 @@ impl GitDbFs {
                 self.attr(ino, FileType::Directory, 0o755, 0, self.head_time()),
                 ttl,
             )),
-            None if self.is_empty_dir(path) => {
+            None => {
                 let mtime = lock(&self.s.mtimes)
                     .get(path)
                     .copied()
                     .unwrap_or(self.s.start);
                 Ok((self.attr(ino, FileType::Directory, 0o755, 0, mtime), ttl))
             }
-            None => Err(Errno::ENOENT),
         }
     }
 
     fn ctl_attr(&self, path: &str, node: &CtlNode) -> Result<(FileAttr, Duration), Errno> {
+        if let CtlNode::History { commit, path: p } = node {
+            // Existence first, so probing missing history paths costs no inode number.
+            let store = self.db().store();
+            let tree = store.commit_info(*commit).map_err(|_| Errno::ENOENT)?.tree;
+            if !p.is_empty() && !matches!(store.lookup(tree, p), Ok(Some(_))) {
+                return Err(Errno::ENOENT);
+            }
+        }
         let ino = self.ino_of(path);
         let now = SystemTime::now();
         let dir = |perm| Ok((self.attr(ino, FileType::Directory, perm, 0, now), ZERO_TTL));
