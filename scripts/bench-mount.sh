@@ -5,10 +5,11 @@
 # gitdb-mount vs bindfs. Needs root (mounts tmpfs); installs bindfs if missing.
 # Usage: scripts/bench-mount.sh [N]      (N files, default 5000)
 set -euo pipefail
-cd "$(dirname "$0")/.."
 N="${1:-5000}"
-BENCH="$(cd "$(dirname "$0")/../../shared/bench" 2>/dev/null && pwd)/fsbench.py"
-[ -f "$BENCH" ] || BENCH=/work/shared/bench/fsbench.py
+# The shared harness sits at ../shared beside the repository (as in CI).
+BENCH="$(cd "$(dirname "$0")/../../shared/bench" && pwd)/fsbench.py"
+cd "$(dirname "$0")/.."
+[ -f "$BENCH" ] || { echo "bench-mount.sh: $BENCH not found" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "bench-mount.sh: needs root (tmpfs and FUSE mounts)" >&2; exit 1; }
 command -v bindfs >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bindfs >/dev/null
