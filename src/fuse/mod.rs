@@ -12,10 +12,13 @@
 //! - [`background`]: mounting, and the threads that refresh HEAD, autocommit, and invalidate
 //!   kernel caches when HEAD moves under the mount.
 //!
-//! Speed comes from the kernel: entries and attributes get a long TTL and values are opened with
-//! `FOPEN_KEEP_CACHE`, so repeated `stat`/`read` never reach this process; correctness comes
-//! from invalidating exactly the changed paths when HEAD moves (see [`background`]), never from
-//! inside a callback. Control files are served with direct I/O and a zero TTL instead.
+//! Speed comes from the kernel: entries and attributes get a long TTL, values are opened with
+//! `FOPEN_KEEP_CACHE` and key directories with `FOPEN_CACHE_DIR`, so repeated `stat`/`read`/
+//! `readdir` never reach this process; correctness comes from invalidating exactly the changed
+//! paths when HEAD moves or a rollback drops changes (see [`background`]), never from inside a
+//! callback. A value changed that way gets a new inode number on its next lookup, so a process
+//! that had it open keeps reading (from the page cache or its handle) the value it opened.
+//! Control files are served with direct I/O and a zero TTL instead.
 //!
 //! Locks (all `std::sync::Mutex`, none held while calling the notifier): `inodes`,
 //! `empty_dirs`, `mtimes`, `handles` (the map) are leaves taken briefly; a single handle's lock
