@@ -48,6 +48,14 @@ enum Op {
     List(String),
     Stat(String),
     Truncate(String, u64),
+    /// Open for writing (create, truncate), write, optionally list the parent and stat the
+    /// file and/or rename it while still open, write more, close.
+    WriteOpen {
+        path: String,
+        data: Vec<u8>,
+        look: bool,
+        rename_to: Option<String>,
+    },
 }
 
 fn random_op(rng: &mut Rng) -> Op {
@@ -58,7 +66,7 @@ fn random_op(rng: &mut Rng) -> Op {
             .map(|_| b'a' + rng.below(26) as u8)
             .collect::<Vec<u8>>()
     };
-    match rng.below(10) {
+    match rng.below(12) {
         0 => Op::Write(p, data(rng)),
         1 => Op::Append(p, data(rng)),
         2 => Op::Read(p),
@@ -74,7 +82,13 @@ fn random_op(rng: &mut Rng) -> Op {
             Op::List(dir.join("/"))
         }
         8 => Op::Stat(p),
-        _ => Op::Truncate(p, rng.below(8)),
+        9 => Op::Truncate(p, rng.below(8)),
+        _ => Op::WriteOpen {
+            path: p,
+            data: data(rng),
+            look: rng.below(2) == 0,
+            rename_to: (rng.below(2) == 0).then(|| random_path(rng)),
+        },
     }
 }
 
@@ -85,6 +99,7 @@ enum Outcome {
     Names(Vec<String>),
     Kind { dir: bool, len: Option<u64> },
     Err(i32),
+    Steps(Vec<Outcome>),
 }
 
 fn errno(e: std::io::Error) -> Outcome {
@@ -121,6 +136,38 @@ fn apply(root: &Path, op: &Op) -> Outcome {
             dir: m.is_dir(),
             len: (!m.is_dir()).then_some(m.len()),
         }),
+        Op::WriteOpen {
+            path,
+            data,
+            look,
+            rename_to,
+        } => fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(p(path))
+            .map(|mut f| {
+                let mut steps = vec![
+                    f.write_all(data)
+                        .map(|()| Outcome::Ok)
+                        .unwrap_or_else(errno),
+                ];
+                if *look {
+                    let parent = path.rsplit_once('/').map_or("", |(d, _)| d).to_owned();
+                    steps.push(apply(root, &Op::List(parent)));
+                    steps.push(apply(root, &Op::Stat(path.clone())));
+                }
+                if let Some(to) = rename_to {
+                    steps.push(apply(root, &Op::Rename(path.clone(), to.clone())));
+                }
+                steps.push(
+                    f.write_all(b"+tail")
+                        .map(|()| Outcome::Ok)
+                        .unwrap_or_else(errno),
+                );
+                drop(f);
+                Outcome::Steps(steps)
+            }),
         Op::Truncate(path, len) => fs::OpenOptions::new()
             .write(true)
             .open(p(path))

@@ -420,9 +420,12 @@ fn the_store_never_sees_a_half_written_value() {
         .arg("-c")
         .arg(
             "import sys\nf = open(sys.argv[1], 'wb')\nf.write(b'new-'); f.flush()\n\
-             print('ready', flush=True)\nsys.stdin.readline()\nf.write(b'value\\n'); f.close()\n",
+             g = open(sys.argv[2], 'wb')\ng.write(b'half'); g.flush()\n\
+             print('ready', flush=True)\nsys.stdin.readline()\nf.write(b'value\\n'); f.close()\n\
+             g.write(b'-and-whole\\n'); g.close()\n",
         )
         .arg(m.path("f"))
+        .arg(m.path("g"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -432,9 +435,12 @@ fn the_store_never_sees_a_half_written_value() {
         .read_line(&mut line)
         .expect("ready");
     assert_eq!(line, "ready\n");
-    // A commit now records the old value, not an empty or half one.
+    // A commit now records the old value, not an empty or half one, and not the new file.
     m.sh_ok("echo commit > .gitdb/ctl");
     assert_eq!(m.git(&["show", "main:f"]), "old-value");
+    assert_eq!(m.git(&["ls-tree", "--name-only", "main"]), "f");
+    // Through the mount the new file is there while it is being written.
+    assert_eq!(m.sh_ok("ls"), "f\ng\n");
     writer
         .stdin
         .take()
@@ -444,6 +450,7 @@ fn the_store_never_sees_a_half_written_value() {
     assert!(writer.wait().expect("wait").success());
     m.sh_ok("echo commit > .gitdb/ctl");
     assert_eq!(m.git(&["show", "main:f"]), "new-value");
+    assert_eq!(m.git(&["show", "main:g"]), "half-and-whole");
 }
 
 /// `scripts/mount.fuse.gitdb` as mount(8) would call it: `SOURCE MOUNTPOINT -o OPTIONS`.

@@ -1,7 +1,8 @@
 //! fuse: the key tree as a filesystem (fuser 0.18), the layer users touch.
 //!
 //! Directory tree = key tree. `read` = `get`; a written file becomes one `set` when it is flushed
-//! (closed), so the db never holds half a value; `unlink` = `delete`; `rename` = the db's atomic
+//! (closed), so the db never holds half a value — a file made by `create` stays *pending* in
+//! this layer (listed, stat-able) until then; `unlink` = `delete`; `rename` = the db's atomic
 //! `rename`; `mkdir` makes an empty directory that this layer keeps in memory (git cannot store
 //! one) until it is removed — a commit does not record it, and it is forgotten at unmount.
 //!
@@ -29,7 +30,7 @@ pub mod control;
 pub mod handles;
 pub mod inodes;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -107,6 +108,10 @@ pub struct Shared {
     inodes: Mutex<InodeTable>,
     /// Directories made by mkdir (or left empty by a removal) that have no key below them.
     empty_dirs: Mutex<BTreeSet<String>>,
+    /// Files created through the mount and not flushed yet: they exist for the kernel (and
+    /// are listed) but the store gets them only as whole values when their writer flushes, so
+    /// a commit never records the empty middle state of a file being written.
+    pending: Mutex<BTreeMap<String, ValueMode>>,
     handles: Mutex<Handles>,
     next_fh: AtomicU64,
     /// Time of the last write through the mount, per key (mtime of uncommitted values).
@@ -136,6 +141,7 @@ impl Shared {
             cfg,
             inodes: Mutex::new(InodeTable::new()),
             empty_dirs: Mutex::new(BTreeSet::new()),
+            pending: Mutex::new(BTreeMap::new()),
             handles: Mutex::new(Handles::default()),
             next_fh: AtomicU64::new(1),
             mtimes: Mutex::new(HashMap::new()),
@@ -295,6 +301,37 @@ impl GitDbFs {
         cached.1
     }
 
+    fn pending_mode(&self, path: &str) -> Option<ValueMode> {
+        lock(&self.s.pending).get(path).copied()
+    }
+
+    /// Whether a kept directory or a pending file lies below `path`.
+    fn has_local_children(&self, path: &str) -> bool {
+        let prefix = format!("{path}/");
+        let below = |first: Option<&String>| first.is_some_and(|d| d.starts_with(&prefix));
+        below(lock(&self.s.empty_dirs).range(prefix.clone()..).next())
+            || below(
+                lock(&self.s.pending)
+                    .range(prefix.clone()..)
+                    .next()
+                    .map(|(k, _)| k),
+            )
+    }
+
+    /// Turns a pending file into an empty value in the store (before an operation that needs
+    /// the store to hold it, such as a rename while it is still being written).
+    fn materialize(&self, path: &str) -> Result<(), Errno> {
+        let Some(mode) = self.pending_mode(path) else {
+            return Ok(());
+        };
+        self.db()
+            .set_with_mode(path, b"", mode)
+            .map_err(|e| db_err(&e))?;
+        lock(&self.s.pending).remove(path);
+        self.key_added(path);
+        Ok(())
+    }
+
     fn is_empty_dir(&self, path: &str) -> bool {
         lock(&self.s.empty_dirs).contains(path)
     }
@@ -346,9 +383,17 @@ impl GitDbFs {
             ));
         }
         let stat = self.db().stat(path).map_err(|e| lookup_err(&e))?;
-        if stat.is_none() && !self.is_empty_dir(path) {
-            // Checked before a number is given out: probing missing names costs no memory.
-            return Err(Errno::ENOENT);
+        if stat.is_none() {
+            if let Some(mode) = self.pending_mode(path) {
+                let ino = self.ino_of(path);
+                let (kind, perm) = kind_of(mode);
+                let size = self.dirty_len(ino).unwrap_or(0);
+                return Ok((self.attr(ino, kind, perm, size, SystemTime::now()), ttl));
+            }
+            if !self.is_empty_dir(path) {
+                // Checked before a number is given out: probing missing names costs no memory.
+                return Err(Errno::ENOENT);
+            }
         }
         let ino = self.ino_of(path);
         match stat {
@@ -548,6 +593,7 @@ impl GitDbFs {
             db_err(&e)
         })?;
         v.dirty = false;
+        lock(&self.s.pending).remove(&path);
         self.touched(&path);
         self.key_added(&path);
         Ok(())
@@ -569,6 +615,23 @@ impl GitDbFs {
             .map_err(|e| db_err(&e))?;
         self.touched(path);
         self.key_added(path);
+        Ok(vmode)
+    }
+
+    /// Registers a file made by `create`: the store gets it when its writer flushes.
+    fn create_pending(&self, path: &str, mode: u32) -> Result<ValueMode, Errno> {
+        self.check_writable()?;
+        let vmode = if mode & 0o111 != 0 {
+            ValueMode::Executable
+        } else {
+            ValueMode::Regular
+        };
+        Key::parse_value(path).map_err(|e| db_err(&DbError::Key(e)))?;
+        if self.is_empty_dir(path) {
+            return Err(Errno::EEXIST);
+        }
+        lock(&self.s.pending).insert(path.to_owned(), vmode);
+        self.touched(path);
         Ok(vmode)
     }
 
@@ -635,6 +698,22 @@ impl GitDbFs {
                     out.extend(extra.into_iter().map(|n| (FileType::Directory, n)));
                 }
             }
+            {
+                let pending = lock(&self.s.pending);
+                let files: Vec<(FileType, String)> = pending
+                    .range(prefix.clone()..)
+                    .take_while(|(p, _)| p.starts_with(&prefix))
+                    .map(|(p, m)| (kind_of(*m).0, &p[prefix.len()..]))
+                    .filter(|(_, rest)| !rest.contains('/'))
+                    .map(|(k, rest)| (k, rest.to_owned()))
+                    .collect();
+                drop(pending);
+                if !files.is_empty() {
+                    let listed: std::collections::HashSet<String> =
+                        out.iter().map(|(_, n)| n.clone()).collect();
+                    out.extend(files.into_iter().filter(|(_, n)| !listed.contains(n)));
+                }
+            }
             if path.is_empty() {
                 out.push((FileType::Directory, control::DIR.to_owned()));
             }
@@ -663,6 +742,9 @@ impl GitDbFs {
         }
         Key::parse_value(to).map_err(|e| db_err(&DbError::Key(e)))?;
         let db = self.db();
+        // A file still being written moves as the value it holds so far (empty); its writer's
+        // flush then lands at the new name.
+        self.materialize(from)?;
         let src = db.stat(from).map_err(|e| lookup_err(&e))?;
         let src_empty = src.is_none() && self.is_empty_dir(from);
         if src.is_none() && !src_empty {
@@ -673,23 +755,18 @@ impl GitDbFs {
         }
         let dst = db.stat(to).map_err(|e| lookup_err(&e))?;
         let dst_empty = dst.is_none() && self.is_empty_dir(to);
-        if noreplace && (dst.is_some() || dst_empty) {
+        let dst_pending = dst.is_none() && self.pending_mode(to).is_some();
+        if noreplace && (dst.is_some() || dst_empty || dst_pending) {
             return Err(Errno::EEXIST);
         }
-        let has_empty_children = |p: &str| {
-            let prefix = format!("{p}/");
-            lock(&self.s.empty_dirs)
-                .range(prefix.clone()..)
-                .next()
-                .is_some_and(|d| d.starts_with(&prefix))
-        };
         let src_is_dir = src_empty || matches!(src, Some(Stat::Dir));
         match (&dst, dst_empty) {
             (Some(Stat::Value { .. }), _) if src_is_dir => return Err(Errno::ENOTDIR),
+            (None, false) if dst_pending && src_is_dir => return Err(Errno::ENOTDIR),
             (Some(Stat::Dir), _) if src_is_dir => return Err(Errno::ENOTEMPTY),
             (Some(Stat::Dir), _) => return Err(Errno::EISDIR),
             (None, true) if !src_is_dir => return Err(Errno::EISDIR),
-            (None, true) if has_empty_children(to) => return Err(Errno::ENOTEMPTY),
+            (None, true) if self.has_local_children(to) => return Err(Errno::ENOTEMPTY),
             _ => {}
         }
         if !src_empty {
@@ -708,6 +785,22 @@ impl GitDbFs {
             for d in moved {
                 dirs.remove(&d);
                 dirs.insert(format!("{to}{}", &d[from.len()..]));
+            }
+        }
+        {
+            // Files being written inside a moved directory move along; a replaced pending
+            // `to` is gone (its writer's data goes nowhere, as for any replaced file).
+            let mut pending = lock(&self.s.pending);
+            pending.remove(to);
+            let prefix = format!("{from}/");
+            let moved: Vec<(String, ValueMode)> = pending
+                .range(prefix.clone()..)
+                .take_while(|(p, _)| p.starts_with(&prefix))
+                .map(|(p, m)| (p.clone(), *m))
+                .collect();
+            for (p, m) in moved {
+                pending.remove(&p);
+                pending.insert(format!("{to}{}", &p[from.len()..]), m);
             }
         }
         lock(&self.s.inodes).rename(from, to);
@@ -823,6 +916,7 @@ impl Filesystem for GitDbFs {
                             }
                         }
                         if writers == 0 {
+                            self.materialize(&path)?;
                             let (vmode, id) = match self.db().stat(&path).map_err(|e| db_err(&e))? {
                                 Some(Stat::Value { mode, id, .. }) => (mode, id),
                                 Some(Stat::Dir) => return Err(Errno::EISDIR),
@@ -844,6 +938,21 @@ impl Filesystem for GitDbFs {
             }
             if let Some(mode) = mode {
                 let exec = mode & 0o111 != 0;
+                let new = if exec {
+                    ValueMode::Executable
+                } else {
+                    ValueMode::Regular
+                };
+                if let Some(m) = lock(&self.s.pending).get_mut(&path) {
+                    *m = new;
+                }
+                if self.pending_mode(&path).is_some() {
+                    for h in self.handles_of(ino.0) {
+                        if let Handle::Value(v) = &mut *lock(&h) {
+                            v.mode = new;
+                        }
+                    }
+                }
                 if let Ok(Some(Stat::Value { mode: cur, id, .. })) = self.db().stat(&path)
                     && cur != ValueMode::Symlink
                 {
@@ -961,10 +1070,15 @@ impl Filesystem for GitDbFs {
                 return Err(Errno::EROFS);
             }
             self.check_writable()?;
-            if self.is_empty_dir(&path) && !matches!(self.db().stat(&path), Ok(Some(_))) {
+            let in_store = matches!(self.db().stat(&path), Ok(Some(_)));
+            if self.is_empty_dir(&path) && !in_store {
                 return Err(Errno::EISDIR);
             }
-            self.db().delete(&path).map_err(|e| lookup_err(&e))?;
+            if !in_store && lock(&self.s.pending).remove(&path).is_some() {
+                // A file still being written: it never reached the store.
+            } else {
+                self.db().delete(&path).map_err(|e| lookup_err(&e))?;
+            }
             // The unlinked file's number no longer has a path: handles still open on it write
             // nowhere, and a new file here gets a new number.
             lock(&self.s.inodes).detach(&path);
@@ -989,6 +1103,12 @@ impl Filesystem for GitDbFs {
                 Some(Stat::Dir) => return Err(Errno::ENOTEMPTY),
                 Some(Stat::Value { .. }) => return Err(Errno::ENOTDIR),
                 None => {}
+            }
+            if self.pending_mode(&path).is_some() {
+                return Err(Errno::ENOTDIR);
+            }
+            if self.has_local_children(&path) {
+                return Err(Errno::ENOTEMPTY);
             }
             let mut dirs = lock(&self.s.empty_dirs);
             if !dirs.contains(&path) {
@@ -1126,12 +1246,15 @@ impl Filesystem for GitDbFs {
                 self.check_writable()?;
             }
             let (mode, id) = match self.db().stat(&path).map_err(|e| lookup_err(&e))? {
-                Some(Stat::Value { mode, id, .. }) => (mode, id),
+                Some(Stat::Value { mode, id, .. }) => (mode, Some(id)),
                 Some(Stat::Dir) => return Err(Errno::EISDIR),
-                None if self.is_empty_dir(&path) => return Err(Errno::EISDIR),
-                None => return Err(Errno::ENOENT),
+                None => match self.pending_mode(&path) {
+                    Some(mode) => (mode, None),
+                    None if self.is_empty_dir(&path) => return Err(Errno::EISDIR),
+                    None => return Err(Errno::ENOENT),
+                },
             };
-            let mut v = ValueHandle::new(ino.0, Some(id), mode, write, self.s.spill_dir.clone());
+            let mut v = ValueHandle::new(ino.0, id, mode, write, self.s.spill_dir.clone());
             if write && flags.0 & libc::O_TRUNC != 0 {
                 v.truncate(self.db().store(), 0)
                     .map_err(|e| errno(e.errno()))?;
@@ -1176,10 +1299,15 @@ impl Filesystem for GitDbFs {
                     self.check_writable()?;
                     (mode, Some(id))
                 }
-                _ => (self.create_value(&path, mode)?, None),
+                _ => (self.create_pending(&path, mode)?, None),
             };
             let (attr, ttl) = self.getattr_path(&path)?;
-            let v = ValueHandle::new(attr.ino.0, id, vmode, true, self.s.spill_dir.clone());
+            let mut v = ValueHandle::new(attr.ino.0, id, vmode, true, self.s.spill_dir.clone());
+            if id.is_none() {
+                // A new (or truncated) file: its first flush stores it, even if empty.
+                v.truncate(self.db().store(), 0)
+                    .map_err(|e| errno(e.errno()))?;
+            }
             let fh = self.new_handle(Handle::Value(v), Some(attr.ino.0));
             Ok((attr, ttl, fh))
         })();
@@ -1290,13 +1418,25 @@ impl Filesystem for GitDbFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let result = match self.drop_handle(fh) {
+        let (result, ino) = match self.drop_handle(fh) {
             Some(h) => match &mut *lock(&h) {
-                Handle::Value(v) => self.flush_value(v),
-                _ => Ok(()),
+                Handle::Value(v) => (self.flush_value(v), Some(v.ino)),
+                _ => (Ok(()), None),
             },
-            None => Ok(()),
+            None => (Ok(()), None),
         };
+        if let Some(ino) = ino
+            && self.handles_of(ino).is_empty()
+        {
+            // The last handle on a file that never reached the store (its flush failed):
+            // the file goes, rather than lingering as a name with nothing behind it.
+            let path = lock(&self.s.inodes).path(ino).map(str::to_owned);
+            if let Some(path) = path
+                && lock(&self.s.pending).remove(&path).is_some()
+            {
+                lock(&self.s.inodes).detach(&path);
+            }
+        }
         match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
