@@ -70,6 +70,9 @@ pub struct ValueHandle {
     pub dirty: bool,
     /// Opened for writing (flush applies only such handles).
     pub writable: bool,
+    /// Its file descriptor was closed (FLUSH seen) and only the asynchronous RELEASE is still
+    /// to come: it no longer speaks for the file's size and takes no truncation.
+    pub closed: bool,
     content: Content,
     spill_dir: PathBuf,
 }
@@ -88,6 +91,7 @@ impl ValueHandle {
             mode,
             dirty: false,
             writable,
+            closed: false,
             content: Content::Source(id),
             spill_dir,
         }

@@ -363,6 +363,7 @@ impl GitDbFs {
         for h in self.handles_of(ino) {
             if let Handle::Value(v) = &mut *lock(&h)
                 && v.dirty
+                && !v.closed
             {
                 return v.len(self.db().store()).ok();
             }
@@ -831,6 +832,14 @@ fn writable(flags: OpenFlags) -> bool {
 
 impl Filesystem for GitDbFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // O_TRUNC is handled in open(), on that handle only, instead of a separate truncate by
+        // path that cannot tell this open's handle from others on the same file.
+        if config
+            .add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC)
+            .is_err()
+        {
+            log::info!("kernel without atomic O_TRUNC: truncating open writers by path");
+        }
         if let Err(nearest) = config.set_max_write(1 << 20) {
             let _ = config.set_max_write(nearest);
         }
@@ -910,6 +919,7 @@ impl Filesystem for GitDbFs {
                         for h in self.handles_of(ino.0) {
                             if let Handle::Value(v) = &mut *lock(&h)
                                 && v.writable
+                                && !v.closed
                             {
                                 v.truncate(store, size).map_err(|e| errno(e.errno()))?;
                                 writers += 1;
@@ -1365,6 +1375,8 @@ impl Filesystem for GitDbFs {
                 if !v.writable {
                     return Err(Errno::EBADF);
                 }
+                // A write after a FLUSH comes from a dup'ed descriptor still open.
+                v.closed = false;
                 v.write(self.db().store(), offset, data)
                     .map_err(|e| errno(e.errno()))
             }
@@ -1399,7 +1411,11 @@ impl Filesystem for GitDbFs {
         reply: ReplyEmpty,
     ) {
         let result = self.handle(fh).and_then(|h| match &mut *lock(&h) {
-            Handle::Value(v) => self.flush_value(v),
+            Handle::Value(v) => {
+                // FLUSH is sent on close(2); the RELEASE that follows is asynchronous.
+                v.closed = true;
+                self.flush_value(v)
+            }
             _ => Ok(()),
         });
         match result {
