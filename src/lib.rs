@@ -5,11 +5,14 @@
 //! - [`db`] (GitDb): keys, the journaled working layer, commit/rollback, history, clocks.
 //! - [`merge`]: deterministic, convergent three-way merge of two heads (LastWriteWins,
 //!   KeepBoth, Custom), merge commits every node writes identically.
+//! - [`fuse`]: the key tree as a FUSE filesystem, its `/.gitdb/` control directory, and the
+//!   threads that keep kernel caches right when HEAD moves (used by `gitdb-mount`).
 //!
 //! Each layer only calls the one below it.
 
 pub mod db;
 pub mod defaults;
+pub mod fuse;
 pub mod merge;
 pub mod store;
 

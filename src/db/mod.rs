@@ -545,6 +545,12 @@ impl GitDb {
         Ok(self.store.blob(id)?)
     }
 
+    /// The contents of the blob `id` named by a [`Stat`]: from memory while it is a small value
+    /// waiting for its commit, else from the object database.
+    pub fn value(&self, id: ObjectId) -> Result<Bytes> {
+        self.read_value(id, false)
+    }
+
     /// Size, mode and id of a value, or that `key` is a directory; `None` if nothing is there.
     pub fn stat(&self, key: &str) -> Result<Option<Stat>> {
         let key = Key::parse(key)?;
@@ -809,6 +815,12 @@ impl GitDb {
     /// Sets `key` to a blob already written to the store (e.g. streamed by the mount).
     pub fn set_blob(&self, key: &str, id: ObjectId, mode: ValueMode) -> Result<()> {
         self.check_writable()?;
+        // A small value still waiting for its commit (e.g. re-staged by a chmod) is not in the
+        // object database yet: stage its bytes again, so the journal holds them.
+        let waiting = self.read_state().pending.blobs.get(&id).cloned();
+        if let Some(data) = waiting {
+            return self.set_with_mode(key, &data, mode);
+        }
         let key = Key::parse_value(key)?;
         let size = self.store.blob_size(id)?;
         self.stage(key, StagedValue { id, mode, size })

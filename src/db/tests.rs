@@ -811,3 +811,29 @@ fn rewriting_one_key_all_day_keeps_the_journal_small() {
     let db = open(dir.path());
     assert_eq!(get(&db, "hot"), Some(19_999u32.to_le_bytes().to_vec()));
 }
+
+#[test]
+fn restaging_a_value_waiting_for_its_commit_keeps_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = open(dir.path());
+        db.set("run.sh", b"#!/bin/sh\n").unwrap();
+        let Some(Stat::Value { id, .. }) = db.stat("run.sh").unwrap() else {
+            panic!("staged value expected");
+        };
+        assert_eq!(db.value(id).unwrap().to_vec(), b"#!/bin/sh\n");
+        db.set_blob("run.sh", id, ValueMode::Executable).unwrap();
+        db.sync().unwrap();
+    }
+    let db = open(dir.path());
+    assert_eq!(get(&db, "run.sh"), Some(b"#!/bin/sh\n".to_vec()));
+    db.commit("c", 1_000).unwrap();
+    match db.stat("run.sh").unwrap() {
+        Some(Stat::Value {
+            mode, committed, ..
+        }) => {
+            assert_eq!((mode, committed), (ValueMode::Executable, true))
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Mount benchmark: the shared small-file harness (fsbench.py, 5,000 files) on tmpfs, on a
+# bindfs passthrough mount over tmpfs, and on gitdb-mount, in one run; then the ratios, the
+# time to commit 5,000 freshly created files, and 256 MiB sequential write/read throughput of
+# gitdb-mount vs bindfs. Needs root (mounts tmpfs); installs bindfs if missing.
+# Usage: scripts/bench-mount.sh [N]      (N files, default 5000)
+set -euo pipefail
+N="${1:-5000}"
+# The shared harness sits at ../shared beside the repository (as in CI).
+BENCH="$(cd "$(dirname "$0")/../../shared/bench" && pwd)/fsbench.py"
+cd "$(dirname "$0")/.."
+[ -f "$BENCH" ] || { echo "bench-mount.sh: $BENCH not found" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "bench-mount.sh: needs root (tmpfs and FUSE mounts)" >&2; exit 1; }
+command -v bindfs >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bindfs >/dev/null
+}
+
+cargo build --release --bin gitdb-mount >&2
+BIN="$PWD/target/release/gitdb-mount"
+
+T="$(mktemp -d /tmp/gitdb-bench.XXXXXX)"
+PID=""
+cleanup() {
+  set +e
+  [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+  for m in "$T/gitdb" "$T/bind" "$T/bindsrc" "$T/tmpfs" "$T/repo"; do
+    mountpoint -q "$m" && umount -l "$m"
+  done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+mkdir -p "$T/tmpfs" "$T/bindsrc" "$T/bind" "$T/gitdb" "$T/repo"
+mount -t tmpfs tmpfs "$T/tmpfs"
+mount -t tmpfs tmpfs "$T/bindsrc"
+# The repository lives on tmpfs too, so the three runs differ only by the filesystem layer.
+mount -t tmpfs tmpfs "$T/repo"
+bindfs "$T/bindsrc" "$T/bind"
+RUST_LOG=warn "$BIN" "$T/gitdb" --repo "$T/repo/db.git" --node-id bench >"$T/mount.log" 2>&1 &
+PID=$!
+for _ in $(seq 200); do [ -e "$T/gitdb/.gitdb/head" ] && break; sleep 0.05; done
+[ -e "$T/gitdb/.gitdb/head" ] || { cat "$T/mount.log" >&2; exit 1; }
+
+echo "# fsbench.py, n=$N, ops/s"
+TMPFS=$(python3 "$BENCH" "$T/tmpfs" "$N"); echo "tmpfs:  $TMPFS"
+BIND=$(python3 "$BENCH" "$T/bind" "$N");   echo "bindfs: $BIND"
+GITDB=$(python3 "$BENCH" "$T/gitdb" "$N"); echo "gitdb:  $GITDB"
+python3 - "$TMPFS" "$BIND" "$GITDB" <<'EOF'
+import json, sys
+t, b, g = (json.loads(a) for a in sys.argv[1:])
+print("# ratios: gitdb/bindfs (target >= 1, stat/read >= 3), gitdb/tmpfs")
+for k in t:
+    if k == "n":
+        continue
+    print(f"  {k:10s} gitdb/bindfs {g[k] / b[k]:6.2f}   gitdb/tmpfs {g[k] / t[k]:5.2f}")
+EOF
+
+# Warm caches: the fsbench stat/read phases run right after the writes, and a write always
+# invalidates the kernel's attributes, so they measure one round trip per file. Here the same
+# files are stat'ed and read a second time, which is what kernel caching buys afterwards.
+warm() {
+  python3 - "$1" "$N" <<'PY'
+import json, os, sys, time
+root, n = os.path.join(sys.argv[1], "warm"), int(sys.argv[2])
+paths = [os.path.join(root, f"g{i % 50}", f"u{i}", "profile") for i in range(n)]
+for p in paths:
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "wb") as f:
+        f.write(b"value-%d\n" % len(p))
+def rate(fn):
+    fn()
+    t = time.perf_counter(); fn(); return round(n / (time.perf_counter() - t))
+def st():
+    for p in paths: os.stat(p)
+def rd():
+    for p in paths:
+        with open(p, "rb") as f: f.read()
+print(json.dumps({"stat_warm": rate(st), "read_warm": rate(rd)}))
+for p in paths: os.unlink(p)
+PY
+}
+echo "# second pass (warm kernel caches), ops/s"
+WT=$(warm "$T/tmpfs"); echo "tmpfs:  $WT"
+WB=$(warm "$T/bind");  echo "bindfs: $WB"
+WG=$(warm "$T/gitdb"); echo "gitdb:  $WG"
+python3 - "$WT" "$WB" "$WG" <<'EOF'
+import json, sys
+t, b, g = (json.loads(a) for a in sys.argv[1:])
+for k in t:
+    print(f"  {k:10s} gitdb/bindfs {g[k] / b[k]:6.2f}   gitdb/tmpfs {g[k] / t[k]:5.2f}")
+EOF
+
+# Commit of N freshly created files (the fsbench layout), timed around the ctl write.
+python3 - "$T/gitdb/commitbench" "$N" <<'EOF'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    p = os.path.join(root, f"g{i % 50}", f"u{i}", "profile")
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "wb") as f:
+        f.write(b"value-%d\n" % i)
+EOF
+S=$(date +%s.%N)
+echo "commit bench" > "$T/gitdb/.gitdb/ctl"
+E=$(date +%s.%N)
+python3 -c "print(f'# commit of $N new files: {($E - $S):.3f} s')"
+
+# 256 MiB sequential write (including close, which stores the value) and read (cold cache).
+head -c 256M /dev/urandom > "$T/tmpfs/big.src"
+throughput() { # label src dst
+  sync; echo 3 > /proc/sys/vm/drop_caches
+  local s e
+  s=$(date +%s.%N)
+  dd if="$2" of="$3" bs=1M status=none
+  e=$(date +%s.%N)
+  python3 -c "print(f'  $1: {256 / ($e - $s):7.1f} MiB/s')"
+}
+echo "# 256 MiB sequential (random data), MiB/s"
+throughput "bindfs write" "$T/tmpfs/big.src" "$T/bind/big"
+throughput "gitdb  write" "$T/tmpfs/big.src" "$T/gitdb/big"
+throughput "bindfs read " "$T/bind/big" /dev/null
+throughput "gitdb  read " "$T/gitdb/big" /dev/null
+cmp "$T/tmpfs/big.src" "$T/gitdb/big" && echo "  (gitdb copy verified with cmp)"
+
+# The same with loose objects stored uncompressed (git's own core.looseCompression=0):
+# zlib on incompressible data is most of the cost above.
+kill -TERM "$PID"; wait "$PID" || true; PID=""
+git init -q --bare "$T/repo/raw.git"
+git --git-dir "$T/repo/raw.git" config core.looseCompression 0
+RUST_LOG=warn "$BIN" "$T/gitdb" --repo "$T/repo/raw.git" --node-id bench >>"$T/mount.log" 2>&1 &
+PID=$!
+for _ in $(seq 200); do [ -e "$T/gitdb/.gitdb/head" ] && break; sleep 0.05; done
+echo "# 256 MiB sequential with core.looseCompression=0, MiB/s"
+throughput "gitdb  write" "$T/tmpfs/big.src" "$T/gitdb/big"
+throughput "gitdb  read " "$T/gitdb/big" /dev/null
+cmp "$T/tmpfs/big.src" "$T/gitdb/big" && echo "  (gitdb copy verified with cmp)"

@@ -1,0 +1,257 @@
+//! The control directory `/.gitdb/`: how a shell talks to the store without a client binary.
+//!
+//! - `ctl` (write-only): `commit [message]`, `rollback`. Each written line is one command,
+//!   executed when the write arrives, so a failing command fails that `write(2)` (EINVAL for an
+//!   unknown command, EIO for a failing one) and the reason shows in `status` as `last_error`.
+//! - `status` (JSON), `head` (one line), `log` (one commit per line), `conflicts` (one key per
+//!   line; empty until merges exist): generated when opened, served with direct I/O so the page
+//!   cache never shows a stale copy.
+//! - `history/<commit-id>/…`: a read-only view of the tree at that commit; writes get EROFS.
+//!
+//! The name `.gitdb` is reserved at the root of the key space (see [`crate::db::key`]), so these
+//! paths never collide with keys.
+
+use crate::db::{GitDb, Status};
+use crate::store::ObjectId;
+
+/// The control directory's name at the mount root.
+pub const DIR: &str = ".gitdb";
+/// How many commits `log` shows and `history/` lists.
+pub const LOG_LEN: usize = 100;
+
+/// A node of the control directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CtlNode {
+    Dir,
+    Ctl,
+    Status,
+    Head,
+    Log,
+    Conflicts,
+    HistoryDir,
+    /// `history/<id>/<path>` (`path` empty: the commit's root).
+    History {
+        commit: ObjectId,
+        path: String,
+    },
+}
+
+/// The files and directories directly in `/.gitdb/`.
+pub const ENTRIES: [(&str, bool); 6] = [
+    ("ctl", false),
+    ("status", false),
+    ("head", false),
+    ("log", false),
+    ("conflicts", false),
+    ("history", true),
+];
+
+/// Errors of a `ctl` command.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("unknown command {0:?} (expected `commit [message]` or `rollback`)")]
+    Unknown(String),
+    #[error("command is not UTF-8")]
+    NotUtf8,
+    #[error("{command} failed: {source}")]
+    Failed {
+        command: &'static str,
+        source: crate::db::DbError,
+    },
+}
+
+impl CtlError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            CtlError::Unknown(_) | CtlError::NotUtf8 => libc::EINVAL,
+            CtlError::Failed { source, .. } if source.errno() == libc::EROFS => libc::EROFS,
+            CtlError::Failed { .. } => libc::EIO,
+        }
+    }
+}
+
+/// What a command did, for the caller to react (invalidate after a rollback).
+#[derive(Debug, Default)]
+pub struct CtlEffect {
+    /// Keys whose visible value changed (a rollback drops them).
+    pub changed: Vec<String>,
+    /// Whether anything was done at all.
+    pub ran: usize,
+}
+
+/// Whether a mount path is the control directory or anything below it.
+pub fn is_under(path: &str) -> bool {
+    path == DIR || path.strip_prefix(DIR).is_some_and(|r| r.starts_with('/'))
+}
+
+/// Classifies a mount path at or below `.gitdb`; `None` if it is not a control path or does
+/// not exist.
+pub fn parse(path: &str) -> Option<CtlNode> {
+    let rest = path.strip_prefix(DIR)?;
+    if rest.is_empty() {
+        return Some(CtlNode::Dir);
+    }
+    let rest = rest.strip_prefix('/')?;
+    Some(match rest {
+        "ctl" => CtlNode::Ctl,
+        "status" => CtlNode::Status,
+        "head" => CtlNode::Head,
+        "log" => CtlNode::Log,
+        "conflicts" => CtlNode::Conflicts,
+        "history" => CtlNode::HistoryDir,
+        _ => {
+            let under = rest.strip_prefix("history/")?;
+            let (id, path) = under.split_once('/').unwrap_or((under, ""));
+            if id.len() != 40 {
+                return None;
+            }
+            let commit = ObjectId::from_hex(id.as_bytes()).ok()?;
+            CtlNode::History {
+                commit,
+                path: path.to_owned(),
+            }
+        }
+    })
+}
+
+/// The JSON document of `status`: the db's status plus what the mount knows.
+#[derive(serde::Serialize)]
+struct StatusDoc<'a> {
+    #[serde(flatten)]
+    db: Status,
+    conflicts: Vec<String>,
+    peers: Vec<String>,
+    last_error: Option<&'a str>,
+    /// Empty directories made with mkdir, kept by the mount only (git cannot store them).
+    empty_dirs: Vec<String>,
+}
+
+/// Contents of a generated control file.
+pub fn render(
+    node: &CtlNode,
+    db: &GitDb,
+    last_error: Option<&str>,
+    empty_dirs: Vec<String>,
+) -> Vec<u8> {
+    match node {
+        CtlNode::Status => {
+            let doc = StatusDoc {
+                db: db.status(),
+                conflicts: Vec::new(),
+                peers: Vec::new(),
+                last_error,
+                empty_dirs,
+            };
+            let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_else(|e| {
+                format!("{{\"error\": \"cannot render status: {e}\"}}").into_bytes()
+            });
+            out.push(b'\n');
+            out
+        }
+        CtlNode::Head => match db.head() {
+            Some(h) => format!("{h}\n").into_bytes(),
+            None => Vec::new(),
+        },
+        CtlNode::Log => match db.log(LOG_LEN) {
+            Ok(entries) => entries
+                .iter()
+                .map(|e| format!("{} {} {} {}\n", e.id, e.seconds, e.author, e.summary))
+                .collect::<String>()
+                .into_bytes(),
+            Err(e) => format!("error: {e}\n").into_bytes(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// Runs the commands in `data` (one per line).
+pub fn execute(db: &GitDb, data: &[u8], now_ms: u64) -> Result<CtlEffect, CtlError> {
+    let text = std::str::from_utf8(data).map_err(|_| CtlError::NotUtf8)?;
+    let mut effect = CtlEffect::default();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (cmd, arg) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        match cmd {
+            "commit" => {
+                let msg = match arg.trim() {
+                    "" => "commit from the mount",
+                    m => m,
+                };
+                let outcome = db.commit(msg, now_ms).map_err(|source| CtlError::Failed {
+                    command: "commit",
+                    source,
+                })?;
+                log::info!("ctl: commit: {outcome:?}");
+            }
+            "rollback" => {
+                let dirty: Vec<String> = db
+                    .status()
+                    .dirty
+                    .into_iter()
+                    .map(|d| d.key.trim_start_matches('/').to_owned())
+                    .collect();
+                let n = db.rollback().map_err(|source| CtlError::Failed {
+                    command: "rollback",
+                    source,
+                })?;
+                log::info!("ctl: rollback dropped {n} change(s)");
+                effect.changed.extend(dirty);
+            }
+            _ => return Err(CtlError::Unknown(line.to_owned())),
+        }
+        effect.ran += 1;
+    }
+    Ok(effect)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_control_paths() {
+        assert_eq!(parse(".gitdb"), Some(CtlNode::Dir));
+        assert_eq!(parse(".gitdb/ctl"), Some(CtlNode::Ctl));
+        assert_eq!(parse(".gitdb/nope"), None);
+        assert_eq!(parse(".gitdbx"), None);
+        assert_eq!(parse("a"), None);
+        let id = "0123456789abcdef0123456789abcdef01234567";
+        match parse(&format!(".gitdb/history/{id}/a/b")) {
+            Some(CtlNode::History { commit, path }) => {
+                assert_eq!(commit.to_string(), id);
+                assert_eq!(path, "a/b");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(parse(".gitdb/history/short"), None);
+        assert!(is_under(".gitdb") && is_under(".gitdb/x") && !is_under(".gitdbx"));
+    }
+
+    #[test]
+    fn commands_commit_rollback_and_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = crate::db::NodeId::new("n1").expect("node");
+        let db = GitDb::open(dir.path().join("r.git"), node, Default::default()).expect("open");
+        db.set("a", b"1").expect("set");
+        let effect = execute(&db, b"commit first one\n", 1_000).expect("commit");
+        assert_eq!(effect.ran, 1);
+        assert!(db.head().is_some());
+        assert_eq!(db.log(1).expect("log")[0].summary, "first one");
+        db.set("b", b"2").expect("set");
+        let effect = execute(&db, b"rollback", 2_000).expect("rollback");
+        assert_eq!(effect.changed, vec!["b".to_owned()]);
+        assert!(db.get("b").expect("get").is_none());
+        let err = execute(&db, b"frobnicate", 3_000).expect_err("unknown");
+        assert_eq!(err.errno(), libc::EINVAL);
+        assert_eq!(
+            execute(&db, &[0xff], 3_000).expect_err("utf8").errno(),
+            libc::EINVAL
+        );
+        let head = render(&CtlNode::Head, &db, None, Vec::new());
+        assert_eq!(head.len(), 41);
+        let status: serde_json::Value =
+            serde_json::from_slice(&render(&CtlNode::Status, &db, Some("boom"), Vec::new()))
+                .expect("json");
+        assert_eq!(status["last_error"], "boom");
+        assert_eq!(status["node"], "n1");
+    }
+}

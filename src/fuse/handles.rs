@@ -1,0 +1,305 @@
+//! Open-file buffers: what one `open` of a value sees and collects until it is flushed.
+//!
+//! A value is applied to the db as one `set` when the file is flushed (closed), so no reader
+//! ever sees half a value. Until then the handle holds:
+//! - nothing but the blob id it opened (reads load that exact blob once, so an open handle
+//!   keeps reading the value it opened even if HEAD moves under it), or
+//! - an owned buffer after the first write or truncate: in memory while small, spilled to an
+//!   unlinked temp file beyond [`SPILL_THRESHOLD`], so a 256 MiB `cp` holds at most about one
+//!   copy in memory (the one `write_blob_stream` builds while hashing at flush time).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use crate::store::{Bytes, ObjectId, Store, ValueMode};
+
+/// Buffers larger than this go to a temp file.
+pub const SPILL_THRESHOLD: u64 = 8 << 20;
+
+/// Errors of an open-file buffer.
+/// Where an opened value's contents come from: the db (which knows values still waiting for
+/// their commit), or a bare store in unit tests.
+pub trait BlobSource {
+    fn blob_for_handle(&self, id: ObjectId) -> Result<Bytes, HandleError>;
+}
+
+impl BlobSource for Store {
+    fn blob_for_handle(&self, id: ObjectId) -> Result<Bytes, HandleError> {
+        Ok(self.blob(id)?)
+    }
+}
+
+impl BlobSource for crate::db::GitDb {
+    fn blob_for_handle(&self, id: ObjectId) -> Result<Bytes, HandleError> {
+        Ok(self.value(id)?)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error("temp file for an open value: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("reading the opened value: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("reading the opened value: {0}")]
+    Db(#[from] crate::db::DbError),
+}
+
+impl HandleError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            HandleError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            HandleError::Store(_) => libc::EIO,
+            HandleError::Db(e) => e.errno(),
+        }
+    }
+}
+
+fn not_owned() -> HandleError {
+    HandleError::Io(std::io::Error::other(
+        "open-file buffer was not made writable",
+    ))
+}
+
+enum Content {
+    /// Not loaded yet: the blob the handle opened (None: an empty value).
+    Source(Option<ObjectId>),
+    /// The opened blob, shared with the store's cache.
+    Shared(Bytes),
+    /// Owned and in memory.
+    Mem(Vec<u8>),
+    /// Owned and spilled to an unlinked temp file of `len` bytes.
+    Spilled { file: File, len: u64 },
+}
+
+/// What a flush hands to the db.
+pub enum FlushData<'a> {
+    Mem(&'a [u8]),
+    /// A reader over the whole spilled value.
+    Stream(std::io::Take<&'a mut File>),
+}
+
+/// One open value.
+pub struct ValueHandle {
+    /// The inode the handle was opened on (its path may change by rename).
+    pub ino: u64,
+    /// Mode the value gets when flushed.
+    pub mode: ValueMode,
+    /// Whether the buffer differs from what the db holds.
+    pub dirty: bool,
+    /// Opened for writing (flush applies only such handles).
+    pub writable: bool,
+    /// Its file descriptor was closed (FLUSH seen) and only the asynchronous RELEASE is still
+    /// to come: it no longer speaks for the file's size and takes no truncation.
+    pub closed: bool,
+    content: Content,
+    spill_dir: PathBuf,
+}
+
+impl ValueHandle {
+    /// A handle on the blob `id` (None: empty).
+    pub fn new(
+        ino: u64,
+        id: Option<ObjectId>,
+        mode: ValueMode,
+        writable: bool,
+        spill_dir: PathBuf,
+    ) -> ValueHandle {
+        ValueHandle {
+            ino,
+            mode,
+            dirty: false,
+            writable,
+            closed: false,
+            content: Content::Source(id),
+            spill_dir,
+        }
+    }
+
+    fn load(&mut self, store: &impl BlobSource) -> Result<(), HandleError> {
+        if let Content::Source(id) = self.content {
+            self.content = match id {
+                Some(id) => Content::Shared(store.blob_for_handle(id)?),
+                None => Content::Mem(Vec::new()),
+            };
+        }
+        Ok(())
+    }
+
+    /// Current length (loads the value if needed).
+    pub fn len(&mut self, store: &impl BlobSource) -> Result<u64, HandleError> {
+        self.load(store)?;
+        Ok(match &self.content {
+            Content::Source(_) => 0,
+            Content::Shared(b) => b.len() as u64,
+            Content::Mem(v) => v.len() as u64,
+            Content::Spilled { len, .. } => *len,
+        })
+    }
+
+    /// Up to `size` bytes at `offset`.
+    pub fn read(
+        &mut self,
+        store: &impl BlobSource,
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>, HandleError> {
+        self.load(store)?;
+        let slice = |b: &[u8]| {
+            let start = (offset as usize).min(b.len());
+            let end = start.saturating_add(size as usize).min(b.len());
+            b[start..end].to_vec()
+        };
+        Ok(match &self.content {
+            Content::Source(_) => Vec::new(),
+            Content::Shared(b) => slice(b),
+            Content::Mem(v) => slice(v),
+            Content::Spilled { file, len } => {
+                let end = offset.saturating_add(size as u64).min(*len);
+                if offset >= end {
+                    return Ok(Vec::new());
+                }
+                let mut buf = vec![0u8; (end - offset) as usize];
+                file.read_exact_at(&mut buf, offset)?;
+                buf
+            }
+        })
+    }
+
+    /// Makes the content owned (copy on first write), spilling if it is large.
+    fn own(&mut self, store: &impl BlobSource, needed: u64) -> Result<(), HandleError> {
+        self.load(store)?;
+        if let Content::Shared(b) = &self.content {
+            let b = b.clone();
+            if (b.len() as u64).max(needed) > SPILL_THRESHOLD {
+                let file = tempfile::tempfile_in(&self.spill_dir)?;
+                file.write_all_at(&b, 0)?;
+                self.content = Content::Spilled {
+                    file,
+                    len: b.len() as u64,
+                };
+            } else {
+                self.content = Content::Mem(b.to_vec());
+            }
+        }
+        if let Content::Mem(v) = &mut self.content
+            && needed > SPILL_THRESHOLD
+        {
+            let file = tempfile::tempfile_in(&self.spill_dir)?;
+            file.write_all_at(v, 0)?;
+            let len = v.len() as u64;
+            self.content = Content::Spilled { file, len };
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset`, zero-filling any gap (sparse extension).
+    pub fn write(
+        &mut self,
+        store: &impl BlobSource,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), HandleError> {
+        let end = offset.saturating_add(data.len() as u64);
+        self.own(store, end)?;
+        match &mut self.content {
+            Content::Mem(v) => {
+                let (o, e) = (offset as usize, end as usize);
+                if v.len() < e {
+                    v.resize(e, 0);
+                }
+                v[o..e].copy_from_slice(data);
+            }
+            Content::Spilled { file, len } => {
+                file.write_all_at(data, offset)?;
+                *len = (*len).max(end);
+            }
+            Content::Source(_) | Content::Shared(_) => return Err(not_owned()),
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Sets the length to `size` (shrinks or zero-extends).
+    pub fn truncate(&mut self, store: &impl BlobSource, size: u64) -> Result<(), HandleError> {
+        if size == 0 {
+            // Do not load a large value only to drop it.
+            self.content = Content::Mem(Vec::new());
+        } else {
+            self.own(store, size)?;
+        }
+        match &mut self.content {
+            Content::Mem(v) => v.resize(size as usize, 0),
+            Content::Spilled { file, len } => {
+                file.set_len(size)?;
+                *len = size;
+            }
+            Content::Source(_) | Content::Shared(_) => return Err(not_owned()),
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// The whole value, for the db.
+    pub fn flush_data(&mut self, store: &impl BlobSource) -> Result<FlushData<'_>, HandleError> {
+        self.load(store)?;
+        Ok(match &mut self.content {
+            Content::Source(_) => FlushData::Mem(&[]),
+            Content::Shared(b) => FlushData::Mem(b),
+            Content::Mem(v) => FlushData::Mem(v),
+            Content::Spilled { file, len } => {
+                file.seek(SeekFrom::Start(0))?;
+                FlushData::Stream(file.take(*len))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            Store::open_or_create(&dir.path().join("r.git"), Default::default()).expect("store");
+        (dir, store)
+    }
+
+    #[test]
+    fn write_read_sparse_truncate() {
+        let (dir, store) = store();
+        let id = store.write_blob(b"hello").expect("blob");
+        let mut h = ValueHandle::new(2, Some(id), ValueMode::Regular, true, dir.path().to_owned());
+        assert_eq!(h.read(&store, 1, 3).expect("read"), b"ell");
+        h.write(&store, 8, b"x").expect("write");
+        assert_eq!(h.read(&store, 0, 100).expect("read"), b"hello\0\0\0x");
+        h.truncate(&store, 2).expect("truncate");
+        assert_eq!(h.len(&store).expect("len"), 2);
+        assert!(h.dirty);
+    }
+
+    #[test]
+    fn large_values_spill_to_a_file() {
+        let (dir, store) = store();
+        let mut h = ValueHandle::new(2, None, ValueMode::Regular, true, dir.path().to_owned());
+        let chunk = vec![7u8; 1 << 20];
+        for i in 0..10u64 {
+            h.write(&store, i << 20, &chunk).expect("write");
+        }
+        assert!(matches!(h.content, Content::Spilled { .. }));
+        assert_eq!(h.len(&store).expect("len"), 10 << 20);
+        assert_eq!(
+            h.read(&store, (10 << 20) - 2, 10).expect("read"),
+            vec![7, 7]
+        );
+        let FlushData::Stream(mut r) = h.flush_data(&store).expect("flush") else {
+            panic!("expected a stream");
+        };
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).expect("read");
+        assert_eq!(all.len(), 10 << 20);
+    }
+}

@@ -1,0 +1,1704 @@
+//! fuse: the key tree as a filesystem (fuser 0.18), the layer users touch.
+//!
+//! Directory tree = key tree. `read` = `get`; a written file becomes one `set` when it is flushed
+//! (closed), so the db never holds half a value — a file made by `create` stays *pending* in
+//! this layer (listed, stat-able) until then; `unlink` = `delete`; `rename` = the db's atomic
+//! `rename`; `mkdir` makes an empty directory that this layer keeps in memory (git cannot store
+//! one) until it is removed — a commit does not record it, and it is forgotten at unmount.
+//!
+//! Pieces, one file each:
+//! - [`inodes`]: stable path <-> inode numbers;
+//! - [`handles`]: open-file buffers (copy on write, spill to a temp file when large);
+//! - [`control`]: the `/.gitdb/` control directory;
+//! - [`background`]: mounting, and the threads that refresh HEAD, autocommit, and invalidate
+//!   kernel caches when HEAD moves under the mount.
+//!
+//! Speed comes from the kernel: entries and attributes get a long TTL, values are opened with
+//! `FOPEN_KEEP_CACHE` and key directories with `FOPEN_CACHE_DIR`, so repeated `stat`/`read`/
+//! `readdir` never reach this process; correctness comes from invalidating exactly the changed
+//! paths when HEAD moves or a rollback drops changes (see [`background`]), never from inside a
+//! callback. A value changed that way gets a new inode number on its next lookup, so a process
+//! that had it open keeps reading (from the page cache or its handle) the value it opened.
+//! Control files are served with direct I/O and a zero TTL instead.
+//!
+//! Locks (all `std::sync::Mutex`, none held while calling the notifier): `inodes`,
+//! `empty_dirs`, `mtimes`, `handles` (the map) are leaves taken briefly; a single handle's lock
+//! may be held across a db call but never while taking the `handles` map lock.
+
+pub mod background;
+pub mod control;
+pub mod handles;
+pub mod inodes;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsStr;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+pub use background::{MountError, MountOptions, Mounted, clean_stale_mount, mount};
+use control::CtlNode;
+use handles::{FlushData, ValueHandle};
+use inodes::{InodeTable, ROOT_INO, join, split};
+
+use crate::db::{DbError, GitDb, Key, KeyError, NodeKind, Stat};
+use crate::store::{Bytes, EntryKind, ObjectId, ValueMode};
+
+/// How the filesystem presents itself.
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    /// Owner of every file (the mounting user unless `-o uid=`).
+    pub uid: u32,
+    pub gid: u32,
+    /// Refuse every change with EROFS.
+    pub read_only: bool,
+    /// Entry and attribute TTL for keys (control files always get zero).
+    pub ttl: Duration,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        // SAFETY: getuid/getgid cannot fail and touch no memory.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        FsConfig {
+            uid,
+            gid,
+            read_only: false,
+            ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What an open file handle refers to.
+enum Handle {
+    Value(ValueHandle),
+    /// `/.gitdb/ctl`: each write is a command.
+    Ctl,
+    /// A generated control file or a history value: fixed bytes.
+    Data(Bytes),
+    /// A directory: its path, and the listing snapshot taken at the first readdir (with
+    /// `FOPEN_CACHE_DIR` the kernel often answers from its cache and never asks).
+    Dir {
+        path: String,
+        listing: Option<Vec<(u64, FileType, String)>>,
+    },
+}
+
+#[derive(Default)]
+struct Handles {
+    map: HashMap<u64, Arc<Mutex<Handle>>>,
+    /// Value handles per inode, to report the size of a file being written.
+    by_ino: HashMap<u64, Vec<u64>>,
+}
+
+/// State shared by the filesystem callbacks and the background threads.
+pub struct Shared {
+    db: Arc<GitDb>,
+    cfg: FsConfig,
+    inodes: Mutex<InodeTable>,
+    /// Directories made by mkdir (or left empty by a removal) that have no key below them.
+    empty_dirs: Mutex<BTreeSet<String>>,
+    /// Files created through the mount and not flushed yet: they exist for the kernel (and
+    /// are listed) but the store gets them only as whole values when their writer flushes, so
+    /// a commit never records the empty middle state of a file being written.
+    pending: Mutex<BTreeMap<String, ValueMode>>,
+    handles: Mutex<Handles>,
+    next_fh: AtomicU64,
+    /// Time of the last write through the mount, per key (mtime of uncommitted values).
+    mtimes: Mutex<HashMap<String, SystemTime>>,
+    /// Unix ms of the last change through the mount (for autocommit).
+    last_change_ms: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    /// Paths whose kernel caches must be dropped (served by the invalidation thread).
+    inval: Mutex<Sender<Vec<String>>>,
+    head_time: Mutex<(Option<ObjectId>, SystemTime)>,
+    start: SystemTime,
+    spill_dir: PathBuf,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn new(db: Arc<GitDb>, cfg: FsConfig, inval: Sender<Vec<String>>) -> Shared {
+        let spill_dir = db.git_dir().join("gitdb").join("tmp");
+        if let Err(e) = std::fs::create_dir_all(&spill_dir) {
+            log::warn!("cannot create {}: {e}", spill_dir.display());
+        }
+        Shared {
+            db,
+            cfg,
+            inodes: Mutex::new(InodeTable::new()),
+            empty_dirs: Mutex::new(BTreeSet::new()),
+            pending: Mutex::new(BTreeMap::new()),
+            handles: Mutex::new(Handles::default()),
+            next_fh: AtomicU64::new(1),
+            mtimes: Mutex::new(HashMap::new()),
+            last_change_ms: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            inval: Mutex::new(inval),
+            head_time: Mutex::new((None, SystemTime::now())),
+            start: SystemTime::now(),
+            spill_dir,
+        }
+    }
+
+    pub fn db(&self) -> &Arc<GitDb> {
+        &self.db
+    }
+
+    /// Unix ms of the last change made through the mount.
+    pub fn last_change_ms(&self) -> u64 {
+        self.last_change_ms.load(Ordering::Relaxed)
+    }
+
+    /// Records an error for `status`.
+    pub fn set_last_error(&self, msg: String) {
+        log::warn!("{msg}");
+        *lock(&self.last_error) = Some(msg);
+    }
+
+    /// What to tell the kernel after the values at `paths` changed outside its view (HEAD
+    /// moved, or a rollback): the names to drop (parent ino, name) for each path and its
+    /// ancestors, and the directories whose listing and attributes to drop. A path that is (now)
+    /// a value or nothing gets a new inode number on its next lookup (see
+    /// [`InodeTable::replace`]), so open handles keep the old inode and the value they opened.
+    pub(crate) fn inval_targets(&self, paths: &[String]) -> (Vec<(u64, String)>, Vec<u64>) {
+        let replaced: Vec<&String> = paths
+            .iter()
+            .filter(|p| !matches!(self.db.stat(p), Ok(Some(Stat::Dir))))
+            .collect();
+        let mut entries = BTreeSet::new();
+        let mut dirs = BTreeSet::new();
+        let mut table = lock(&self.inodes);
+        for path in paths {
+            let mut cur = path.as_str();
+            while !cur.is_empty() {
+                let (parent, name) = split(cur);
+                if let Some(pino) = table.get(parent) {
+                    entries.insert((pino, name.to_owned()));
+                    dirs.insert(pino);
+                }
+                if cur != path
+                    && let Some(ino) = table.get(cur)
+                {
+                    dirs.insert(ino);
+                }
+                cur = parent;
+            }
+        }
+        for path in replaced {
+            table.replace(path);
+        }
+        (entries.into_iter().collect(), dirs.into_iter().collect())
+    }
+}
+
+/// The filesystem given to fuser.
+pub struct GitDbFs {
+    s: Arc<Shared>,
+}
+
+fn errno(e: i32) -> Errno {
+    Errno::from_i32(e)
+}
+
+fn db_err(e: &DbError) -> Errno {
+    errno(e.errno())
+}
+
+/// A lookup of a name that cannot be a key finds nothing (except a name that is too long).
+fn lookup_err(e: &DbError) -> Errno {
+    match e {
+        DbError::Key(KeyError::TooLong { .. }) => Errno::ENAMETOOLONG,
+        DbError::Key(_) => Errno::ENOENT,
+        other => db_err(other),
+    }
+}
+
+fn kind_of(mode: ValueMode) -> (FileType, u16) {
+    match mode {
+        ValueMode::Regular => (FileType::RegularFile, 0o644),
+        ValueMode::Executable => (FileType::RegularFile, 0o755),
+        ValueMode::Symlink => (FileType::Symlink, 0o777),
+    }
+}
+
+fn now_ms() -> u64 {
+    crate::defaults::now_ms()
+}
+
+const ZERO_TTL: Duration = Duration::ZERO;
+
+impl GitDbFs {
+    pub fn new(shared: Arc<Shared>) -> GitDbFs {
+        GitDbFs { s: shared }
+    }
+
+    fn db(&self) -> &GitDb {
+        &self.s.db
+    }
+
+    fn attr(&self, ino: u64, kind: FileType, perm: u16, size: u64, mtime: SystemTime) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: mtime,
+            mtime,
+            ctime: mtime,
+            crtime: mtime,
+            kind,
+            perm,
+            nlink: if kind == FileType::Directory { 2 } else { 1 },
+            uid: self.s.cfg.uid,
+            gid: self.s.cfg.gid,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn path_of(&self, ino: INodeNo) -> Result<String, Errno> {
+        lock(&self.s.inodes)
+            .path(ino.0)
+            .map(str::to_owned)
+            .ok_or(Errno::ENOENT)
+    }
+
+    fn ino_of(&self, path: &str) -> u64 {
+        lock(&self.s.inodes).ino(path)
+    }
+
+    fn child(&self, parent: INodeNo, name: &OsStr) -> Result<String, Errno> {
+        let name = name.to_str().ok_or(Errno::EINVAL)?;
+        let parent = self.path_of(parent)?;
+        Ok(join(&parent, name))
+    }
+
+    /// The commit time of the head (mtime of committed values and directories).
+    fn head_time(&self) -> SystemTime {
+        let head = self.db().head();
+        let mut cached = lock(&self.s.head_time);
+        if cached.0 != head || head.is_none() {
+            let t = head
+                .and_then(|h| self.db().store().commit_info(h).ok())
+                .map(|c| UNIX_EPOCH + Duration::from_secs(c.seconds.max(0) as u64))
+                .unwrap_or(self.s.start);
+            *cached = (head, t);
+        }
+        cached.1
+    }
+
+    fn pending_mode(&self, path: &str) -> Option<ValueMode> {
+        lock(&self.s.pending).get(path).copied()
+    }
+
+    /// Whether a kept directory or a pending file lies below `path`.
+    fn has_local_children(&self, path: &str) -> bool {
+        let prefix = format!("{path}/");
+        let below = |first: Option<&String>| first.is_some_and(|d| d.starts_with(&prefix));
+        below(lock(&self.s.empty_dirs).range(prefix.clone()..).next())
+            || below(
+                lock(&self.s.pending)
+                    .range(prefix.clone()..)
+                    .next()
+                    .map(|(k, _)| k),
+            )
+    }
+
+    /// Turns a pending file into an empty value in the store (before an operation that needs
+    /// the store to hold it, such as a rename while it is still being written).
+    fn materialize(&self, path: &str) -> Result<(), Errno> {
+        let Some(mode) = self.pending_mode(path) else {
+            return Ok(());
+        };
+        self.db()
+            .set_with_mode(path, b"", mode)
+            .map_err(|e| db_err(&e))?;
+        lock(&self.s.pending).remove(path);
+        self.key_added(path);
+        Ok(())
+    }
+
+    fn is_empty_dir(&self, path: &str) -> bool {
+        lock(&self.s.empty_dirs).contains(path)
+    }
+
+    /// Whether `path` is a directory (in the db or kept by mkdir).
+    fn is_dir(&self, path: &str) -> Result<bool, Errno> {
+        if path.is_empty() {
+            return Ok(true);
+        }
+        match self.db().stat(path) {
+            Ok(Some(Stat::Dir)) => Ok(true),
+            Ok(Some(Stat::Value { .. })) => Ok(false),
+            Ok(None) => Ok(self.is_empty_dir(path)),
+            Err(e) => Err(lookup_err(&e)),
+        }
+    }
+
+    /// The value handles open on `ino`.
+    fn handles_of(&self, ino: u64) -> Vec<Arc<Mutex<Handle>>> {
+        let hs = lock(&self.s.handles);
+        hs.by_ino
+            .get(&ino)
+            .map(|v| v.iter().filter_map(|f| hs.map.get(f).cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Length of a dirty open handle on `ino`, if one is being written.
+    fn dirty_len(&self, ino: u64) -> Option<u64> {
+        for h in self.handles_of(ino) {
+            if let Handle::Value(v) = &mut *lock(&h)
+                && v.dirty
+                && !v.closed
+            {
+                return v.len(self.db()).ok();
+            }
+        }
+        None
+    }
+
+    /// Attributes and TTL of the node at `path`.
+    fn getattr_path(&self, path: &str) -> Result<(FileAttr, Duration), Errno> {
+        if let Some(node) = control::parse(path) {
+            return self.ctl_attr(path, &node);
+        }
+        let ttl = self.s.cfg.ttl;
+        if path.is_empty() {
+            return Ok((
+                self.attr(ROOT_INO, FileType::Directory, 0o755, 0, self.head_time()),
+                ttl,
+            ));
+        }
+        let stat = self.db().stat(path).map_err(|e| lookup_err(&e))?;
+        if stat.is_none() {
+            if let Some(mode) = self.pending_mode(path) {
+                let ino = self.ino_of(path);
+                let (kind, perm) = kind_of(mode);
+                let size = self.dirty_len(ino).unwrap_or(0);
+                return Ok((self.attr(ino, kind, perm, size, SystemTime::now()), ttl));
+            }
+            if !self.is_empty_dir(path) {
+                // Checked before a number is given out: probing missing names costs no memory.
+                return Err(Errno::ENOENT);
+            }
+        }
+        let ino = self.ino_of(path);
+        match stat {
+            Some(Stat::Value {
+                mode,
+                size,
+                committed,
+                ..
+            }) => {
+                let (kind, perm) = kind_of(mode);
+                let (size, mtime) = match self.dirty_len(ino) {
+                    Some(len) => (len, SystemTime::now()),
+                    None if committed => (size, self.head_time()),
+                    None => (
+                        size,
+                        lock(&self.s.mtimes)
+                            .get(path)
+                            .copied()
+                            .unwrap_or(self.s.start),
+                    ),
+                };
+                Ok((self.attr(ino, kind, perm, size, mtime), ttl))
+            }
+            Some(Stat::Dir) => Ok((
+                self.attr(ino, FileType::Directory, 0o755, 0, self.head_time()),
+                ttl,
+            )),
+            None => {
+                let mtime = lock(&self.s.mtimes)
+                    .get(path)
+                    .copied()
+                    .unwrap_or(self.s.start);
+                Ok((self.attr(ino, FileType::Directory, 0o755, 0, mtime), ttl))
+            }
+        }
+    }
+
+    fn ctl_attr(&self, path: &str, node: &CtlNode) -> Result<(FileAttr, Duration), Errno> {
+        if let CtlNode::History { commit, path: p } = node {
+            // Existence first, so probing missing history paths costs no inode number.
+            let store = self.db().store();
+            let tree = store.commit_info(*commit).map_err(|_| Errno::ENOENT)?.tree;
+            if !p.is_empty() && !matches!(store.lookup(tree, p), Ok(Some(_))) {
+                return Err(Errno::ENOENT);
+            }
+        }
+        let ino = self.ino_of(path);
+        let now = SystemTime::now();
+        let dir = |perm| Ok((self.attr(ino, FileType::Directory, perm, 0, now), ZERO_TTL));
+        match node {
+            CtlNode::Dir | CtlNode::HistoryDir => dir(0o555),
+            CtlNode::Ctl => Ok((
+                self.attr(ino, FileType::RegularFile, 0o200, 0, now),
+                ZERO_TTL,
+            )),
+            CtlNode::Status | CtlNode::Head | CtlNode::Log | CtlNode::Conflicts => {
+                let size = self.render(node).len() as u64;
+                Ok((
+                    self.attr(ino, FileType::RegularFile, 0o444, size, now),
+                    ZERO_TTL,
+                ))
+            }
+            CtlNode::History { commit, path: p } => {
+                let store = self.db().store();
+                let info = store.commit_info(*commit).map_err(|_| Errno::ENOENT)?;
+                let mtime = UNIX_EPOCH + Duration::from_secs(info.seconds.max(0) as u64);
+                // A commit never changes: its view can be cached for as long as keys are.
+                let ttl = self.s.cfg.ttl;
+                if p.is_empty() {
+                    return Ok((self.attr(ino, FileType::Directory, 0o555, 0, mtime), ttl));
+                }
+                let entry = store
+                    .lookup(info.tree, p)
+                    .map_err(|_| Errno::EIO)?
+                    .ok_or(Errno::ENOENT)?;
+                Ok(match entry.kind {
+                    EntryKind::Value(mode) => {
+                        let (kind, perm) = kind_of(mode);
+                        let size = store.blob_size(entry.id).map_err(|_| Errno::EIO)?;
+                        (self.attr(ino, kind, perm & 0o555, size, mtime), ttl)
+                    }
+                    EntryKind::Dir => (self.attr(ino, FileType::Directory, 0o555, 0, mtime), ttl),
+                    EntryKind::Submodule => return Err(Errno::ENOENT),
+                })
+            }
+        }
+    }
+
+    fn render(&self, node: &CtlNode) -> Vec<u8> {
+        let err = lock(&self.s.last_error).clone();
+        let kept: Vec<String> = lock(&self.s.empty_dirs).iter().cloned().collect();
+        // Only those still without a key below them are really empty.
+        let empty = kept
+            .into_iter()
+            .filter(|d| !matches!(self.db().stat(d), Ok(Some(Stat::Dir))))
+            .map(|d| format!("/{d}"))
+            .collect();
+        control::render(node, self.db(), err.as_deref(), empty)
+    }
+
+    /// A change was made at `path` through the mount.
+    fn touched(&self, path: &str) {
+        self.s.last_change_ms.store(now_ms(), Ordering::Relaxed);
+        lock(&self.s.mtimes).insert(path.to_owned(), SystemTime::now());
+    }
+
+    /// A key now exists at (or below) `path`: its ancestors are directories of the store, so
+    /// the mount no longer needs to keep them (a later removal keeps them again, see
+    /// [`Self::keep_parent_dirs`]). Keeps the set of kept directories small.
+    fn key_added(&self, path: &str) {
+        let mut dirs = lock(&self.s.empty_dirs);
+        if dirs.is_empty() {
+            return;
+        }
+        let mut cur = split(path).0;
+        while !cur.is_empty() {
+            dirs.remove(cur);
+            cur = split(cur).0;
+        }
+    }
+
+    /// After a removal at `path`: keep its ancestors as (empty) directories, as a disk
+    /// filesystem would, instead of letting them vanish with their last key.
+    fn keep_parent_dirs(&self, path: &str) {
+        let mut cur = split(path).0;
+        let mut keep = Vec::new();
+        while !cur.is_empty() {
+            match self.db().stat(cur) {
+                Ok(Some(Stat::Dir)) => break,
+                _ => keep.push(cur.to_owned()),
+            }
+            cur = split(cur).0;
+        }
+        if !keep.is_empty() {
+            lock(&self.s.empty_dirs).extend(keep);
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), Errno> {
+        if self.s.cfg.read_only {
+            Err(Errno::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn new_handle(&self, h: Handle, ino: Option<u64>) -> FileHandle {
+        let fh = self.s.next_fh.fetch_add(1, Ordering::Relaxed);
+        let mut hs = lock(&self.s.handles);
+        hs.map.insert(fh, Arc::new(Mutex::new(h)));
+        if let Some(ino) = ino {
+            hs.by_ino.entry(ino).or_default().push(fh);
+        }
+        FileHandle(fh)
+    }
+
+    fn handle(&self, fh: FileHandle) -> Result<Arc<Mutex<Handle>>, Errno> {
+        lock(&self.s.handles)
+            .map
+            .get(&fh.0)
+            .cloned()
+            .ok_or(Errno::EBADF)
+    }
+
+    fn drop_handle(&self, fh: FileHandle) -> Option<Arc<Mutex<Handle>>> {
+        let mut hs = lock(&self.s.handles);
+        let h = hs.map.remove(&fh.0)?;
+        hs.by_ino.retain(|_, fhs| {
+            fhs.retain(|f| *f != fh.0);
+            !fhs.is_empty()
+        });
+        Some(h)
+    }
+
+    /// Applies a dirty value handle to the db as one set.
+    fn flush_value(&self, v: &mut ValueHandle) -> Result<(), Errno> {
+        if !v.dirty || !v.writable {
+            return Ok(());
+        }
+        let path = match lock(&self.s.inodes).path(v.ino) {
+            Some(p) => p.to_owned(),
+            None => {
+                // Unlinked (or replaced by a rename) while open: the data goes nowhere, as on
+                // a disk filesystem.
+                v.dirty = false;
+                return Ok(());
+            }
+        };
+        let db = &self.s.db;
+        let mode = v.mode;
+        let result = match v.flush_data(&**db).map_err(|e| errno(e.errno()))? {
+            FlushData::Mem(bytes) => db.set_with_mode(&path, bytes, mode),
+            FlushData::Stream(reader) => stream_set(db, &path, reader, mode),
+        };
+        result.map_err(|e| {
+            self.s.set_last_error(format!("writing /{path}: {e}"));
+            db_err(&e)
+        })?;
+        v.dirty = false;
+        lock(&self.s.pending).remove(&path);
+        self.touched(&path);
+        self.key_added(&path);
+        Ok(())
+    }
+
+    /// Creates an empty value at `path` (create/mknod).
+    fn create_value(&self, path: &str, mode: u32) -> Result<ValueMode, Errno> {
+        self.check_writable()?;
+        let vmode = if mode & 0o111 != 0 {
+            ValueMode::Executable
+        } else {
+            ValueMode::Regular
+        };
+        if self.is_empty_dir(path) {
+            return Err(Errno::EEXIST);
+        }
+        self.db()
+            .set_with_mode(path, b"", vmode)
+            .map_err(|e| db_err(&e))?;
+        self.touched(path);
+        self.key_added(path);
+        Ok(vmode)
+    }
+
+    /// Registers a file made by `create`: the store gets it when its writer flushes.
+    fn create_pending(&self, path: &str, mode: u32) -> Result<ValueMode, Errno> {
+        self.check_writable()?;
+        let vmode = if mode & 0o111 != 0 {
+            ValueMode::Executable
+        } else {
+            ValueMode::Regular
+        };
+        Key::parse_value(path).map_err(|e| db_err(&DbError::Key(e)))?;
+        if self.is_empty_dir(path) {
+            return Err(Errno::EEXIST);
+        }
+        lock(&self.s.pending).insert(path.to_owned(), vmode);
+        self.touched(path);
+        Ok(vmode)
+    }
+
+    fn list_dir(&self, path: &str) -> Result<Vec<(u64, FileType, String)>, Errno> {
+        let mut out: Vec<(FileType, String)> = Vec::new();
+        if let Some(node) = control::parse(path) {
+            match node {
+                CtlNode::Dir => {
+                    for (name, is_dir) in control::ENTRIES {
+                        let kind = if is_dir {
+                            FileType::Directory
+                        } else {
+                            FileType::RegularFile
+                        };
+                        out.push((kind, name.to_owned()));
+                    }
+                }
+                CtlNode::HistoryDir => {
+                    for e in self.db().log(control::LOG_LEN).map_err(|e| db_err(&e))? {
+                        out.push((FileType::Directory, e.id));
+                    }
+                }
+                CtlNode::History { commit, path: p } => {
+                    let entries = self
+                        .db()
+                        .list_at(&commit.to_string(), &p)
+                        .map_err(|e| db_err(&e))?;
+                    for e in entries {
+                        out.push((node_kind(e.kind), e.name));
+                    }
+                }
+                _ => return Err(Errno::ENOTDIR),
+            }
+        } else {
+            match self.db().list(path) {
+                Ok(entries) => {
+                    for e in entries {
+                        out.push((node_kind(e.kind), e.name));
+                    }
+                }
+                Err(DbError::NotFound { .. }) if self.is_empty_dir(path) => {}
+                Err(e) => return Err(db_err(&e)),
+            }
+            let prefix = if path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}/")
+            };
+            {
+                let dirs = lock(&self.s.empty_dirs);
+                let mut kept = dirs
+                    .range(prefix.clone()..)
+                    .take_while(|d| d.starts_with(&prefix))
+                    .map(|d| &d[prefix.len()..])
+                    .filter(|rest| !rest.contains('/'))
+                    .peekable();
+                if kept.peek().is_some() {
+                    let listed: std::collections::HashSet<String> =
+                        out.iter().map(|(_, n)| n.clone()).collect();
+                    let extra: Vec<String> = kept
+                        .filter(|rest| !listed.contains(*rest))
+                        .map(str::to_owned)
+                        .collect();
+                    out.extend(extra.into_iter().map(|n| (FileType::Directory, n)));
+                }
+            }
+            {
+                let pending = lock(&self.s.pending);
+                let files: Vec<(FileType, String)> = pending
+                    .range(prefix.clone()..)
+                    .take_while(|(p, _)| p.starts_with(&prefix))
+                    .map(|(p, m)| (kind_of(*m).0, &p[prefix.len()..]))
+                    .filter(|(_, rest)| !rest.contains('/'))
+                    .map(|(k, rest)| (k, rest.to_owned()))
+                    .collect();
+                drop(pending);
+                if !files.is_empty() {
+                    let listed: std::collections::HashSet<String> =
+                        out.iter().map(|(_, n)| n.clone()).collect();
+                    out.extend(files.into_iter().filter(|(_, n)| !listed.contains(n)));
+                }
+            }
+            if path.is_empty() {
+                out.push((FileType::Directory, control::DIR.to_owned()));
+            }
+        }
+        let mut table = lock(&self.s.inodes);
+        let self_ino = table.ino(path);
+        let parent_ino = table.ino(split(path).0);
+        let mut listing = vec![
+            (self_ino, FileType::Directory, ".".to_owned()),
+            (parent_ino, FileType::Directory, "..".to_owned()),
+        ];
+        for (kind, name) in out {
+            let ino = table.ino(&join(path, &name));
+            listing.push((ino, kind, name));
+        }
+        Ok(listing)
+    }
+
+    fn do_rename(&self, from: &str, to: &str, noreplace: bool) -> Result<(), Errno> {
+        self.check_writable()?;
+        if from == to {
+            return Ok(());
+        }
+        if to.starts_with(&format!("{from}/")) {
+            return Err(Errno::EINVAL);
+        }
+        Key::parse_value(to).map_err(|e| db_err(&DbError::Key(e)))?;
+        let db = self.db();
+        // A file still being written moves as the value it holds so far (empty); its writer's
+        // flush then lands at the new name.
+        self.materialize(from)?;
+        let src = db.stat(from).map_err(|e| lookup_err(&e))?;
+        let src_empty = src.is_none() && self.is_empty_dir(from);
+        if src.is_none() && !src_empty {
+            return Err(Errno::ENOENT);
+        }
+        if !self.is_dir(split(to).0)? {
+            return Err(Errno::ENOTDIR);
+        }
+        let dst = db.stat(to).map_err(|e| lookup_err(&e))?;
+        let dst_empty = dst.is_none() && self.is_empty_dir(to);
+        let dst_pending = dst.is_none() && self.pending_mode(to).is_some();
+        if noreplace && (dst.is_some() || dst_empty || dst_pending) {
+            return Err(Errno::EEXIST);
+        }
+        let src_is_dir = src_empty || matches!(src, Some(Stat::Dir));
+        match (&dst, dst_empty) {
+            (Some(Stat::Value { .. }), _) if src_is_dir => return Err(Errno::ENOTDIR),
+            (None, false) if dst_pending && src_is_dir => return Err(Errno::ENOTDIR),
+            (Some(Stat::Dir), _) if src_is_dir => return Err(Errno::ENOTEMPTY),
+            (Some(Stat::Dir), _) => return Err(Errno::EISDIR),
+            (None, true) if !src_is_dir => return Err(Errno::EISDIR),
+            (None, true) if self.has_local_children(to) => return Err(Errno::ENOTEMPTY),
+            _ => {}
+        }
+        if !src_empty {
+            db.rename(from, to).map_err(|e| db_err(&e))?;
+        }
+        {
+            // Empty directories at and below `from` move along; a replaced empty `to` goes.
+            let mut dirs = lock(&self.s.empty_dirs);
+            dirs.remove(to);
+            let prefix = format!("{from}/");
+            let moved: Vec<String> = dirs
+                .iter()
+                .filter(|d| d.as_str() == from || d.starts_with(&prefix))
+                .cloned()
+                .collect();
+            for d in moved {
+                dirs.remove(&d);
+                dirs.insert(format!("{to}{}", &d[from.len()..]));
+            }
+        }
+        {
+            // Files being written inside a moved directory move along; a replaced pending
+            // `to` is gone (its writer's data goes nowhere, as for any replaced file).
+            let mut pending = lock(&self.s.pending);
+            pending.remove(to);
+            let prefix = format!("{from}/");
+            let moved: Vec<(String, ValueMode)> = pending
+                .range(prefix.clone()..)
+                .take_while(|(p, _)| p.starts_with(&prefix))
+                .map(|(p, m)| (p.clone(), *m))
+                .collect();
+            for (p, m) in moved {
+                pending.remove(&p);
+                pending.insert(format!("{to}{}", &p[from.len()..]), m);
+            }
+        }
+        lock(&self.s.inodes).rename(from, to);
+        self.keep_parent_dirs(from);
+        if !src_empty {
+            self.key_added(to);
+        }
+        self.touched(to);
+        Ok(())
+    }
+}
+
+fn stream_set(db: &GitDb, path: &str, reader: impl Read, mode: ValueMode) -> crate::db::Result<()> {
+    let id = db.store().write_blob_stream(reader)?;
+    db.set_blob(path, id, mode)
+}
+
+fn node_kind(kind: NodeKind) -> FileType {
+    match kind {
+        NodeKind::Dir => FileType::Directory,
+        NodeKind::Value(m) => kind_of(m).0,
+    }
+}
+
+fn writable(flags: OpenFlags) -> bool {
+    !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY) || flags.0 & libc::O_TRUNC != 0
+}
+
+impl Filesystem for GitDbFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // O_TRUNC is handled in open(), on that handle only, instead of a separate truncate by
+        // path that cannot tell this open's handle from others on the same file.
+        if config
+            .add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC)
+            .is_err()
+        {
+            log::info!("kernel without atomic O_TRUNC: truncating open writers by path");
+        }
+        if let Err(nearest) = config.set_max_write(1 << 20) {
+            let _ = config.set_max_write(nearest);
+        }
+        if let Err(nearest) = config.set_max_readahead(1 << 20) {
+            let _ = config.set_max_readahead(nearest);
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.child(parent, name).and_then(|p| self.getattr_path(&p)) {
+            Ok((attr, ttl)) => reply.entry(&ttl, &attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let result = match self.path_of(ino).and_then(|p| self.getattr_path(&p)) {
+            // fstat of a file whose name is gone (unlinked, rolled back, replaced from
+            // outside): the open handle still holds the value it opened, as on a disk.
+            Err(Errno::ENOENT) if fh.is_some() => fh
+                .ok_or(Errno::ENOENT)
+                .and_then(|fh| self.handle(fh))
+                .and_then(|h| match &mut *lock(&h) {
+                    Handle::Value(v) => {
+                        let size = v.len(self.db()).map_err(|e| errno(e.errno()))?;
+                        let (kind, perm) = kind_of(v.mode);
+                        Ok((
+                            self.attr(ino.0, kind, perm, size, SystemTime::now()),
+                            ZERO_TTL,
+                        ))
+                    }
+                    _ => Err(Errno::ENOENT),
+                }),
+            other => other,
+        };
+        match result {
+            Ok((attr, ttl)) => reply.attr(&ttl, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let result = (|| -> Result<(FileAttr, Duration), Errno> {
+            let path = self.path_of(ino)?;
+            if let Some(node) = control::parse(&path) {
+                // `echo cmd > ctl` truncates first: allow that on ctl, nothing else.
+                return match node {
+                    CtlNode::Ctl if mode.is_none() && uid.is_none() && gid.is_none() => {
+                        self.ctl_attr(&path, &node)
+                    }
+                    _ => Err(Errno::EROFS),
+                };
+            }
+            if uid.is_some_and(|u| u != self.s.cfg.uid) || gid.is_some_and(|g| g != self.s.cfg.gid)
+            {
+                return Err(Errno::EPERM);
+            }
+            if mode.is_some() || size.is_some() {
+                self.check_writable()?;
+            }
+            let store = self.db();
+            if let Some(size) = size {
+                let handle = fh.map(|fh| self.handle(fh)).transpose()?;
+                match handle {
+                    Some(h) => match &mut *lock(&h) {
+                        Handle::Value(v) => {
+                            v.truncate(store, size).map_err(|e| errno(e.errno()))?
+                        }
+                        _ => return Err(Errno::EBADF),
+                    },
+                    None => {
+                        // O_TRUNC arrives as an open followed by a truncate by path: the
+                        // writers open on the file take the new length and the store keeps the
+                        // old value until they flush, so it never holds the empty middle state
+                        // of `echo new > file`. A plain truncate(2) with no writer open goes
+                        // straight to the store.
+                        let mut writers = 0;
+                        for h in self.handles_of(ino.0) {
+                            if let Handle::Value(v) = &mut *lock(&h)
+                                && v.writable
+                                && !v.closed
+                            {
+                                v.truncate(store, size).map_err(|e| errno(e.errno()))?;
+                                writers += 1;
+                            }
+                        }
+                        if writers == 0 {
+                            self.materialize(&path)?;
+                            let (vmode, id) = match self.db().stat(&path).map_err(|e| db_err(&e))? {
+                                Some(Stat::Value { mode, id, .. }) => (mode, id),
+                                Some(Stat::Dir) => return Err(Errno::EISDIR),
+                                None => return Err(Errno::ENOENT),
+                            };
+                            let mut v = ValueHandle::new(
+                                ino.0,
+                                Some(id),
+                                vmode,
+                                true,
+                                self.s.spill_dir.clone(),
+                            );
+                            v.truncate(store, size).map_err(|e| errno(e.errno()))?;
+                            self.flush_value(&mut v)?;
+                        }
+                    }
+                }
+                self.touched(&path);
+            }
+            if let Some(mode) = mode {
+                let exec = mode & 0o111 != 0;
+                let new = if exec {
+                    ValueMode::Executable
+                } else {
+                    ValueMode::Regular
+                };
+                if let Some(m) = lock(&self.s.pending).get_mut(&path) {
+                    *m = new;
+                }
+                if self.pending_mode(&path).is_some() {
+                    for h in self.handles_of(ino.0) {
+                        if let Handle::Value(v) = &mut *lock(&h) {
+                            v.mode = new;
+                        }
+                    }
+                }
+                if let Ok(Some(Stat::Value { mode: cur, id, .. })) = self.db().stat(&path)
+                    && cur != ValueMode::Symlink
+                {
+                    let new = if exec {
+                        ValueMode::Executable
+                    } else {
+                        ValueMode::Regular
+                    };
+                    if new != cur {
+                        self.db().set_blob(&path, id, new).map_err(|e| db_err(&e))?;
+                        self.touched(&path);
+                    }
+                    for h in self.handles_of(ino.0) {
+                        if let Handle::Value(v) = &mut *lock(&h) {
+                            v.mode = new;
+                        }
+                    }
+                }
+            }
+            if let Some(t) = mtime {
+                let t = match t {
+                    TimeOrNow::SpecificTime(t) => t,
+                    TimeOrNow::Now => SystemTime::now(),
+                };
+                lock(&self.s.mtimes).insert(path.clone(), t);
+            }
+            self.getattr_path(&path)
+        })();
+        match result {
+            Ok((attr, ttl)) => reply.attr(&ttl, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let result = self.path_of(ino).and_then(|path| {
+            if let Some(CtlNode::History { commit, path }) = control::parse(&path) {
+                return self
+                    .db()
+                    .get_at(&commit.to_string(), &path)
+                    .map_err(|e| db_err(&e))?
+                    .ok_or(Errno::ENOENT);
+            }
+            self.db()
+                .get(&path)
+                .map_err(|e| db_err(&e))?
+                .ok_or(Errno::ENOENT)
+        });
+        match result {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            // Device nodes, fifos and sockets have no place in a key-value store.
+            reply.error(Errno::EPERM);
+            return;
+        }
+        let result = self.child(parent, name).and_then(|path| {
+            if control::is_under(&path) {
+                return Err(Errno::EROFS);
+            }
+            self.create_value(&path, mode)?;
+            self.getattr_path(&path)
+        });
+        match result {
+            Ok((attr, ttl)) => reply.entry(&ttl, &attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let result = self.child(parent, name).and_then(|path| {
+            if control::is_under(&path) {
+                return Err(Errno::EROFS);
+            }
+            self.check_writable()?;
+            Key::parse_value(&path).map_err(|e| db_err(&DbError::Key(e)))?;
+            if self.db().stat(&path).map_err(|e| db_err(&e))?.is_some() || self.is_empty_dir(&path)
+            {
+                return Err(Errno::EEXIST);
+            }
+            lock(&self.s.empty_dirs).insert(path.clone());
+            self.touched(&path);
+            self.getattr_path(&path)
+        });
+        match result {
+            Ok((attr, ttl)) => reply.entry(&ttl, &attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let result = self.child(parent, name).and_then(|path| {
+            if control::is_under(&path) {
+                return Err(Errno::EROFS);
+            }
+            self.check_writable()?;
+            let in_store = matches!(self.db().stat(&path), Ok(Some(_)));
+            if self.is_empty_dir(&path) && !in_store {
+                return Err(Errno::EISDIR);
+            }
+            if !in_store && lock(&self.s.pending).remove(&path).is_some() {
+                // A file still being written: it never reached the store.
+            } else {
+                self.db().delete(&path).map_err(|e| lookup_err(&e))?;
+            }
+            // The unlinked file's number no longer has a path: handles still open on it write
+            // nowhere, and a new file here gets a new number.
+            lock(&self.s.inodes).detach(&path);
+            lock(&self.s.mtimes).remove(&path);
+            self.keep_parent_dirs(&path);
+            self.touched(&path);
+            Ok(())
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let result = self.child(parent, name).and_then(|path| {
+            if control::is_under(&path) {
+                return Err(Errno::EROFS);
+            }
+            self.check_writable()?;
+            match self.db().stat(&path).map_err(|e| lookup_err(&e))? {
+                Some(Stat::Dir) => return Err(Errno::ENOTEMPTY),
+                Some(Stat::Value { .. }) => return Err(Errno::ENOTDIR),
+                None => {}
+            }
+            if self.pending_mode(&path).is_some() {
+                return Err(Errno::ENOTDIR);
+            }
+            if self.has_local_children(&path) {
+                return Err(Errno::ENOTEMPTY);
+            }
+            let mut dirs = lock(&self.s.empty_dirs);
+            if !dirs.contains(&path) {
+                return Err(Errno::ENOENT);
+            }
+            let prefix = format!("{path}/");
+            if dirs
+                .range(prefix.clone()..)
+                .next()
+                .is_some_and(|d| d.starts_with(&prefix))
+            {
+                return Err(Errno::ENOTEMPTY);
+            }
+            dirs.remove(&path);
+            drop(dirs);
+            self.keep_parent_dirs(&path);
+            self.touched(&path);
+            Ok(())
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let result = self.child(parent, link_name).and_then(|path| {
+            if control::is_under(&path) {
+                return Err(Errno::EROFS);
+            }
+            self.check_writable()?;
+            if self.db().stat(&path).map_err(|e| db_err(&e))?.is_some() || self.is_empty_dir(&path)
+            {
+                return Err(Errno::EEXIST);
+            }
+            use std::os::unix::ffi::OsStrExt;
+            self.db()
+                .set_with_mode(&path, target.as_os_str().as_bytes(), ValueMode::Symlink)
+                .map_err(|e| db_err(&e))?;
+            self.touched(&path);
+            self.key_added(&path);
+            self.getattr_path(&path)
+        });
+        match result {
+            Ok((attr, ttl)) => reply.entry(&ttl, &attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let result = (|| {
+            let from = self.child(parent, name)?;
+            let to = self.child(newparent, newname)?;
+            match (
+                control::parse(&from).is_some(),
+                control::parse(&to).is_some(),
+            ) {
+                (false, false) => {}
+                (true, true) => return Err(Errno::EROFS),
+                _ => return Err(Errno::EXDEV),
+            }
+            let bits = flags.bits();
+            if bits & !libc::RENAME_NOREPLACE != 0 {
+                return Err(Errno::EINVAL);
+            }
+            self.do_rename(&from, &to, bits & libc::RENAME_NOREPLACE != 0)
+        })();
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        // A key has one name: git trees have no hard links.
+        reply.error(Errno::EPERM);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let result = (|| {
+            let path = self.path_of(ino)?;
+            let write = writable(flags);
+            if let Some(node) = control::parse(&path) {
+                return match node {
+                    CtlNode::Ctl => Ok((
+                        self.new_handle(Handle::Ctl, None),
+                        FopenFlags::FOPEN_DIRECT_IO,
+                    )),
+                    CtlNode::Dir | CtlNode::HistoryDir => Err(Errno::EISDIR),
+                    _ if write => Err(Errno::EROFS),
+                    CtlNode::History { commit, path } => {
+                        let data = self
+                            .db()
+                            .get_at(&commit.to_string(), &path)
+                            .map_err(|e| db_err(&e))?
+                            .ok_or(Errno::ENOENT)?;
+                        Ok((
+                            self.new_handle(Handle::Data(data), None),
+                            FopenFlags::FOPEN_KEEP_CACHE,
+                        ))
+                    }
+                    node => {
+                        let data: Bytes = self.render(&node).into();
+                        Ok((
+                            self.new_handle(Handle::Data(data), None),
+                            FopenFlags::FOPEN_DIRECT_IO,
+                        ))
+                    }
+                };
+            }
+            if write {
+                self.check_writable()?;
+            }
+            let mut waiting = false;
+            let (mode, id) = match self.db().stat(&path).map_err(|e| lookup_err(&e))? {
+                Some(Stat::Value {
+                    mode,
+                    id,
+                    committed,
+                    size,
+                }) => {
+                    // A small uncommitted value lives only in the db's memory until its commit;
+                    // take it now so this handle keeps it even if a rollback drops it.
+                    waiting = !committed && size <= 64 << 10;
+                    (mode, Some(id))
+                }
+                Some(Stat::Dir) => return Err(Errno::EISDIR),
+                None => match self.pending_mode(&path) {
+                    Some(mode) => (mode, None),
+                    None if self.is_empty_dir(&path) => return Err(Errno::EISDIR),
+                    None => return Err(Errno::ENOENT),
+                },
+            };
+            let mut v = ValueHandle::new(ino.0, id, mode, write, self.s.spill_dir.clone());
+            if waiting {
+                v.len(self.db()).map_err(|e| errno(e.errno()))?;
+            }
+            if write && flags.0 & libc::O_TRUNC != 0 {
+                v.truncate(self.db(), 0).map_err(|e| errno(e.errno()))?;
+            }
+            // A reader has nothing to flush: spare close() that round trip.
+            let flags = if write {
+                FopenFlags::FOPEN_KEEP_CACHE
+            } else {
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+            };
+            Ok((self.new_handle(Handle::Value(v), Some(ino.0)), flags))
+        })();
+        match result {
+            Ok((fh, flags)) => reply.opened(fh, flags),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let result = (|| {
+            let path = self.child(parent, name)?;
+            if control::is_under(&path) {
+                return Err(Errno::EROFS);
+            }
+            if !self.is_dir(split(&path).0)? {
+                return Err(Errno::ENOTDIR);
+            }
+            let existing = self.db().stat(&path).map_err(|e| db_err(&e))?;
+            let (vmode, id) = match existing {
+                Some(_) if flags & libc::O_EXCL != 0 => return Err(Errno::EEXIST),
+                Some(Stat::Dir) => return Err(Errno::EISDIR),
+                Some(Stat::Value { mode, id, .. }) if flags & libc::O_TRUNC == 0 => {
+                    self.check_writable()?;
+                    (mode, Some(id))
+                }
+                _ => (self.create_pending(&path, mode)?, None),
+            };
+            let (attr, ttl) = self.getattr_path(&path)?;
+            let mut v = ValueHandle::new(attr.ino.0, id, vmode, true, self.s.spill_dir.clone());
+            if id.is_none() {
+                // A new (or truncated) file: its first flush stores it, even if empty.
+                v.truncate(self.db(), 0).map_err(|e| errno(e.errno()))?;
+            }
+            let fh = self.new_handle(Handle::Value(v), Some(attr.ino.0));
+            Ok((attr, ttl, fh))
+        })();
+        match result {
+            Ok((attr, ttl, fh)) => {
+                reply.created(&ttl, &attr, Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE)
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let result = self.handle(fh).and_then(|h| match &mut *lock(&h) {
+            Handle::Value(v) => v
+                .read(self.db(), offset, size)
+                .map_err(|e| errno(e.errno())),
+            Handle::Data(d) => {
+                let start = (offset as usize).min(d.len());
+                let end = start.saturating_add(size as usize).min(d.len());
+                Ok(d[start..end].to_vec())
+            }
+            Handle::Ctl => Ok(Vec::new()),
+            Handle::Dir { .. } => Err(Errno::EISDIR),
+        });
+        match result {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let result = self.handle(fh).and_then(|h| match &mut *lock(&h) {
+            Handle::Value(v) => {
+                if !v.writable {
+                    return Err(Errno::EBADF);
+                }
+                // A write after a FLUSH comes from a dup'ed descriptor still open.
+                v.closed = false;
+                v.write(self.db(), offset, data)
+                    .map_err(|e| errno(e.errno()))
+            }
+            Handle::Ctl => match control::execute(self.db(), data, now_ms()) {
+                Ok(effect) => {
+                    if !effect.changed.is_empty() {
+                        // Served by the invalidation thread, never from this callback.
+                        let _ = lock(&self.s.inval).send(effect.changed);
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    self.s.set_last_error(format!("ctl: {e}"));
+                    Err(errno(e.errno()))
+                }
+            },
+            Handle::Data(_) => Err(Errno::EROFS),
+            Handle::Dir { .. } => Err(Errno::EISDIR),
+        });
+        match result {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let result = self.handle(fh).and_then(|h| match &mut *lock(&h) {
+            Handle::Value(v) => {
+                // FLUSH is sent on close(2); the RELEASE that follows is asynchronous.
+                v.closed = true;
+                self.flush_value(v)
+            }
+            _ => Ok(()),
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let (result, ino) = match self.drop_handle(fh) {
+            Some(h) => match &mut *lock(&h) {
+                Handle::Value(v) => (self.flush_value(v), Some(v.ino)),
+                _ => (Ok(()), None),
+            },
+            None => (Ok(()), None),
+        };
+        if let Some(ino) = ino
+            && self.handles_of(ino).is_empty()
+        {
+            // The last handle on a file that never reached the store (its flush failed):
+            // the file goes, rather than lingering as a name with nothing behind it.
+            let path = lock(&self.s.inodes).path(ino).map(str::to_owned);
+            if let Some(path) = path
+                && lock(&self.s.pending).remove(&path).is_some()
+            {
+                lock(&self.s.inodes).detach(&path);
+            }
+        }
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let result = self
+            .handle(fh)
+            .and_then(|h| match &mut *lock(&h) {
+                Handle::Value(v) => self.flush_value(v),
+                _ => Ok(()),
+            })
+            .and_then(|()| self.db().sync().map_err(|e| db_err(&e)));
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let result = self.path_of(ino).and_then(|path| {
+            let (attr, _) = self.getattr_path(&path)?;
+            if attr.kind != FileType::Directory {
+                return Err(Errno::ENOTDIR);
+            }
+            // Key directories change only through this mount (the kernel then drops its
+            // cached listing itself) or by a head move (we invalidate the directory): let the
+            // kernel cache listings. The control directory changes on its own: never cached.
+            let flags = if control::is_under(&path) {
+                FopenFlags::empty()
+            } else {
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+            };
+            Ok((path, flags))
+        });
+        match result {
+            Ok((path, flags)) => {
+                let fh = self.new_handle(
+                    Handle::Dir {
+                        path,
+                        listing: None,
+                    },
+                    None,
+                );
+                reply.opened(fh, flags)
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let h = match self.handle(fh) {
+            Ok(h) => h,
+            Err(e) => return reply.error(e),
+        };
+        let mut guard = lock(&h);
+        let Handle::Dir { path, listing } = &mut *guard else {
+            return reply.error(Errno::ENOTDIR);
+        };
+        if listing.is_none() {
+            match self.list_dir(path) {
+                Ok(l) => *listing = Some(l),
+                Err(e) => return reply.error(e),
+            }
+        }
+        for (i, (ino, kind, name)) in listing.iter().flatten().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
+                break;
+            }
+        }
+        reply.ok()
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.drop_handle(fh);
+        reply.ok()
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.db().sync() {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(db_err(&e)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let (blocks, bfree, bavail, files, ffree, bsize) = statvfs(self.db().git_dir())
+            .unwrap_or((1 << 20, 1 << 19, 1 << 19, 1 << 20, 1 << 19, 4096));
+        reply.statfs(
+            blocks,
+            bfree,
+            bavail,
+            files,
+            ffree,
+            bsize,
+            crate::db::key::MAX_COMPONENT_LEN as u32,
+            bsize,
+        );
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let result = self.path_of(ino).and_then(|path| {
+            self.getattr_path(&path)?;
+            if mask.contains(AccessFlags::W_OK) {
+                match control::parse(&path) {
+                    Some(CtlNode::Ctl) => {}
+                    Some(_) => return Err(Errno::EROFS),
+                    None => self.check_writable()?,
+                }
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // Python's open() asks every file whether it is a terminal (TCGETS). ENOSYS makes the
+        // kernel stop forwarding ioctls (it then answers ENOTTY itself), saving a round trip
+        // per open.
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOTSUP);
+    }
+
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        reply.error(Errno::ENOTSUP);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOTSUP);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::ENOTSUP);
+    }
+}
+
+/// Block and inode figures of the filesystem holding the repository.
+fn statvfs(path: &Path) -> Option<(u64, u64, u64, u64, u64, u32)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    Some((
+        st.f_blocks,
+        st.f_bfree,
+        st.f_bavail,
+        st.f_files,
+        st.f_ffree,
+        st.f_bsize as u32,
+    ))
+}

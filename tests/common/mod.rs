@@ -1,0 +1,228 @@
+//! Shared helpers for the mount tests: start `gitdb-mount` on a fresh repository in a temp dir,
+//! wait (with a deadline) until the kernel shows the mount, and always unmount in `Drop` — even
+//! when the test panics — so a failing test never leaves a dead mount behind.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A running `gitdb-mount` on its own repository and mountpoint.
+pub struct Mount {
+    pub dir: tempfile::TempDir,
+    pub mnt: PathBuf,
+    pub repo: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_gitdb-mount")
+}
+
+/// Whether `path` is a mountpoint now (per /proc/self/mountinfo).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|m| m == want))
+}
+
+/// Polls `cond` until it holds or `DEADLINE` passes.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while Instant::now() < end {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+impl Mount {
+    /// Mounts a fresh repository with extra command-line `args`.
+    pub fn start(args: &[&str]) -> Mount {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mnt = dir.path().join("mnt");
+        let repo = dir.path().join("repo.git");
+        let log = dir.path().join("mount.log");
+        let mut m = Mount {
+            dir,
+            mnt,
+            repo,
+            log,
+            child: None,
+        };
+        m.spawn(args);
+        m
+    }
+
+    /// Starts the daemon on this mount's repository and mountpoint.
+    pub fn spawn(&mut self, args: &[&str]) {
+        let logfile = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(binary())
+            .arg(&self.mnt)
+            .arg("--repo")
+            .arg(&self.repo)
+            .arg("--node-id")
+            .arg("test-node")
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(logfile.try_clone().expect("log"))
+            .stderr(logfile)
+            .spawn()
+            .expect("spawn gitdb-mount");
+        self.child = Some(child);
+        let mnt = self.mnt.clone();
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if is_mounted(&mnt) && mnt.join(".gitdb/head").exists() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "gitdb-mount exited early with {status}: {}",
+                    self.log_text()
+                );
+            }
+            assert!(Instant::now() < end, "mount timed out: {}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Runs `script` with `sh -c` inside the mount.
+    pub fn sh(&self, script: &str) -> Output {
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&self.mnt)
+            .output()
+            .expect("run sh")
+    }
+
+    /// Runs `script` and asserts it succeeds; returns stdout.
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "`{script}` failed: {}\nstderr: {}\nlog: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `git --git-dir REPO args...` and returns stdout (asserting success).
+    pub fn git(&self, args: &[&str]) -> String {
+        git(&self.repo, args, None)
+    }
+
+    /// Sends `signal` to the daemon and waits for it to exit.
+    pub fn signal_and_wait(&mut self, signal: i32) -> ExitStatus {
+        let mut child = self.child.take().expect("running daemon");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                panic!(
+                    "daemon did not exit after signal {signal}: {}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `git --git-dir repo args` (stdin optional), asserting success.
+pub fn git(repo: &Path, args: &[&str], stdin: Option<&[u8]>) -> String {
+    git_env(repo, args, stdin, &[])
+}
+
+pub fn git_env(repo: &Path, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &Path)]) -> String {
+    use std::io::Write;
+    let mut cmd = Command::new("git");
+    cmd.arg("--git-dir")
+        .arg(repo)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "outside")
+        .env("GIT_AUTHOR_EMAIL", "outside@example.com")
+        .env("GIT_COMMITTER_NAME", "outside")
+        .env("GIT_COMMITTER_EMAIL", "outside@example.com")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run git");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().expect("git output");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let end = Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    _ if Instant::now() > end => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! The mount, driven by the programs users use: real `gitdb-mount` daemons on fresh
+//! repositories, each test in its own temp dir (tests run in parallel), unmounted in `Drop`.
+
+mod common;
+
+use common::{Mount, git, git_env, is_mounted, wait_for};
+use std::io::Read;
+
+fn errno_of<T>(r: std::io::Result<T>) -> i32 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
+}
+
+#[test]
+fn shell_tools_work() {
+    let m = Mount::start(&[]);
+    m.sh_ok("echo hello > a.txt");
+    assert_eq!(m.sh_ok("cat a.txt"), "hello\n");
+    // Overwriting with shorter content truncates (O_TRUNC arrives as open, then setattr).
+    m.sh_ok("echo a-much-longer-value > over && echo s > over");
+    assert_eq!(m.sh_ok("cat over"), "s\n");
+    m.sh_ok("echo more >> a.txt");
+    assert_eq!(m.sh_ok("cat a.txt"), "hello\nmore\n");
+    m.sh_ok("mkdir -p conf/app/db && echo 5432 > conf/app/db/port && echo x > conf/app/name");
+    let ls = m.sh_ok("ls -la conf/app");
+    assert!(ls.contains("db") && ls.contains("name"), "{ls}");
+    m.sh_ok("cp -r conf conf2");
+    assert_eq!(m.sh_ok("cat conf2/app/db/port"), "5432\n");
+    let found = m.sh_ok("find conf2 -type f | sort");
+    assert_eq!(found, "conf2/app/db/port\nconf2/app/name\n");
+    assert_eq!(
+        m.sh_ok("grep -r 5432 conf | cut -d: -f1"),
+        "conf/app/db/port\n"
+    );
+    m.sh_ok("sed -i 's/5432/6543/' conf/app/db/port");
+    assert_eq!(m.sh_ok("cat conf/app/db/port"), "6543\n");
+    m.sh_ok("mv conf2 conf3 && mv a.txt conf3/b.txt");
+    assert_eq!(m.sh_ok("cat conf3/b.txt"), "hello\nmore\n");
+    assert!(!m.path("a.txt").exists());
+    m.sh_ok("ln -s conf3/b.txt link");
+    assert_eq!(m.sh_ok("readlink link"), "conf3/b.txt\n");
+    assert_eq!(m.sh_ok("cat link"), "hello\nmore\n");
+    assert_eq!(m.sh_ok("stat -c %F link"), "symbolic link\n");
+    m.sh_ok("printf '#!/bin/sh\\necho ran\\n' > run.sh && chmod +x run.sh");
+    assert_eq!(m.sh_ok("stat -c %a run.sh"), "755\n");
+    assert_eq!(m.sh_ok("./run.sh"), "ran\n");
+    assert_eq!(m.sh_ok("stat -c %s conf/app/db/port"), "5\n");
+    let inode1 = m.sh_ok("stat -c %i conf/app/name");
+    assert_eq!(m.sh_ok("stat -c %i conf/app/name"), inode1);
+    assert_eq!(
+        m.sh_ok("stat -c %u run.sh").trim(),
+        unsafe { libc::getuid() }.to_string()
+    );
+    m.sh_ok("rm conf3/b.txt && rm -r conf3");
+    assert!(!m.path("conf3").exists());
+    m.sh_ok("touch empty && test -f empty && test ! -s empty");
+    // Empty directories live until removed; rmdir refuses non-empty ones.
+    m.sh_ok("mkdir -p e1/e2 && test -d e1/e2");
+    assert!(!m.sh("rmdir e1").status.success());
+    assert!(!m.sh("rmdir conf").status.success());
+    m.sh_ok("rmdir e1/e2 e1");
+    // Truncate and sparse writes.
+    m.sh_ok("truncate -s 3 conf/app/db/port");
+    assert_eq!(m.sh_ok("cat conf/app/db/port"), "654");
+    m.sh_ok("dd if=/dev/zero of=sparse bs=1 count=1 seek=9999 2>/dev/null");
+    assert_eq!(m.sh_ok("stat -c %s sparse"), "10000\n");
+}
+
+#[test]
+fn python_config_writer_and_reader() {
+    let m = Mount::start(&[]);
+    let writer = r#"
+import os, sys, json, tempfile
+d = sys.argv[1]
+os.makedirs(os.path.join(d, "etc/app"), exist_ok=True)
+for gen in range(5):
+    fd, tmp = tempfile.mkstemp(dir=os.path.join(d, "etc/app"), prefix=".cfg-")
+    with os.fdopen(fd, "w") as f:
+        json.dump({"generation": gen, "port": 8000 + gen}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(d, "etc/app/config.json"))
+"#;
+    let reader = r#"
+import json, sys, os
+cfg = json.load(open(os.path.join(sys.argv[1], "etc/app/config.json")))
+print(cfg["generation"], cfg["port"])
+print(sorted(os.listdir(os.path.join(sys.argv[1], "etc/app"))))
+"#;
+    let run = |script: &str| {
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&m.mnt)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "python failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(writer);
+    assert_eq!(run(reader), "4 8004\n['config.json']\n");
+}
+
+#[test]
+fn commit_makes_a_git_commit_git_accepts() {
+    let m = Mount::start(&[]);
+    m.sh_ok("mkdir -p users/alice && echo '{\"age\": 30}' > users/alice/profile && echo 1 > top");
+    m.sh_ok("mkdir only-empty");
+    m.sh_ok("echo 'commit first commit' > .gitdb/ctl");
+    let head = m.sh_ok("cat .gitdb/head");
+    assert_eq!(head.trim().len(), 40);
+    let log = m.git(&["log", "--format=%H %s", "main"]);
+    assert_eq!(log, format!("{} first commit", head.trim()));
+    assert_eq!(
+        m.git(&["show", "main:users/alice/profile"]),
+        "{\"age\": 30}"
+    );
+    m.git(&["fsck", "--strict"]);
+    // The empty directory is kept by the mount, not by the commit.
+    assert!(m.path("only-empty").is_dir());
+    assert!(
+        !m.git(&["ls-tree", "--name-only", "main"])
+            .contains("only-empty")
+    );
+    // log and history views.
+    assert!(m.sh_ok("cat .gitdb/log").starts_with(head.trim()));
+    let hist = format!(".gitdb/history/{}/users/alice/profile", head.trim());
+    assert_eq!(m.sh_ok(&format!("cat {hist}")), "{\"age\": 30}\n");
+    assert!(m.sh_ok("ls .gitdb/history").contains(head.trim()));
+    // Changes after the commit do not show in history; writes there get EROFS.
+    m.sh_ok("echo 2 > top");
+    let old_top = m.path(&format!(".gitdb/history/{}/top", head.trim()));
+    assert_eq!(std::fs::read_to_string(&old_top).expect("history"), "1\n");
+    assert_eq!(errno_of(std::fs::write(&old_top, "x")), libc::EROFS);
+    assert_eq!(
+        errno_of(std::fs::write(
+            m.path(&format!(".gitdb/history/{}/new", head.trim())),
+            "x"
+        )),
+        libc::EROFS
+    );
+    // Rollback drops the uncommitted change, and the mount shows it at once.
+    m.sh_ok("echo rollback > .gitdb/ctl");
+    wait_for("rollback to show", || {
+        std::fs::read_to_string(m.path("top")).is_ok_and(|s| s == "1\n")
+    });
+}
+
+#[test]
+fn control_files() {
+    let m = Mount::start(&[]);
+    assert_eq!(
+        m.sh_ok("ls .gitdb"),
+        "conflicts\nctl\nhead\nhistory\nlog\nstatus\n"
+    );
+    assert_eq!(m.sh_ok("cat .gitdb/head"), "");
+    m.sh_ok("echo v > k");
+    let status: serde_json::Value =
+        serde_json::from_str(&m.sh_ok("cat .gitdb/status")).expect("status is JSON");
+    assert_eq!(status["node"], "test-node");
+    assert_eq!(status["dirty"][0]["key"], "/k");
+    assert_eq!(status["conflicts"], serde_json::json!([]));
+    assert_eq!(status["peers"], serde_json::json!([]));
+    assert_eq!(m.sh_ok("cat .gitdb/conflicts"), "");
+    // An unknown command fails the write with EINVAL and shows in status.
+    let r = std::fs::write(m.path(".gitdb/ctl"), "frobnicate\n");
+    assert_eq!(errno_of(r), libc::EINVAL);
+    let status: serde_json::Value =
+        serde_json::from_str(&m.sh_ok("cat .gitdb/status")).expect("status is JSON");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("frobnicate")),
+        "{status}"
+    );
+    // head is never stale.
+    m.sh_ok("echo commit > .gitdb/ctl");
+    let h1 = m.sh_ok("cat .gitdb/head");
+    m.sh_ok("echo w > k && echo commit > .gitdb/ctl");
+    let h2 = m.sh_ok("cat .gitdb/head");
+    assert_ne!(h1, h2);
+    assert_eq!(h2.trim().len(), 40);
+    // The control dir is read-only apart from ctl.
+    assert_eq!(
+        errno_of(std::fs::write(m.path(".gitdb/head"), "x")),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno_of(std::fs::create_dir(m.path(".gitdb/d"))),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno_of(std::fs::write(m.path(".gitdb/new"), "x")),
+        libc::EROFS
+    );
+}
+
+#[test]
+fn unsupported_operations_fail_cleanly() {
+    let m = Mount::start(&[]);
+    m.sh_ok("echo a > f && mkdir -p d && echo b > d/x");
+    assert_eq!(
+        errno_of(std::fs::hard_link(m.path("f"), m.path("g"))),
+        libc::EPERM
+    );
+    assert!(!m.sh("mkfifo fifo").status.success());
+    assert!(!m.path("fifo").exists());
+    assert_eq!(errno_of(std::fs::remove_dir(m.path("d"))), libc::ENOTEMPTY);
+    assert_eq!(errno_of(std::fs::remove_file(m.path("d"))), libc::EISDIR);
+    assert_eq!(errno_of(std::fs::write(m.path("f/x"), "x")), libc::ENOTDIR);
+    assert_eq!(errno_of(std::fs::write(m.path(".git"), "x")), libc::EINVAL);
+    assert_eq!(
+        errno_of(std::fs::write(m.path(&"n".repeat(256)), "x")),
+        libc::ENAMETOOLONG
+    );
+    let out = m.sh("setfattr -n user.x -v 1 f 2>&1 || echo failed");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("failed") || !out.status.success());
+    // Still alive and well.
+    assert_eq!(m.sh_ok("cat f"), "a\n");
+}
+
+#[test]
+fn rename_replaces_atomically() {
+    let m = Mount::start(&[]);
+    m.sh_ok("echo old > target && echo new > tmp && mv tmp target");
+    assert_eq!(m.sh_ok("cat target"), "new\n");
+    m.sh_ok("mkdir -p a/b && echo 1 > a/b/f && mv a c");
+    assert_eq!(m.sh_ok("cat c/b/f"), "1\n");
+    assert!(!m.path("a").exists());
+    m.sh_ok("mkdir empty && mv c/b empty/b");
+    assert_eq!(m.sh_ok("cat empty/b/f"), "1\n");
+    assert_eq!(
+        errno_of(std::fs::rename(m.path("target"), m.path("empty"))),
+        libc::EISDIR
+    );
+    assert_eq!(
+        errno_of(std::fs::rename(m.path("empty"), m.path("target"))),
+        libc::ENOTDIR
+    );
+}
+
+/// Builds a commit on top of `main` with stock git plumbing (the daemon holds the writer lock,
+/// so nothing but git touches the repository) and moves the branch.
+fn outside_commit(
+    repo: &std::path::Path,
+    work: &std::path::Path,
+    set: &[(&str, &str)],
+    rm: &[&str],
+) {
+    let index = work.join("outside-index");
+    let env = [("GIT_INDEX_FILE", index.as_path())];
+    let head = git(repo, &["rev-parse", "refs/heads/main"], None);
+    git_env(repo, &["read-tree", "main"], None, &env);
+    let mut info = String::new();
+    for (key, value) in set {
+        let blob = git(
+            repo,
+            &["hash-object", "-w", "--stdin"],
+            Some(value.as_bytes()),
+        );
+        info.push_str(&format!("100644 {blob}\t{key}\n"));
+    }
+    for key in rm {
+        // Mode 0 removes the entry from the index.
+        info.push_str(&format!("0 {}\t{key}\n", "0".repeat(40)));
+    }
+    git_env(
+        repo,
+        &["update-index", "--index-info"],
+        Some(info.as_bytes()),
+        &env,
+    );
+    let tree = git_env(repo, &["write-tree"], None, &env);
+    let commit = git(
+        repo,
+        &["commit-tree", &tree, "-p", &head, "-m", "outside"],
+        None,
+    );
+    git(
+        repo,
+        &["update-ref", "refs/heads/main", &commit, &head],
+        None,
+    );
+}
+
+#[test]
+fn commit_behind_the_mounts_back_becomes_visible() {
+    let m = Mount::start(&[]);
+    m.sh_ok(
+        "mkdir -p app && echo 1 > app/version && echo bye > app/old && echo commit > .gitdb/ctl",
+    );
+    // Warm the kernel caches.
+    assert_eq!(m.sh_ok("cat app/version"), "1\n");
+    assert_eq!(m.sh_ok("ls app"), "old\nversion\n");
+    assert!(!m.path("app/new").exists());
+    let mut open = std::fs::File::open(m.path("app/version")).expect("open");
+    outside_commit(
+        &m.repo,
+        m.dir.path(),
+        &[
+            ("app/version", "2\n"),
+            ("app/new", "fresh\n"),
+            ("other/x", "y\n"),
+        ],
+        &["app/old"],
+    );
+    let want_head = git(&m.repo, &["rev-parse", "main"], None);
+    wait_for("the new head", || {
+        std::fs::read_to_string(m.path(".gitdb/head")).is_ok_and(|h| h.trim() == want_head)
+    });
+    wait_for("changed value", || {
+        std::fs::read_to_string(m.path("app/version")).is_ok_and(|s| s == "2\n")
+    });
+    assert_eq!(m.sh_ok("cat app/new"), "fresh\n");
+    assert_eq!(m.sh_ok("cat other/x"), "y\n");
+    assert!(!m.path("app/old").exists());
+    assert_eq!(m.sh_ok("ls app"), "new\nversion\n");
+    // A handle opened before the change keeps reading what it opened.
+    let mut s = String::new();
+    open.read_to_string(&mut s).expect("read");
+    assert_eq!(s, "1\n");
+}
+
+#[test]
+fn sigterm_syncs_unmounts_and_exits_zero() {
+    let mut m = Mount::start(&[]);
+    m.sh_ok("echo kept > uncommitted");
+    let status = m.signal_and_wait(libc::SIGTERM);
+    assert!(status.success(), "exit {status}: {}", m.log_text());
+    assert!(!is_mounted(&m.mnt));
+    // The journal kept the uncommitted value: a new daemon shows it.
+    m.spawn(&[]);
+    assert_eq!(m.sh_ok("cat uncommitted"), "kept\n");
+}
+
+#[test]
+fn stale_mount_is_cleaned_on_restart() {
+    let mut m = Mount::start(&[]);
+    m.sh_ok("echo v > k && echo commit > .gitdb/ctl");
+    let status = m.signal_and_wait(libc::SIGKILL);
+    assert!(!status.success());
+    // The kernel still has the mount, with nobody behind it.
+    assert!(is_mounted(&m.mnt));
+    let err = std::fs::metadata(&m.mnt).expect_err("stale mount");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN));
+    m.spawn(&[]);
+    assert_eq!(m.sh_ok("cat k"), "v\n");
+    assert!(m.log_text().contains("stale FUSE mount"));
+}
+
+#[test]
+fn autocommit_commits_after_quiet() {
+    let m = Mount::start(&["--autocommit", "200ms"]);
+    m.sh_ok("echo v > k");
+    wait_for("an autocommit", || {
+        std::fs::read_to_string(m.path(".gitdb/head")).is_ok_and(|h| h.trim().len() == 40)
+    });
+    assert_eq!(m.git(&["show", "main:k"]), "v");
+}
+
+#[test]
+fn large_value_round_trips() {
+    let m = Mount::start(&[]);
+    let src = m.dir.path().join("big.src");
+    let len: usize = 48 << 20;
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4096) as u8).collect();
+    std::fs::write(&src, &data).expect("write src");
+    m.sh_ok(&format!("cp {} big", src.display()));
+    assert_eq!(
+        std::fs::metadata(m.path("big")).expect("stat").len(),
+        len as u64
+    );
+    let back = m.dir.path().join("big.back");
+    m.sh_ok(&format!("cp big {}", back.display()));
+    assert!(std::fs::read(&back).expect("read back") == data);
+    m.sh_ok("echo commit > .gitdb/ctl");
+    assert_eq!(m.git(&["cat-file", "-s", "main:big"]), len.to_string());
+}
+
+#[test]
+fn read_only_mount_refuses_writes() {
+    let mut m = Mount::start(&[]);
+    m.sh_ok("echo v > k && echo commit > .gitdb/ctl");
+    assert!(m.signal_and_wait(libc::SIGTERM).success());
+    m.spawn(&["--read-only"]);
+    assert_eq!(m.sh_ok("cat k"), "v\n");
+    assert_eq!(errno_of(std::fs::write(m.path("k"), "w")), libc::EROFS);
+}
+
+#[test]
+fn external_umount_stops_the_daemon_cleanly() {
+    let mut m = Mount::start(&[]);
+    m.sh_ok("echo kept > k");
+    let st = std::process::Command::new("umount")
+        .arg(&m.mnt)
+        .status()
+        .expect("umount");
+    assert!(st.success());
+    // Signal 0 sends nothing: just wait for the daemon to notice and exit.
+    let status = m.signal_and_wait(0);
+    assert!(status.success(), "exit {status}: {}", m.log_text());
+    assert!(!m.log_text().contains("WARN"), "{}", m.log_text());
+    m.spawn(&[]);
+    assert_eq!(m.sh_ok("cat k"), "kept\n");
+}
+
+#[test]
+fn the_store_never_sees_a_half_written_value() {
+    use std::io::{BufRead, Write};
+    let m = Mount::start(&[]);
+    m.sh_ok("echo old-value > f && echo commit > .gitdb/ctl");
+    // A writer truncates and writes part of the new value, then waits.
+    let mut writer = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys\nf = open(sys.argv[1], 'wb')\nf.write(b'new-'); f.flush()\n\
+             g = open(sys.argv[2], 'wb')\ng.write(b'half'); g.flush()\n\
+             print('ready', flush=True)\nsys.stdin.readline()\nf.write(b'value\\n'); f.close()\n\
+             g.write(b'-and-whole\\n'); g.close()\n",
+        )
+        .arg(m.path("f"))
+        .arg(m.path("g"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufReader::new(writer.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready");
+    assert_eq!(line, "ready\n");
+    // A commit now records the old value, not an empty or half one, and not the new file.
+    m.sh_ok("echo commit > .gitdb/ctl");
+    assert_eq!(m.git(&["show", "main:f"]), "old-value");
+    assert_eq!(m.git(&["ls-tree", "--name-only", "main"]), "f");
+    // Through the mount the new file is there while it is being written.
+    assert_eq!(m.sh_ok("ls"), "f\ng\n");
+    writer
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    assert!(writer.wait().expect("wait").success());
+    m.sh_ok("echo commit > .gitdb/ctl");
+    assert_eq!(m.git(&["show", "main:f"]), "new-value");
+    assert_eq!(m.git(&["show", "main:g"]), "half-and-whole");
+}
+
+/// `scripts/mount.fuse.gitdb` as mount(8) would call it: `SOURCE MOUNTPOINT -o OPTIONS`.
+#[test]
+fn fstab_helper_mounts_in_the_background() {
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            if is_mounted(&self.0) {
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(&self.0)
+                    .status();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = dir.path().join("mnt");
+    let repo = dir.path().join("repo.git");
+    let helper = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/mount.fuse.gitdb");
+    let _guard = Unmount(mnt.clone());
+    let out = std::process::Command::new(helper)
+        .arg(&repo)
+        .arg(&mnt)
+        .arg("-o")
+        .arg("rw,node_id=fstab-node,autocommit=100ms,_netdev")
+        .env("GITDB_MOUNT", common::binary())
+        .env("GITDB_MOUNT_LOG", dir.path().join("mount.log"))
+        .output()
+        .expect("run helper");
+    assert!(
+        out.status.success(),
+        "helper failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(is_mounted(&mnt), "the helper returns once mounted");
+    std::fs::write(mnt.join("k"), "v\n").expect("write");
+    wait_for("the autocommit", || {
+        std::fs::read_to_string(mnt.join(".gitdb/head")).is_ok_and(|h| h.trim().len() == 40)
+    });
+    assert!(git(&repo, &["log", "-1", "--format=%an"], None).contains("fstab-node"));
+    let st = std::process::Command::new("umount")
+        .arg(&mnt)
+        .status()
+        .expect("umount");
+    assert!(st.success());
+    // The daemon notices and exits; its log says so.
+    wait_for("the daemon to exit", || {
+        std::fs::read_to_string(dir.path().join("mount.log"))
+            .is_ok_and(|l| l.contains("syncing the journal"))
+    });
+}
+
+#[test]
+fn an_open_file_keeps_an_uncommitted_value_across_rollback() {
+    let m = Mount::start(&[]);
+    m.sh_ok("printf 'draft' > note");
+    let mut f = std::fs::File::open(m.path("note")).unwrap();
+    std::fs::write(m.path(".gitdb/ctl"), "rollback").unwrap();
+    common::wait_for("rollback to hide the note", || !m.path("note").exists());
+    let mut s = String::new();
+    use std::io::Read;
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "draft");
+}
