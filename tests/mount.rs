@@ -516,3 +516,72 @@ fn an_open_file_keeps_an_uncommitted_value_across_rollback() {
     f.read_to_string(&mut s).unwrap();
     assert_eq!(s, "draft");
 }
+
+#[test]
+fn keep_both_conflicts_show_in_the_control_directory() {
+    let mut m = Mount::start(&[]);
+    m.sh_ok("printf base > k && echo commit > .gitdb/ctl");
+    assert!(m.signal_and_wait(libc::SIGTERM).success());
+    // Two nodes change /k concurrently; node-b's commit is on another branch, then merged.
+    let gitdb = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitdb"))
+            .arg("--repo")
+            .arg(&m.repo)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gitdb {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&m.repo, &["branch", "other", "main"], None);
+    gitdb(&["--node-id", "node-a", "set", "/k", "ours"]);
+    gitdb(&["--node-id", "node-a", "commit", "-m", "a"]);
+    gitdb(&[
+        "--node-id",
+        "node-b",
+        "--branch",
+        "other",
+        "set",
+        "/k",
+        "theirs",
+    ]);
+    gitdb(&[
+        "--node-id",
+        "node-b",
+        "--branch",
+        "other",
+        "commit",
+        "-m",
+        "b",
+    ]);
+    gitdb(&[
+        "--node-id",
+        "node-a",
+        "merge",
+        "other",
+        "--strategy",
+        "keep-both",
+    ]);
+    m.spawn(&[]);
+    assert_eq!(
+        std::fs::read_to_string(m.path(".gitdb/conflicts")).unwrap(),
+        "/k\n"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(m.path(".gitdb/status")).unwrap()).unwrap();
+    assert_eq!(status["conflicts"], serde_json::json!(["/k"]));
+    let merged = std::fs::read_to_string(m.path("k")).unwrap();
+    assert!(
+        merged.contains("ours") && merged.contains("theirs"),
+        "{merged}"
+    );
+    // Writing the key and committing resolves it.
+    m.sh_ok("printf resolved > k && echo commit > .gitdb/ctl");
+    assert_eq!(
+        std::fs::read_to_string(m.path(".gitdb/conflicts")).unwrap(),
+        ""
+    );
+}

@@ -137,7 +137,7 @@ pub fn render(
         CtlNode::Status => {
             let doc = StatusDoc {
                 db: db.status(),
-                conflicts: Vec::new(),
+                conflicts: conflicts(db),
                 peers: Vec::new(),
                 last_error,
                 empty_dirs,
@@ -160,7 +160,24 @@ pub fn render(
                 .into_bytes(),
             Err(e) => format!("error: {e}\n").into_bytes(),
         },
+        CtlNode::Conflicts => conflicts(db)
+            .iter()
+            .map(|k| format!("{k}\n"))
+            .collect::<String>()
+            .into_bytes(),
         _ => Vec::new(),
+    }
+}
+
+/// Keys left in conflict by KeepBoth merges at the head (as `/key`), as the merge layer
+/// records them in merge commits; empty if they cannot be read (logged).
+fn conflicts(db: &GitDb) -> Vec<String> {
+    match crate::merge::conflicts(db) {
+        Ok(keys) => keys.into_iter().map(|k| format!("/{k}")).collect(),
+        Err(e) => {
+            log::warn!("cannot read the conflict list: {e}");
+            Vec::new()
+        }
     }
 }
 

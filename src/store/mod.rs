@@ -280,12 +280,20 @@ impl Store {
         Ok(())
     }
 
-    /// Makes `HEAD` a symbolic ref to `branch_ref` if it is not one already, so that stock git
-    /// (`git log`, `git show`) looks at the branch gitdb writes.
+    /// Makes `HEAD` a symbolic ref to `branch_ref` unless it names another existing branch, so
+    /// that stock git (`git log`, `git show`) looks at the branch gitdb writes.
     pub fn point_head_at(&self, branch_ref: &str) -> Result<()> {
         let path = self.git_dir.join("HEAD");
         let want = format!("ref: {branch_ref}\n");
         let current = std::fs::read_to_string(&path).unwrap_or_default();
+        // HEAD naming a branch that exists is the user's choice (a work tree on another
+        // branch, a second gitdb branch): only an unborn or detached HEAD is repointed.
+        if let Some(target) = current.trim().strip_prefix("ref: ")
+            && target != branch_ref
+            && self.read_ref(target)?.is_some()
+        {
+            return Ok(());
+        }
         if current != want {
             std::fs::write(&path, want).map_err(|source| StoreError::Io { path, source })?;
         }
