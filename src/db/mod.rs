@@ -645,8 +645,8 @@ impl GitDb {
         Ok(false)
     }
 
-    /// The immediate children of `prefix`, sorted by name, each a value or a directory.
-    pub fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
+    /// `prefix` parsed, if it is a visible directory (the root always is).
+    fn visible_dir(&self, prefix: &str) -> Result<Key> {
         let key = Key::parse(prefix)?;
         if !key.is_root() {
             match self.resolve(&key)? {
@@ -655,16 +655,30 @@ impl GitDb {
                 Visible::Absent => return Err(DbError::NotFound { key }),
             }
         }
+        Ok(key)
+    }
+
+    /// The committed tree at `key`, unless the working layer hides it (a change at `key` or
+    /// at one of its ancestors) or there is none.
+    fn committed_dir(&self, st: &State, key: &Key) -> Result<Option<ObjectId>> {
+        if st.working.contains_key(key.as_str()) || hidden_by_ancestor(&st.working, key) {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .lookup(st.head_tree, key.as_str())?
+            .filter(|e| e.kind == EntryKind::Dir)
+            .map(|e| e.id))
+    }
+
+    /// The immediate children of `prefix`, sorted by name, each a value or a directory.
+    pub fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
+        let key = self.visible_dir(prefix)?;
         let st = self.read_state();
         let path = key.as_str();
         let mut children: BTreeMap<String, NodeKind> = BTreeMap::new();
-        let committed_visible =
-            !st.working.contains_key(path) && !hidden_by_ancestor(&st.working, &key);
-        if committed_visible
-            && let Some(dir) = self.store.lookup(st.head_tree, path)?
-            && dir.kind == EntryKind::Dir
-        {
-            for entry in self.store.tree(dir.id)?.entries() {
+        if let Some(dir) = self.committed_dir(&st, &key)? {
+            for entry in self.store.tree(dir)?.entries() {
                 let child = crate::store::join(path, &entry.name);
                 let kind = match (st.working.get(&child), entry.kind) {
                     (Some(_), _) | (None, EntryKind::Submodule) => continue,
@@ -726,24 +740,12 @@ impl GitDb {
 
     /// Every value below `prefix` (all depths), as full keys without the leading `/`, sorted.
     pub fn list_recursive(&self, prefix: &str) -> Result<Vec<(String, ValueMode)>> {
-        let key = Key::parse(prefix)?;
-        if !key.is_root() {
-            match self.resolve(&key)? {
-                Visible::Dir => {}
-                Visible::Value(..) => return Err(DbError::NotADirectory { key }),
-                Visible::Absent => return Err(DbError::NotFound { key }),
-            }
-        }
+        let key = self.visible_dir(prefix)?;
         let st = self.read_state();
         let path = key.as_str();
         let mut out: BTreeMap<String, ValueMode> = BTreeMap::new();
-        let committed_visible =
-            !st.working.contains_key(path) && !hidden_by_ancestor(&st.working, &key);
-        if committed_visible
-            && let Some(dir) = self.store.lookup(st.head_tree, path)?
-            && dir.kind == EntryKind::Dir
-        {
-            self.store.walk_values(dir.id, path, &mut |p, entry| {
+        if let Some(dir) = self.committed_dir(&st, &key)? {
+            self.store.walk_values(dir, path, &mut |p, entry| {
                 if let EntryKind::Value(mode) = entry.kind
                     && !hidden_below(&st.working, path, p)
                 {

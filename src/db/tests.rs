@@ -36,6 +36,27 @@ fn names(db: &GitDb, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// A commit made without this db (like stock git would): `path` = `value` on top of `parent`,
+/// written to the store but moving no ref.
+fn outside_commit(db: &GitDb, parent: ObjectId, path: &str, value: &[u8]) -> ObjectId {
+    let blob = db.store().write_blob(value).unwrap();
+    let base = db.store().commit_info(parent).unwrap().tree;
+    let edit = TreeEdit::Upsert {
+        path,
+        mode: ValueMode::Regular,
+        id: blob,
+    };
+    let tree = db.store().write_tree(base, [edit]).unwrap();
+    let sig = Signature {
+        name: "git".into(),
+        email: "git@x".into(),
+        seconds: 2,
+    };
+    db.store()
+        .write_commit(tree, &[parent], &sig, "outside\n")
+        .unwrap()
+}
+
 #[test]
 fn set_get_delete_through_the_working_layer() {
     let dir = tempfile::tempdir().unwrap();
@@ -369,27 +390,7 @@ fn refresh_adopts_a_head_moved_behind_our_back_and_keeps_the_working_layer() {
     db.commit("c1", 1_000).unwrap();
     let c1 = db.head().unwrap();
     // Another writer commits directly with the store.
-    let blob = db.store().write_blob(b"from outside").unwrap();
-    let tree = db
-        .store()
-        .write_tree(
-            db.store().commit_info(c1).unwrap().tree,
-            [TreeEdit::Upsert {
-                path: "outside",
-                mode: ValueMode::Regular,
-                id: blob,
-            }],
-        )
-        .unwrap();
-    let sig = Signature {
-        name: "git".into(),
-        email: "git@x".into(),
-        seconds: 2,
-    };
-    let c2 = db
-        .store()
-        .write_commit(tree, &[c1], &sig, "outside\n")
-        .unwrap();
+    let c2 = outside_commit(&db, c1, "outside", b"from outside");
     db.store()
         .update_ref("refs/heads/main", Some(c1), c2, "test")
         .unwrap();
@@ -415,27 +416,7 @@ fn commit_retries_on_top_of_a_concurrent_writer() {
     db.set("a", b"1").unwrap();
     db.commit("c1", 1_000).unwrap();
     let c1 = db.head().unwrap();
-    let blob = db.store().write_blob(b"theirs").unwrap();
-    let tree = db
-        .store()
-        .write_tree(
-            db.store().commit_info(c1).unwrap().tree,
-            [TreeEdit::Upsert {
-                path: "theirs",
-                mode: ValueMode::Regular,
-                id: blob,
-            }],
-        )
-        .unwrap();
-    let sig = Signature {
-        name: "git".into(),
-        email: "git@x".into(),
-        seconds: 2,
-    };
-    let c2 = db
-        .store()
-        .write_commit(tree, &[c1], &sig, "theirs\n")
-        .unwrap();
+    let c2 = outside_commit(&db, c1, "theirs", b"theirs");
     db.store()
         .update_ref("refs/heads/main", Some(c1), c2, "test")
         .unwrap();
@@ -704,24 +685,7 @@ fn subscribers_hear_every_head_move_with_changed_keys() {
     assert_eq!(ev.origin, HeadOrigin::LocalCommit);
     assert_eq!(ev.changed, vec!["a".to_string()]);
     let c1 = db.head().unwrap();
-    let blob = db.store().write_blob(b"2").unwrap();
-    let tree = db
-        .store()
-        .write_tree(
-            db.store().commit_info(c1).unwrap().tree,
-            [TreeEdit::Upsert {
-                path: "b/c",
-                mode: ValueMode::Regular,
-                id: blob,
-            }],
-        )
-        .unwrap();
-    let sig = Signature {
-        name: "x".into(),
-        email: "x@x".into(),
-        seconds: 2,
-    };
-    let c2 = db.store().write_commit(tree, &[c1], &sig, "x\n").unwrap();
+    let c2 = outside_commit(&db, c1, "b/c", b"2");
     assert!(matches!(
         db.move_head(None, c2, "wrong expectation"),
         Err(DbError::Store(StoreError::RefMoved { .. }))
