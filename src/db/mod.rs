@@ -16,8 +16,8 @@
 //! # Threads and lock order
 //! `GitDb` is `Send + Sync`, shared by FUSE workers and the gossip task. Three locks, always taken
 //! in this order (never the reverse, and none held while calling out of this module):
-//! 1. `commit_lock` — one commit (or merge) at a time; held while trees and the commit are
-//!    written, without blocking readers or writers.
+//! 1. `commit_lock` — one commit, merge, head adoption or rollback at a time; held while trees
+//!    and the commit are written, without blocking readers or writers.
 //! 2. `journal` — serializes every change of the state (set, delete, rollback, the end of a
 //!    commit, adopting a moved head), so journal order is overlay order.
 //! 3. `state` (RwLock) — readers take it shared for a map lookup; writers take it exclusively
@@ -1022,6 +1022,9 @@ impl GitDb {
     /// Drops every uncommitted change. Returns how many were dropped.
     pub fn rollback(&self) -> Result<usize> {
         self.check_writable()?;
+        // After any commit in progress: it has taken its snapshot, and a rollback must not
+        // discard changes that then land in that commit anyway.
+        let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut js = self.lock_journal();
         let head = self.read_state().head;
         self.rewrite_journal(&mut js, head, &Working::new(), &Pending::default())?;
