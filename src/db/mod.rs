@@ -723,12 +723,15 @@ impl GitDb {
                     cursor = Bound::Excluded(child_path.clone());
                 }
                 Some((name, _)) => {
-                    let dir_path = format!("{start}{name}");
-                    if has_set_under(&st.working, &dir_path) {
+                    let mut dir_path = format!("{start}{name}");
+                    // The first staged entry below the child is usually a set, which settles
+                    // it; only a delete needs a look at the rest of the subtree.
+                    if matches!(change, Change::Set(_)) || has_set_under(&st.working, &dir_path) {
                         children.insert(name.to_owned(), NodeKind::Dir);
                     }
                     // Skip the rest of this child's subtree: '0' sorts right after '/'.
-                    cursor = Bound::Included(format!("{dir_path}0"));
+                    dir_path.push('0');
+                    cursor = Bound::Included(dir_path);
                 }
             }
         }
