@@ -1098,6 +1098,9 @@ impl GitDb {
             let sig = self.signature(new_hlc);
             let parents: Vec<ObjectId> = head.into_iter().collect();
             let id = self.store.write_commit(tree, &parents, &sig, &message)?;
+            // The objects reach the disk before the ref names them, and the ref before the
+            // journal forgets the changes: a machine crash loses no acknowledged commit.
+            self.store.sync_written()?;
             match self.store.update_ref(
                 &self.branch_ref,
                 head,
@@ -1105,6 +1108,7 @@ impl GitDb {
                 &format!("gitdb commit: {}", first_line(&message)),
             ) {
                 Ok(()) => {
+                    self.store.sync_ref(&self.branch_ref)?;
                     committed = Some((id, tree, new_clock, new_hlc));
                     break;
                 }
@@ -1295,8 +1299,10 @@ impl GitDb {
     pub fn move_head(&self, expected: Option<ObjectId>, new: ObjectId, reason: &str) -> Result<()> {
         self.check_writable()?;
         let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.store.sync_written()?;
         self.store
             .update_ref(&self.branch_ref, expected, new, reason)?;
+        self.store.sync_ref(&self.branch_ref)?;
         self.adopt_head(Some(new))
     }
 

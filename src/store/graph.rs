@@ -79,14 +79,16 @@ impl Store {
     /// Writes an object from its kind and bytes; returns its id (computed from the bytes).
     pub fn write_raw(&self, kind: ObjectKind, data: &[u8]) -> Result<ObjectId> {
         use gix::objs::Write;
-        self.with_repo(|repo| {
+        let id = self.with_repo(|repo| {
             repo.objects
                 .write_buf(kind, data)
                 .map_err(|e| StoreError::Write {
                     what: "object",
                     source: boxed(e),
                 })
-        })
+        })?;
+        self.note_written([self.loose_path(id)]);
+        Ok(id)
     }
 
     /// Copies every object reachable from `tip` in `from` that this repository lacks, children
@@ -252,14 +254,16 @@ impl Store {
         }
         entries.sort();
         let tree = gix::objs::Tree { entries };
-        self.with_repo(|repo| {
+        let id = self.with_repo(|repo| {
             repo.write_object(&tree)
-                .map(|id| Some(id.detach()))
+                .map(|id| id.detach())
                 .map_err(|e| StoreError::Write {
                     what: "tree",
                     source: boxed(e),
                 })
-        })
+        })?;
+        self.note_written([self.loose_path(id)]);
+        Ok(Some(id))
     }
 }
 
