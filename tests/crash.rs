@@ -128,16 +128,13 @@ fn sigkill_mid_write_loses_nothing_that_sync_returned_for() {
             );
         }
         db.commit("after crash", 9_999_999).unwrap();
-        let out = Command::new("git")
-            .args(["--git-dir"])
-            .arg(&repo)
-            .args(["fsck", "--strict", "--no-dangling"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        assert_success(
+            &Command::new("git")
+                .arg("--git-dir")
+                .arg(&repo)
+                .args(["fsck", "--strict", "--no-dangling"])
+                .output()
+                .unwrap(),
         );
     }
 }
@@ -158,12 +155,7 @@ fn a_second_writer_process_is_told_who_holds_the_lock() {
         }
         assert!(Instant::now() < deadline, "child never became ready");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_gitdb"))
-        .arg("--repo")
-        .arg(&repo)
-        .args(["set", "/a", "1"])
-        .output()
-        .unwrap();
+    let out = gitdb(&repo, &["set", "/a", "1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -171,26 +163,23 @@ fn a_second_writer_process_is_told_who_holds_the_lock() {
         "{stderr}"
     );
     // Reading beside the writer works.
-    let ls = Command::new(env!("CARGO_BIN_EXE_gitdb"))
-        .arg("--repo")
-        .arg(&repo)
-        .args(["ls", "/"])
-        .output()
-        .unwrap();
-    assert!(
-        ls.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ls.stderr)
-    );
+    assert_success(&gitdb(&repo, &["ls", "/"]));
     child.0.kill().unwrap();
     child.0.wait().unwrap();
     // Once the holder is gone, writing works again.
-    let out = Command::new(env!("CARGO_BIN_EXE_gitdb"))
+    assert_success(&gitdb(&repo, &["set", "/a", "1"]));
+}
+
+fn gitdb(repo: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gitdb"))
         .arg("--repo")
-        .arg(&repo)
-        .args(["set", "/a", "1"])
+        .arg(repo)
+        .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn assert_success(out: &std::process::Output) {
     assert!(
         out.status.success(),
         "{}",
