@@ -1237,9 +1237,15 @@ impl GitDb {
             Some(Change::Delete) => (self.store.empty_tree(), true),
             _ => (base, false),
         };
+        // A value set where a directory was makes the tombstones still staged below it moot
+        // (and the tree writer refuses edits below a value).
+        let below_a_value = |path: &str| {
+            path.match_indices('/')
+                .any(|(i, _)| matches!(working.get(&path[..i]), Some(Change::Set(_))))
+        };
         let edits = working
             .iter()
-            .filter(|(path, _)| !(skip_root && path.is_empty()))
+            .filter(|(path, _)| !(below_a_value(path) || skip_root && path.is_empty()))
             .map(|(path, change)| match change {
                 Change::Set(v) => TreeEdit::Upsert {
                     path,

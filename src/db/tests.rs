@@ -801,3 +801,18 @@ fn restaging_a_value_waiting_for_its_commit_keeps_its_bytes() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_value_replacing_a_directory_commits_past_unrelated_siblings() {
+    // "a" < "a-b" < "a/x" in path order: the tombstone below "a" comes after a sibling.
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.set("a/x", b"1").unwrap();
+    db.commit("c", 1_000).unwrap();
+    db.delete("a/x").unwrap();
+    db.set("a", b"value").unwrap();
+    db.set("a-b", b"sibling").unwrap();
+    db.commit("c2", 2_000).unwrap();
+    assert_eq!(get(&db, "a"), Some(b"value".to_vec()));
+    assert_eq!(names(&db, ""), vec!["a", "a-b"]);
+}

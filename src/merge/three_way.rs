@@ -19,7 +19,7 @@
 //! strategy: neither side's subtree is dropped silently.
 //!
 //! The result is written as edits on `x`'s tree (removals first, then upserts in path order) with
-//! `Store::write_tree_trusted`, which rewrites only the trees on edited paths; since a git tree
+//! `Store::write_tree`, which rewrites only the trees on edited paths; since a git tree
 //! id is a function of its contents, starting from `x` or `y` gives the same id.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -175,7 +175,7 @@ pub fn merge_trees(
     }
     removes.reverse();
     let tree = store
-        .write_tree_trusted(xt, removes.into_iter().chain(upserts))
+        .write_tree(xt, removes.into_iter().chain(upserts))
         .map_err(|source| MergeError::Write { a: x, b: y, source })?;
     Ok(MergedTree {
         tree,

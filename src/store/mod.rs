@@ -5,13 +5,14 @@
 //! blob contents, blob sizes and commit metadata are immutable once written (an object id names
 //! its content), so each is kept in a bounded cache and never read from disk twice while it
 //! stays hot. Its job on the write path is to write only what changed: a commit rewrites the
-//! trees on changed paths and nothing else (gix's tree editor), then moves the branch with a
+//! trees on changed paths and nothing else (`edit.rs`), then moves the branch with a
 //! compare-and-swap so a concurrent writer (another node's merge, stock git) is never lost.
 //!
 //! `gix::Repository` is `!Sync`, so the store keeps a small pool of thread-local handles made
 //! from one `ThreadSafeRepository`: a FUSE worker borrows one for the duration of a call.
 
 mod cache;
+mod edit;
 mod graph;
 mod tree;
 
@@ -778,53 +779,6 @@ impl Store {
             }
         }
         Ok(())
-    }
-
-    /// Applies `edits` to the tree `base` and writes the result, rewriting only the trees on
-    /// edited paths. Empty trees left behind by removals disappear, as in git.
-    pub fn write_tree<'a>(
-        &self,
-        base: ObjectId,
-        edits: impl IntoIterator<Item = TreeEdit<'a>>,
-    ) -> Result<ObjectId> {
-        let write_err = |e: BoxError| StoreError::Write {
-            what: "tree",
-            source: e,
-        };
-        self.with_repo(|repo| {
-            // The plumbing editor: gix's porcelain one checks that every entry of every written
-            // tree exists (a stat per entry: 1,000 for a one-key change in a 1,000-entry
-            // directory). Our entries are valid by construction — blobs are written before they
-            // are staged, and untouched entries come from trees already in the repository.
-            let mut editor = repo
-                .edit_tree(base)
-                .map_err(|e| write_err(boxed(e)))?
-                .detach();
-            for edit in edits {
-                match edit {
-                    TreeEdit::Upsert { path, mode, id } => {
-                        editor
-                            .upsert(path.split('/'), mode.git_kind(), id)
-                            .map_err(|e| write_err(boxed(e)))?;
-                    }
-                    TreeEdit::Remove { path } => {
-                        editor
-                            .remove(path.split('/'))
-                            .map_err(|e| write_err(boxed(e)))?;
-                    }
-                }
-            }
-            let mut written = Vec::new();
-            let root = editor
-                .write(|tree| {
-                    let id = repo.write_object(tree).map(|id| id.detach())?;
-                    written.push(self.loose_path(id));
-                    Ok::<_, gix::Error>(id)
-                })
-                .map_err(|e| write_err(boxed(e)))?;
-            self.note_written(written);
-            Ok(root)
-        })
     }
 
     /// Writes a commit object (moving no ref) and returns its id.
