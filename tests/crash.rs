@@ -4,6 +4,8 @@
 //! The child is this same test binary re-run with `GITDB_CRASH_CHILD` set: it opens the store
 //! and writes until killed, reporting on stdout each point up to which `sync()` returned.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -171,18 +173,9 @@ fn a_second_writer_process_is_told_who_holds_the_lock() {
 }
 
 fn gitdb(repo: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_gitdb"))
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .output()
-        .unwrap()
+    support::gitdb(repo, None, args)
 }
 
 fn assert_success(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::stdout_of(out, "command", &[]);
 }

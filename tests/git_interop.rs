@@ -1,46 +1,18 @@
 //! Integration: the `gitdb` client and stock git on the same repository, both directions.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
+use support::git;
+
 fn gitdb(repo: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gitdb"))
-        .arg("--repo")
-        .arg(repo)
-        .arg("--node-id")
-        .arg("node-a")
-        .args(args)
-        .output()
-        .expect("run gitdb")
+    support::gitdb(repo, Some("node-a"), args)
 }
 
 fn gitdb_ok(repo: &Path, args: &[&str]) -> String {
-    let out = gitdb(repo, args);
-    assert!(
-        out.status.success(),
-        "gitdb {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "stock")
-        .env("GIT_AUTHOR_EMAIL", "stock@example.com")
-        .env("GIT_COMMITTER_NAME", "stock")
-        .env("GIT_COMMITTER_EMAIL", "stock@example.com")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    support::gitdb_ok(repo, Some("node-a"), args)
 }
 
 #[test]
@@ -129,6 +101,14 @@ fn gitdb_works_on_a_repository_made_by_stock_git() {
     gitdb_ok(&work, &["commit", "-m", "gitdb again"]);
     assert_eq!(git(&work, &["rev-list", "--count", "main"]).trim(), "4");
     assert_eq!(git(&work, &["show", "main:extra"]), "x");
+    // A second branch written by gitdb leaves the work tree's HEAD where the user put it.
+    gitdb_ok(&work, &["--branch", "other", "set", "/o", "1"]);
+    gitdb_ok(
+        &work,
+        &["--branch", "other", "commit", "-m", "other branch"],
+    );
+    assert_eq!(git(&work, &["symbolic-ref", "HEAD"]), "refs/heads/main\n");
+    assert_eq!(git(&work, &["show", "other:o"]), "1");
     git(&work, &["fsck", "--strict", "--no-dangling"]);
 }
 

@@ -2,39 +2,14 @@
 //! with `git fetch`, `gitdb merge` merges it, and git sees a two-parent commit that
 //! `git fsck --strict` accepts. Also the external merge driver end to end.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
+
+use support::{git, git_all};
 
 fn gitdb(repo: &Path, node: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_gitdb"))
-        .arg("--repo")
-        .arg(repo)
-        .arg("--node-id")
-        .arg(node)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gitdb {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .output()
-        .expect("git is installed (scripts/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap()
+    support::gitdb_ok(repo, Some(node), args)
 }
 
 /// Two nodes with a common base and concurrent changes to `k` (and one other key each).
@@ -85,7 +60,7 @@ fn merge_via_git_fetch_shows_two_parents_and_fsck_is_clean() {
     assert!(graph.contains("|\\"), "{graph}");
     let parents = git(&b, &["rev-list", "--parents", "-n1", "main"]);
     assert_eq!(parents.split_whitespace().count(), 3, "{parents}");
-    let fsck = git(&b, &["fsck", "--strict"]);
+    let fsck = git_all(&b, &["fsck", "--strict"]);
     assert!(
         !fsck.contains("error") && !fsck.contains("warning"),
         "{fsck}"
