@@ -287,6 +287,17 @@ impl GitDbFs {
         Ok(join(&parent, name))
     }
 
+    /// The path of `name` in `parent`, for an operation that changes it: EROFS inside the
+    /// control directory and on a read-only mount.
+    fn writable_child(&self, parent: INodeNo, name: &OsStr) -> Result<String, Errno> {
+        let path = self.child(parent, name)?;
+        if control::is_under(&path) {
+            return Err(Errno::EROFS);
+        }
+        self.check_writable()?;
+        Ok(path)
+    }
+
     /// The commit time of the head (mtime of committed values and directories).
     fn head_time(&self) -> SystemTime {
         let head = self.db().head();
@@ -1073,11 +1084,7 @@ impl Filesystem for GitDbFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        let result = self.child(parent, name).and_then(|path| {
-            if control::is_under(&path) {
-                return Err(Errno::EROFS);
-            }
-            self.check_writable()?;
+        let result = self.writable_child(parent, name).and_then(|path| {
             Key::parse_value(&path).map_err(|e| db_err(&DbError::Key(e)))?;
             if self.db().stat(&path).map_err(|e| db_err(&e))?.is_some() || self.is_empty_dir(&path)
             {
@@ -1094,11 +1101,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = self.child(parent, name).and_then(|path| {
-            if control::is_under(&path) {
-                return Err(Errno::EROFS);
-            }
-            self.check_writable()?;
+        let result = self.writable_child(parent, name).and_then(|path| {
             let in_store = matches!(self.db().stat(&path), Ok(Some(_)));
             if self.is_empty_dir(&path) && !in_store {
                 return Err(Errno::EISDIR);
@@ -1123,11 +1126,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = self.child(parent, name).and_then(|path| {
-            if control::is_under(&path) {
-                return Err(Errno::EROFS);
-            }
-            self.check_writable()?;
+        let result = self.writable_child(parent, name).and_then(|path| {
             match self.db().stat(&path).map_err(|e| lookup_err(&e))? {
                 Some(Stat::Dir) => return Err(Errno::ENOTEMPTY),
                 Some(Stat::Value { .. }) => return Err(Errno::ENOTDIR),
@@ -1171,11 +1170,7 @@ impl Filesystem for GitDbFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let result = self.child(parent, link_name).and_then(|path| {
-            if control::is_under(&path) {
-                return Err(Errno::EROFS);
-            }
-            self.check_writable()?;
+        let result = self.writable_child(parent, link_name).and_then(|path| {
             if self.db().stat(&path).map_err(|e| db_err(&e))?.is_some() || self.is_empty_dir(&path)
             {
                 return Err(Errno::EEXIST);
