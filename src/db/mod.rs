@@ -674,11 +674,24 @@ impl GitDb {
     /// The immediate children of `prefix`, sorted by name, each a value or a directory.
     pub fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
         let key = self.visible_dir(prefix)?;
-        let st = self.read_state();
         let path = key.as_str();
+        // The committed directory is read before the state lock is taken, so a listing that
+        // misses the tree cache never holds up writers (nor, behind them, other readers).
+        let (st, committed) = loop {
+            let head_tree = self.read_state().head_tree;
+            let committed = match self.store.lookup(head_tree, path)? {
+                Some(e) if e.kind == EntryKind::Dir => Some(self.store.tree(e.id)?),
+                _ => None,
+            };
+            let st = self.read_state();
+            if st.head_tree == head_tree {
+                break (st, committed);
+            }
+        };
         let mut children: BTreeMap<String, NodeKind> = BTreeMap::new();
-        if let Some(dir) = self.committed_dir(&st, &key)? {
-            for entry in self.store.tree(dir)?.entries() {
+        let hidden = st.working.contains_key(path) || hidden_by_ancestor(&st.working, &key);
+        if let Some(tree) = committed.filter(|_| !hidden) {
+            for entry in tree.entries() {
                 let child = crate::store::join(path, &entry.name);
                 let kind = match (st.working.get(&child), entry.kind) {
                     (Some(_), _) | (None, EntryKind::Submodule) => continue,
