@@ -12,6 +12,12 @@ fn gitdb(repo: &Path, node: &str, args: &[&str]) -> String {
     support::gitdb_ok(repo, Some(node), args)
 }
 
+/// Node b fetches node a's `main` with stock git, as `refs/remotes/a/main`.
+fn fetch_a(a: &Path, b: &Path) {
+    let spec = a.to_str().expect("utf-8 temp path");
+    git(b, &["fetch", "-q", spec, "main:refs/remotes/a/main"]);
+}
+
 /// Two nodes with a common base and concurrent changes to `k` (and one other key each).
 fn setup(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let (a, b) = (dir.join("a.git"), dir.join("b.git"));
@@ -33,15 +39,7 @@ fn setup(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     gitdb(&b, "node-b", &["set", "/k", "from b"]);
     gitdb(&b, "node-b", &["set", "/only-b", "2"]);
     gitdb(&b, "node-b", &["commit", "-m", "b"]);
-    git(
-        &b,
-        &[
-            "fetch",
-            "-q",
-            a.to_str().unwrap(),
-            "main:refs/remotes/a/main",
-        ],
-    );
+    fetch_a(&a, &b);
     (a, b)
 }
 
@@ -105,15 +103,7 @@ fn lww_from_the_cli_takes_the_later_write() {
     // a writes k again, later than b's write: a's value wins on b.
     gitdb(&a, "node-a", &["set", "/k", "a again"]);
     gitdb(&a, "node-a", &["commit", "-m", "a2"]);
-    git(
-        &b,
-        &[
-            "fetch",
-            "-q",
-            a.to_str().unwrap(),
-            "main:refs/remotes/a/main",
-        ],
-    );
+    fetch_a(&a, &b);
     let out = gitdb(
         &b,
         "node-b",
