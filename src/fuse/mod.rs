@@ -1637,10 +1637,10 @@ impl Filesystem for GitDbFs {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
-        // Python's open() asks every file whether it is a terminal (TCGETS). ENOSYS makes the
-        // kernel stop forwarding ioctls (it then answers ENOTTY itself), saving a round trip
-        // per open.
-        reply.error(Errno::ENOSYS);
+        // Python's open() asks every file whether it is a terminal (TCGETS). The kernel
+        // forwards every ioctl (it remembers no ENOSYS for them, unlike xattrs), so answer
+        // what a disk file answers.
+        reply.error(Errno::ENOTTY);
     }
 
     fn setxattr(
@@ -1653,7 +1653,10 @@ impl Filesystem for GitDbFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOTSUP);
+        // Git trees hold no extended attributes. ENOSYS (here and in the other xattr calls)
+        // makes the kernel answer EOPNOTSUPP (= ENOTSUP) itself from then on: without it every
+        // first write to a file costs a round trip for `security.capability`.
+        reply.error(Errno::ENOSYS);
     }
 
     fn getxattr(
@@ -1664,15 +1667,15 @@ impl Filesystem for GitDbFs {
         _size: u32,
         reply: ReplyXattr,
     ) {
-        reply.error(Errno::ENOTSUP);
+        reply.error(Errno::ENOSYS);
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENOTSUP);
+        reply.error(Errno::ENOSYS);
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::ENOTSUP);
+        reply.error(Errno::ENOSYS);
     }
 }
 
