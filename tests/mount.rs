@@ -597,3 +597,66 @@ fn keep_both_conflicts_show_in_the_control_directory() {
         ""
     );
 }
+
+/// Values a writer flushes are put in the kernel's page cache for the next reader; whatever
+/// follows (a shorter rewrite, a partial overwrite, an append, a truncate, a rename over it, a
+/// write through a shared mapping) must win over a prefill still on its way, so every read
+/// right after a change sees exactly that change. Run as is, and with every prefill slowed
+/// down so that most of them land after the changes that follow them.
+#[test]
+fn every_read_right_after_a_change_sees_it() {
+    for delay_us in ["0", "400"] {
+        let m = Mount::start_env(&[], &[("GITDB_TEST_PREFILL_DELAY_US", delay_us)]);
+        m.sh_ok(READ_AFTER_CHANGE);
+    }
+}
+
+const READ_AFTER_CHANGE: &str = r#"python3 - <<'PY'
+import mmap, os, random
+rnd = random.Random(7)
+want = {}
+sizes = [0, 1, 5, 100, 4095, 4096, 4097, 20000, 65536, 70000]
+for i in range(2000):
+    p = "k%d" % rnd.randrange(2)
+    cur = want.get(p)
+    byte = bytes([65 + i % 26])
+    op = rnd.choice(["write", "write", "patch", "append", "truncate", "rename", "mmap"])
+    if cur is None or op == "write":
+        data = byte * rnd.choice(sizes)
+        with open(p, "wb") as f:
+            f.write(data)
+    elif op == "patch":
+        at = rnd.randrange(len(cur) + 1)
+        with open(p, "r+b") as f:
+            f.seek(at)
+            f.write(byte * 3)
+        data = cur[:at] + byte * 3 + cur[at + 3:]
+    elif op == "append":
+        with open(p, "ab") as f:
+            f.write(byte * 10)
+        data = cur + byte * 10
+    elif op == "truncate":
+        n = rnd.randrange(len(cur) + 2)
+        os.truncate(p, n)
+        data = cur[:n] + b"\0" * (n - len(cur[:n]))
+    elif op == "rename":
+        data = byte * rnd.choice(sizes)
+        with open(p + ".tmp", "wb") as f:
+            f.write(data)
+        os.rename(p + ".tmp", p)
+    else:
+        data = cur
+        if cur:
+            with open(p, "r+b") as f:
+                with mmap.mmap(f.fileno(), 0) as mm:
+                    at = rnd.randrange(len(cur))
+                    mm[at:at + 1] = byte
+                    mm.flush()
+            data = cur[:at] + byte + cur[at + 1:]
+    want[p] = data
+    with open(p, "rb") as f:
+        got = f.read()
+    assert got == data, (i, op, p, len(got), len(data), got[:20], data[:20])
+    assert os.stat(p).st_size == len(data), (i, op, p, os.stat(p).st_size, len(data))
+print("ok")
+PY"#;

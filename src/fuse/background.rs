@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use fuser::{Config, INodeNo, MountOption, Notifier, SessionACL};
 
-use super::{FsConfig, GitDbFs, Shared};
+use super::{FsConfig, GitDbFs, KernelTask, Shared};
 use crate::db::{GitDb, HeadOrigin};
 
 /// Errors of mounting and unmounting.
@@ -142,7 +142,7 @@ pub fn mount(
     })?;
     let absolute = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_owned());
     let mountpoint = absolute.as_path();
-    let (inval_tx, inval_rx) = mpsc::channel::<Vec<String>>();
+    let (inval_tx, inval_rx) = mpsc::channel::<KernelTask>();
     let shared = Arc::new(Shared::new(
         db.clone(),
         options.fs.clone(),
@@ -211,7 +211,7 @@ pub fn mount(
                             let sent = tx
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
-                                .send(ev.changed);
+                                .send(KernelTask::Invalidate(ev.changed));
                             if sent.is_err() {
                                 return;
                             }
@@ -226,12 +226,16 @@ pub fn mount(
     {
         let stop = stop.clone();
         let shared = shared.clone();
+        let delay = prefill_test_delay();
         threads.push(spawn(
             "gitdb-inval",
             Box::new(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match inval_rx.recv_timeout(Duration::from_millis(200)) {
-                        Ok(paths) => invalidate(&shared, &notifier, &paths),
+                        Ok(KernelTask::Invalidate(paths)) => invalidate(&shared, &notifier, &paths),
+                        Ok(KernelTask::Prefill { ino, token, data }) => {
+                            prefill(&shared, &notifier, ino, token, &data, delay)
+                        }
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
@@ -308,6 +312,7 @@ fn sleep_unless(stop: &AtomicBool, total: Duration) {
 /// Drops the kernel's caches for `paths` and their ancestors' entries. Errors (ENOENT: the
 /// kernel never cached that node) are expected and ignored.
 fn invalidate(shared: &Shared, notifier: &Notifier, paths: &[String]) {
+    shared.all_change();
     let (entries, dirs) = shared.inval_targets(paths);
     // No lock is held from here on.
     for ino in dirs {
@@ -319,6 +324,62 @@ fn invalidate(shared: &Shared, notifier: &Notifier, paths: &[String]) {
         if let Err(e) = notifier.inval_entry(INodeNo(parent), name.as_ref()) {
             log::trace!("inval_entry {parent}/{name}: {e}");
         }
+    }
+}
+
+/// Puts a value flushed by a handle now released in the kernel's page cache, so the next open
+/// and read of the file are served by the kernel (`FOPEN_KEEP_CACHE`) instead of a READ round
+/// trip. (Writes go through the page cache but leave a partly written page invalid.)
+///
+/// Why it is safe: the store happens only while no writable handle is open on the file, so
+/// no write (nor a store through a shared mapping) can be under way; `token` was taken before
+/// the flush read its bytes, and every callback that can change the file's bytes or size
+/// (write, truncate, an opening for writing, create) or values anywhere (rollback, HEAD moved)
+/// bumps a counter it covers, so a change since the flush shows; and a truncate or an opening
+/// for writing that comes after the check waits while `prefilling` names the file, so none
+/// lands between the check and the store. Rollbacks and HEAD moves are served by this same
+/// thread, after the prefill.
+fn prefill(
+    shared: &Shared,
+    notifier: &Notifier,
+    ino: u64,
+    token: super::ChangeToken,
+    data: &[u8],
+    delay: Option<Duration>,
+) {
+    let pause = || delay.map(std::thread::sleep);
+    pause();
+    shared.set_prefilling(ino);
+    if shared.change_token(ino) == token && !shared.has_writer(ino) {
+        pause();
+        store(shared, notifier, ino, token, data);
+    }
+    shared.set_prefilling(0);
+}
+
+/// Debug builds only: `GITDB_TEST_PREFILL_DELAY_US` slows every prefill down (before and
+/// after its first check), so tests can make a late prefill race with the changes after it.
+fn prefill_test_delay() -> Option<Duration> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let us = std::env::var("GITDB_TEST_PREFILL_DELAY_US")
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_micros(us))
+}
+
+fn store(shared: &Shared, notifier: &Notifier, ino: u64, token: super::ChangeToken, data: &[u8]) {
+    match notifier.store(INodeNo(ino), 0, data) {
+        // ENOENT: the kernel has no inode for it any more.
+        Err(e) => log::trace!("store {ino}: {e}"),
+        Ok(()) if shared.change_token(ino) != token => {
+            if let Err(e) = notifier.inval_inode(INodeNo(ino), 0, 0) {
+                log::trace!("inval_inode {ino}: {e}");
+            }
+        }
+        Ok(()) => {}
     }
 }
 

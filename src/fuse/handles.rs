@@ -94,6 +94,9 @@ pub struct ValueHandle {
     /// Its file descriptor was closed (FLUSH seen) and only the asynchronous RELEASE is still
     /// to come: it no longer speaks for the file's size and takes no truncation.
     pub closed: bool,
+    /// What the last flush stored, when small enough to put in the page cache at release,
+    /// with the change counters taken before its bytes were read.
+    pub(crate) flushed: Option<(super::ChangeToken, Vec<u8>)>,
     content: Content,
     spill_dir: PathBuf,
 }
@@ -113,6 +116,7 @@ impl ValueHandle {
             dirty: false,
             writable,
             closed: false,
+            flushed: None,
             content: Content::Source(id),
             spill_dir,
         }

@@ -15,7 +15,9 @@
 //!
 //! Speed comes from the kernel: entries and attributes get a long TTL, values are opened with
 //! `FOPEN_KEEP_CACHE` and key directories with `FOPEN_CACHE_DIR`, so repeated `stat`/`read`/
-//! `readdir` never reach this process; correctness comes from invalidating exactly the changed
+//! `readdir` never reach this process; a small value is put in the page cache when the handle
+//! that wrote it is released, so even the first read after a write needs no READ (the kernel
+//! leaves a partly written page invalid); correctness comes from invalidating exactly the changed
 //! paths when HEAD moves or a rollback drops changes (see [`background`]), never from inside a
 //! callback. A value changed that way gets a new inode number on its next lookup, so a process
 //! that had it open keeps reading (from the page cache or its handle) the value it opened.
@@ -119,11 +121,47 @@ pub struct Shared {
     /// Unix ms of the last change through the mount (for autocommit).
     last_change_ms: AtomicU64,
     last_error: Mutex<Option<String>>,
-    /// Paths whose kernel caches must be dropped (served by the invalidation thread).
-    inval: Mutex<Sender<Vec<String>>>,
+    /// Work for the thread that owns the kernel notifier (see [`background`]).
+    kernel: Mutex<Sender<KernelTask>>,
+    /// Change counters that let that thread tell whether a value it was asked to put in the
+    /// page cache is still what the kernel should hold: one per stripe of inode numbers
+    /// (bumped by every callback that can change a file's cached bytes or size) and one for
+    /// the whole mount (bumped by rollbacks and by moves of HEAD).
+    changes: [AtomicU64; CHANGE_STRIPES],
+    epoch: AtomicU64,
+    /// The inode whose value the notifier thread is putting in the page cache right now (0:
+    /// none), so that an opening for writing waits for that to finish before a shared
+    /// mapping can change the pages without telling this process.
+    prefilling: AtomicU64,
     head_time: Mutex<(Option<ObjectId>, SystemTime)>,
     start: SystemTime,
     spill_dir: PathBuf,
+}
+
+const CHANGE_STRIPES: usize = 64;
+
+/// Values up to this size are put in the kernel's page cache when their writer flushes them,
+/// so the first read after a write needs no READ round trip.
+pub const PREFILL_MAX: usize = 64 << 10;
+
+/// A snapshot of the change counters that concern one inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChangeToken {
+    stripe: u64,
+    epoch: u64,
+}
+
+/// Work for the thread that owns the kernel notifier.
+pub(crate) enum KernelTask {
+    /// The values at these paths changed outside the kernel's view: drop its caches.
+    Invalidate(Vec<String>),
+    /// `data` is the whole value of `ino` as of `token`: put it in the page cache unless the
+    /// file changed since.
+    Prefill {
+        ino: u64,
+        token: ChangeToken,
+        data: Vec<u8>,
+    },
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -131,7 +169,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(crate) fn new(db: Arc<GitDb>, cfg: FsConfig, inval: Sender<Vec<String>>) -> Shared {
+    pub(crate) fn new(db: Arc<GitDb>, cfg: FsConfig, kernel: Sender<KernelTask>) -> Shared {
         let spill_dir = db.git_dir().join("gitdb").join("tmp");
         if let Err(e) = std::fs::create_dir_all(&spill_dir) {
             log::warn!("cannot create {}: {e}", spill_dir.display());
@@ -147,7 +185,10 @@ impl Shared {
             mtimes: Mutex::new(HashMap::new()),
             last_change_ms: AtomicU64::new(0),
             last_error: Mutex::new(None),
-            inval: Mutex::new(inval),
+            kernel: Mutex::new(kernel),
+            changes: std::array::from_fn(|_| AtomicU64::new(0)),
+            epoch: AtomicU64::new(0),
+            prefilling: AtomicU64::new(0),
             head_time: Mutex::new((None, SystemTime::now())),
             start: SystemTime::now(),
             spill_dir,
@@ -161,6 +202,63 @@ impl Shared {
     /// Unix ms of the last change made through the mount.
     pub fn last_change_ms(&self) -> u64 {
         self.last_change_ms.load(Ordering::Relaxed)
+    }
+
+    /// The change counters that concern `ino`, as of now.
+    pub(crate) fn change_token(&self, ino: u64) -> ChangeToken {
+        ChangeToken {
+            stripe: self.changes[ino as usize % CHANGE_STRIPES].load(Ordering::SeqCst),
+            epoch: self.epoch.load(Ordering::SeqCst),
+        }
+    }
+
+    /// `ino`'s bytes or size may change: a prefill taken before this must not land.
+    fn file_changes(&self, ino: u64) {
+        self.changes[ino as usize % CHANGE_STRIPES].fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// `ino` is being opened for writing or truncated: bumps its counter, then waits for a
+    /// prefill of it that is already past its check, so that prefill cannot land after this
+    /// change. Waiting cannot deadlock: a prefill runs only while no writable handle is open
+    /// on the file, so no request of this file holds a page lock it needs (WRITE, which has a
+    /// handle, only bumps). The bound is a guard, not a expected path.
+    fn changing(&self, ino: u64) {
+        self.file_changes(ino);
+        let deadline = std::time::Instant::now() + Duration::from_millis(20);
+        while self.prefilling.load(Ordering::SeqCst) == ino && std::time::Instant::now() < deadline
+        {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Marks `ino` as being prefilled (see [`Self::changing`]).
+    pub(crate) fn set_prefilling(&self, ino: u64) {
+        self.prefilling.store(ino, Ordering::SeqCst);
+    }
+
+    /// Values may change anywhere (rollback, HEAD moved): no earlier prefill may land.
+    pub(crate) fn all_change(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether a handle that can write is open on `ino`.
+    pub(crate) fn has_writer(&self, ino: u64) -> bool {
+        let handles: Vec<Arc<Mutex<Handle>>> = {
+            let hs = lock(&self.handles);
+            hs.by_ino
+                .get(&ino)
+                .map(|v| v.iter().filter_map(|f| hs.map.get(f).cloned()).collect())
+                .unwrap_or_default()
+        };
+        handles
+            .iter()
+            .any(|h| matches!(&*lock(h), Handle::Value(v) if v.writable))
+    }
+
+    /// Queues work for the notifier thread (never called with a lock a callback needs held
+    /// by the notifier, since that thread only takes leaf locks).
+    fn tell_kernel(&self, task: KernelTask) {
+        let _ = lock(&self.kernel).send(task);
     }
 
     /// Records an error for `status`.
@@ -580,6 +678,23 @@ impl GitDbFs {
         Some(h)
     }
 
+    /// Runs one control command written to `/.gitdb/ctl`.
+    fn ctl(&self, data: &[u8]) -> Result<(), Errno> {
+        match control::execute(self.db(), data, now_ms()) {
+            Ok(effect) => {
+                if !effect.changed.is_empty() {
+                    // Served by the invalidation thread, never from this callback.
+                    self.s.tell_kernel(KernelTask::Invalidate(effect.changed));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.s.set_last_error(format!("ctl: {e}"));
+                Err(errno(e.errno()))
+            }
+        }
+    }
+
     /// Applies a dirty value handle to the db as one set.
     fn flush_value(&self, v: &mut ValueHandle) -> Result<(), Errno> {
         if !v.dirty || !v.writable {
@@ -594,10 +709,18 @@ impl GitDbFs {
                 return Ok(());
             }
         };
+        // Taken before the bytes are read, so any change racing with this flush shows.
+        let token = self.s.change_token(v.ino);
         let db = &self.s.db;
         let mode = v.mode;
+        let mut prefill = None;
         let result = match v.flush_data(&**db).map_err(|e| errno(e.errno()))? {
-            FlushData::Mem(bytes) => db.set_with_mode(&path, bytes, mode),
+            FlushData::Mem(bytes) => {
+                if mode != ValueMode::Symlink && !bytes.is_empty() && bytes.len() <= PREFILL_MAX {
+                    prefill = Some(bytes.to_vec());
+                }
+                db.set_with_mode(&path, bytes, mode)
+            }
             FlushData::Stream(reader) => stream_set(db, &path, reader, mode),
         };
         result.map_err(|e| {
@@ -608,6 +731,8 @@ impl GitDbFs {
         lock(&self.s.pending).remove(&path);
         self.touched(&path);
         self.key_added(&path);
+        // Put in the page cache once the last handle is released (see `release`).
+        v.flushed = prefill.map(|data| (token, data));
         Ok(())
     }
 
@@ -911,6 +1036,7 @@ impl Filesystem for GitDbFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.s.changing(ino.0);
         let result = (|| -> Result<(FileAttr, Duration), Errno> {
             let path = self.path_of(ino)?;
             if let Some(node) = control::parse(&path) {
@@ -1268,6 +1394,8 @@ impl Filesystem for GitDbFs {
             }
             if write {
                 self.check_writable()?;
+                // O_TRUNC empties the kernel's pages once this open returns.
+                self.s.changing(ino.0);
             }
             let mut waiting = false;
             let (mode, id) = match self.db().stat(&path).map_err(|e| lookup_err(&e))? {
@@ -1339,6 +1467,7 @@ impl Filesystem for GitDbFs {
                 _ => (self.create_pending(&path, mode)?, None),
             };
             let (attr, ttl) = self.getattr_path(&path)?;
+            self.s.changing(attr.ino.0);
             let mut v = ValueHandle::new(attr.ino.0, id, vmode, true, self.s.spill_dir.clone());
             if id.is_none() {
                 // A new (or truncated) file: its first flush stores it, even if empty.
@@ -1403,22 +1532,15 @@ impl Filesystem for GitDbFs {
                 }
                 // A write after a FLUSH comes from a dup'ed descriptor still open.
                 v.closed = false;
+                self.s.file_changes(v.ino);
                 v.write(self.db(), offset, data)
                     .map_err(|e| errno(e.errno()))
             }
-            Handle::Ctl => match control::execute(self.db(), data, now_ms()) {
-                Ok(effect) => {
-                    if !effect.changed.is_empty() {
-                        // Served by the invalidation thread, never from this callback.
-                        let _ = lock(&self.s.inval).send(effect.changed);
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    self.s.set_last_error(format!("ctl: {e}"));
-                    Err(errno(e.errno()))
-                }
-            },
+            Handle::Ctl => {
+                // A rollback replaces values without a write to their files.
+                self.s.all_change();
+                self.ctl(data)
+            }
             Handle::Data(_) => Err(Errno::EROFS),
             Handle::Dir { .. } => Err(Errno::EISDIR),
         });
@@ -1462,7 +1584,17 @@ impl Filesystem for GitDbFs {
     ) {
         let (result, ino) = match self.drop_handle(fh) {
             Some(h) => match &mut *lock(&h) {
-                Handle::Value(v) => (self.flush_value(v), Some(v.ino)),
+                Handle::Value(v) => {
+                    let result = self.flush_value(v);
+                    if let Some((token, data)) = v.flushed.take() {
+                        self.s.tell_kernel(KernelTask::Prefill {
+                            ino: v.ino,
+                            token,
+                            data,
+                        });
+                    }
+                    (result, Some(v.ino))
+                }
                 _ => (Ok(()), None),
             },
             None => (Ok(()), None),

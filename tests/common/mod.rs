@@ -16,6 +16,7 @@ pub struct Mount {
     pub repo: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
+    env: Vec<(String, String)>,
 }
 
 pub fn binary() -> &'static str {
@@ -47,6 +48,11 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 impl Mount {
     /// Mounts a fresh repository with extra command-line `args`.
     pub fn start(args: &[&str]) -> Mount {
+        Mount::start_env(args, &[])
+    }
+
+    /// Mounts a fresh repository with extra `args` and environment variables for the daemon.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Mount {
         let dir = tempfile::tempdir().expect("tempdir");
         let mnt = dir.path().join("mnt");
         let repo = dir.path().join("repo.git");
@@ -57,6 +63,10 @@ impl Mount {
             repo,
             log,
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         m.spawn(args);
         m
@@ -77,6 +87,7 @@ impl Mount {
             .arg("test-node")
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(logfile.try_clone().expect("log"))
             .stderr(logfile)
