@@ -47,7 +47,8 @@ struct Cli {
     foreground: bool,
     /// Mount options, comma-separated, repeatable: ro, rw, allow_other, allow_root,
     /// default_permissions, uid=N, gid=N, fsname=S, noexec, nosuid, nodev, noatime, ...,
-    /// and repo=PATH, node_id=ID, branch=B, autocommit=DUR, threads=N (FUSE worker threads).
+    /// and repo=PATH, node_id=ID, branch=B, autocommit=DUR, threads=N (FUSE worker threads),
+    /// value_cache=MIB (plain copies of large values kept for fast reads; default 1024).
     #[arg(short = 'o', value_name = "OPTION")]
     options: Vec<String>,
 }
@@ -101,6 +102,7 @@ struct Parsed {
     branch: Option<String>,
     autocommit: Option<Autocommit>,
     threads: Option<usize>,
+    value_cache_mib: Option<u64>,
 }
 
 fn parse_options(opts: &[String]) -> Result<Parsed, String> {
@@ -146,6 +148,13 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
                     need(v)?
                         .parse()
                         .map_err(|_| "-o threads=N needs a number")?,
+                )
+            }
+            "value_cache" => {
+                p.value_cache_mib = Some(
+                    need(v)?
+                        .parse()
+                        .map_err(|_| "-o value_cache=MIB needs a number")?,
                 )
             }
             // fstab-only words that mount(8) passes along; they mean nothing to the daemon.
@@ -220,6 +229,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(n) = parsed.threads {
         options.threads = n.max(1);
+    }
+    if let Some(mib) = parsed.value_cache_mib {
+        options.fs.value_cache = mib << 20;
     }
     if let Some(acl) = parsed.acl {
         options.acl = acl;

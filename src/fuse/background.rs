@@ -37,6 +37,11 @@ pub enum MountError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("preparing the value cache in {path}: {source}")]
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("starting a thread: {0}")]
     Thread(std::io::Error),
     #[error("unmounting {path}: {source}")]
@@ -143,11 +148,14 @@ pub fn mount(
     let absolute = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_owned());
     let mountpoint = absolute.as_path();
     let (inval_tx, inval_rx) = mpsc::channel::<KernelTask>();
-    let shared = Arc::new(Shared::new(
-        db.clone(),
-        options.fs.clone(),
-        inval_tx.clone(),
-    ));
+    let shared = Arc::new(
+        Shared::new(db.clone(), options.fs.clone(), inval_tx.clone()).map_err(|source| {
+            MountError::Cache {
+                path: db.git_dir().join("gitdb"),
+                source,
+            }
+        })?,
+    );
     let events = db.subscribe();
     let mut config = Config::default();
     config.mount_options = options.mount_options.clone();

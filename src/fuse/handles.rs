@@ -3,16 +3,21 @@
 //! A value is applied to the db as one `set` when the file is flushed (closed), so no reader
 //! ever sees half a value. Until then the handle holds:
 //! - nothing but the blob id it opened (reads load that exact blob once, so an open handle
-//!   keeps reading the value it opened even if HEAD moves under it), or
-//! - an owned buffer after the first write or truncate: in memory while small, spilled to an
-//!   unlinked temp file beyond [`SPILL_THRESHOLD`], so a 256 MiB `cp` holds at most about one
-//!   copy in memory (the one `write_blob_stream` builds while hashing at flush time).
+//!   keeps reading the value it opened even if HEAD moves under it): in memory when small, as
+//!   its plain file from [`ValueFiles`] beyond [`SPILL_THRESHOLD`], or
+//! - an owned buffer after the first write or truncate: in memory while small, spilled to a
+//!   temp file beyond [`SPILL_THRESHOLD`], so a 256 MiB `cp` holds at most about one copy in
+//!   memory (the one `write_blob_stream` builds while hashing at flush time). Once flushed, a
+//!   spill file becomes the value's plain file (a rename, see [`ValueHandle::stored`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::sync::Arc;
 
+use tempfile::NamedTempFile;
+
+use super::valuefiles::ValueFiles;
 use crate::store::{Bytes, ObjectId, Store, ValueMode};
 
 /// Buffers larger than this go to a temp file.
@@ -70,8 +75,10 @@ enum Content {
     Shared(Bytes),
     /// Owned and in memory.
     Mem(Vec<u8>),
-    /// Owned and spilled to an unlinked temp file of `len` bytes.
-    Spilled { file: File, len: u64 },
+    /// Owned and spilled to a temp file of `len` bytes.
+    Spilled { file: NamedTempFile, len: u64 },
+    /// The opened (or just stored) blob as a plain file of `len` bytes: read-only.
+    Plain { file: File, len: u64 },
 }
 
 /// What a flush hands to the db.
@@ -98,7 +105,7 @@ pub struct ValueHandle {
     /// with the change counters taken before its bytes were read.
     pub(crate) flushed: Option<(super::ChangeToken, Vec<u8>)>,
     content: Content,
-    spill_dir: PathBuf,
+    files: Arc<ValueFiles>,
 }
 
 impl ValueHandle {
@@ -108,7 +115,7 @@ impl ValueHandle {
         id: Option<ObjectId>,
         mode: ValueMode,
         writable: bool,
-        spill_dir: PathBuf,
+        files: Arc<ValueFiles>,
     ) -> ValueHandle {
         ValueHandle {
             ino,
@@ -118,14 +125,32 @@ impl ValueHandle {
             closed: false,
             flushed: None,
             content: Content::Source(id),
-            spill_dir,
+            files,
         }
     }
 
     fn load(&mut self, store: &impl BlobSource) -> Result<(), HandleError> {
         if let Content::Source(id) = self.content {
             self.content = match id {
-                Some(id) => Content::Shared(store.blob_for_handle(id)?),
+                Some(id) => match self.files.get(id) {
+                    Some((file, len)) => Content::Plain { file, len },
+                    None => {
+                        let bytes = store.blob_for_handle(id)?;
+                        if bytes.len() as u64 > SPILL_THRESHOLD {
+                            // Written out once, so this and later handles read it without
+                            // holding it in memory or inflating it again.
+                            match self.files.store(id, &bytes) {
+                                Ok((file, len)) => Content::Plain { file, len },
+                                Err(e) => {
+                                    log::warn!("keeping a plain copy of blob {id}: {e}");
+                                    Content::Shared(bytes)
+                                }
+                            }
+                        } else {
+                            Content::Shared(bytes)
+                        }
+                    }
+                },
                 None => Content::Mem(Vec::new()),
             };
         }
@@ -139,7 +164,7 @@ impl ValueHandle {
             Content::Source(_) => 0,
             Content::Shared(b) => b.len() as u64,
             Content::Mem(v) => v.len() as u64,
-            Content::Spilled { len, .. } => *len,
+            Content::Spilled { len, .. } | Content::Plain { len, .. } => *len,
         })
     }
 
@@ -160,26 +185,26 @@ impl ValueHandle {
             Content::Source(_) => Vec::new(),
             Content::Shared(b) => slice(b),
             Content::Mem(v) => slice(v),
-            Content::Spilled { file, len } => {
-                let end = offset.saturating_add(size as u64).min(*len);
-                if offset >= end {
-                    return Ok(Vec::new());
-                }
-                let mut buf = vec![0u8; (end - offset) as usize];
-                file.read_exact_at(&mut buf, offset)?;
-                buf
-            }
+            Content::Spilled { file, len } => read_at(file.as_file(), *len, offset, size)?,
+            Content::Plain { file, len } => read_at(file, *len, offset, size)?,
         })
     }
 
     /// Makes the content owned (copy on first write), spilling if it is large.
     fn own(&mut self, store: &impl BlobSource, needed: u64) -> Result<(), HandleError> {
         self.load(store)?;
+        if let Content::Plain { file, len } = &mut self.content {
+            let len = *len;
+            let mut spill = self.files.spill_file()?;
+            file.seek(SeekFrom::Start(0))?;
+            std::io::copy(&mut file.take(len), spill.as_file_mut())?;
+            self.content = Content::Spilled { file: spill, len };
+        }
         if let Content::Shared(b) = &self.content {
             let b = b.clone();
             if (b.len() as u64).max(needed) > SPILL_THRESHOLD {
-                let file = tempfile::tempfile_in(&self.spill_dir)?;
-                file.write_all_at(&b, 0)?;
+                let file = self.files.spill_file()?;
+                file.as_file().write_all_at(&b, 0)?;
                 self.content = Content::Spilled {
                     file,
                     len: b.len() as u64,
@@ -191,8 +216,8 @@ impl ValueHandle {
         if let Content::Mem(v) = &mut self.content
             && needed > SPILL_THRESHOLD
         {
-            let file = tempfile::tempfile_in(&self.spill_dir)?;
-            file.write_all_at(v, 0)?;
+            let file = self.files.spill_file()?;
+            file.as_file().write_all_at(v, 0)?;
             let len = v.len() as u64;
             self.content = Content::Spilled { file, len };
         }
@@ -217,10 +242,12 @@ impl ValueHandle {
                 v[o..e].copy_from_slice(data);
             }
             Content::Spilled { file, len } => {
-                file.write_all_at(data, offset)?;
+                file.as_file().write_all_at(data, offset)?;
                 *len = (*len).max(end);
             }
-            Content::Source(_) | Content::Shared(_) => return Err(not_owned()),
+            Content::Source(_) | Content::Shared(_) | Content::Plain { .. } => {
+                return Err(not_owned());
+            }
         }
         self.dirty = true;
         Ok(())
@@ -237,10 +264,12 @@ impl ValueHandle {
         match &mut self.content {
             Content::Mem(v) => v.resize(size as usize, 0),
             Content::Spilled { file, len } => {
-                file.set_len(size)?;
+                file.as_file().set_len(size)?;
                 *len = size;
             }
-            Content::Source(_) | Content::Shared(_) => return Err(not_owned()),
+            Content::Source(_) | Content::Shared(_) | Content::Plain { .. } => {
+                return Err(not_owned());
+            }
         }
         self.dirty = true;
         Ok(())
@@ -254,16 +283,57 @@ impl ValueHandle {
             Content::Shared(b) => FlushData::Mem(b),
             Content::Mem(v) => FlushData::Mem(v),
             Content::Spilled { file, len } => {
+                let file = file.as_file_mut();
+                file.seek(SeekFrom::Start(0))?;
+                FlushData::Stream(file.take(*len))
+            }
+            Content::Plain { file, len } => {
                 file.seek(SeekFrom::Start(0))?;
                 FlushData::Stream(file.take(*len))
             }
         })
     }
+
+    /// The db now holds this handle's bytes as blob `id`: a spill file becomes the blob's
+    /// plain file (renamed, not copied), read-only from now on; a later write copies it.
+    pub fn stored(&mut self, id: ObjectId) {
+        if !matches!(self.content, Content::Spilled { .. }) {
+            return;
+        }
+        let Content::Spilled { file, len } =
+            std::mem::replace(&mut self.content, Content::Source(None))
+        else {
+            return;
+        };
+        self.content = match self.files.adopt(id, file) {
+            Ok((file, len)) => Content::Plain { file, len },
+            Err(e) => {
+                log::debug!("no plain copy of blob {id}: {e}");
+                // `adopt` consumed the spill file only on success: reload from the store.
+                let _ = len;
+                Content::Source(Some(id))
+            }
+        };
+    }
+}
+
+fn read_at(file: &File, len: u64, offset: u64, size: u32) -> Result<Vec<u8>, HandleError> {
+    let end = offset.saturating_add(size as u64).min(len);
+    if offset >= end {
+        return Ok(Vec::new());
+    }
+    let mut buf = vec![0u8; (end - offset) as usize];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(buf)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn files(dir: &tempfile::TempDir) -> Arc<ValueFiles> {
+        Arc::new(ValueFiles::open(&dir.path().join("gitdb"), 1 << 30).expect("value files"))
+    }
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -276,7 +346,7 @@ mod tests {
     fn write_read_sparse_truncate() {
         let (dir, store) = store();
         let id = store.write_blob(b"hello").expect("blob");
-        let mut h = ValueHandle::new(2, Some(id), ValueMode::Regular, true, dir.path().to_owned());
+        let mut h = ValueHandle::new(2, Some(id), ValueMode::Regular, true, files(&dir));
         assert_eq!(h.read(&store, 1, 3).expect("read"), b"ell");
         h.write(&store, 8, b"x").expect("write");
         assert_eq!(h.read(&store, 0, 100).expect("read"), b"hello\0\0\0x");
@@ -288,7 +358,7 @@ mod tests {
     #[test]
     fn large_values_spill_to_a_file() {
         let (dir, store) = store();
-        let mut h = ValueHandle::new(2, None, ValueMode::Regular, true, dir.path().to_owned());
+        let mut h = ValueHandle::new(2, None, ValueMode::Regular, true, files(&dir));
         let chunk = vec![7u8; 1 << 20];
         for i in 0..10u64 {
             h.write(&store, i << 20, &chunk).expect("write");

@@ -31,11 +31,12 @@ pub mod background;
 pub mod control;
 pub mod handles;
 pub mod inodes;
+pub mod valuefiles;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,6 +53,7 @@ pub use background::{MountError, MountOptions, Mounted, clean_stale_mount, mount
 use control::CtlNode;
 use handles::{FlushData, ValueHandle};
 use inodes::{InodeTable, ROOT_INO, join, split};
+use valuefiles::ValueFiles;
 
 use crate::db::{DbError, GitDb, Key, KeyError, NodeKind, Stat};
 use crate::store::{Bytes, EntryKind, ObjectId, ValueMode};
@@ -66,6 +68,8 @@ pub struct FsConfig {
     pub read_only: bool,
     /// Entry and attribute TTL for keys (control files always get zero).
     pub ttl: Duration,
+    /// Bound on the plain copies of large values kept for fast reads (see [`valuefiles`]).
+    pub value_cache: u64,
 }
 
 impl Default for FsConfig {
@@ -77,6 +81,7 @@ impl Default for FsConfig {
             gid,
             read_only: false,
             ttl: Duration::from_secs(60),
+            value_cache: valuefiles::DEFAULT_BUDGET,
         }
     }
 }
@@ -135,7 +140,7 @@ pub struct Shared {
     prefilling: AtomicU64,
     head_time: Mutex<(Option<ObjectId>, SystemTime)>,
     start: SystemTime,
-    spill_dir: PathBuf,
+    files: Arc<ValueFiles>,
 }
 
 const CHANGE_STRIPES: usize = 64;
@@ -169,12 +174,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(crate) fn new(db: Arc<GitDb>, cfg: FsConfig, kernel: Sender<KernelTask>) -> Shared {
-        let spill_dir = db.git_dir().join("gitdb").join("tmp");
-        if let Err(e) = std::fs::create_dir_all(&spill_dir) {
-            log::warn!("cannot create {}: {e}", spill_dir.display());
-        }
-        Shared {
+    pub(crate) fn new(
+        db: Arc<GitDb>,
+        cfg: FsConfig,
+        kernel: Sender<KernelTask>,
+    ) -> std::io::Result<Shared> {
+        let files = Arc::new(ValueFiles::open(
+            &db.git_dir().join("gitdb"),
+            cfg.value_cache,
+        )?);
+        Ok(Shared {
             db,
             cfg,
             inodes: Mutex::new(InodeTable::new()),
@@ -191,8 +200,8 @@ impl Shared {
             prefilling: AtomicU64::new(0),
             head_time: Mutex::new((None, SystemTime::now())),
             start: SystemTime::now(),
-            spill_dir,
-        }
+            files,
+        })
     }
 
     pub fn db(&self) -> &Arc<GitDb> {
@@ -719,14 +728,17 @@ impl GitDbFs {
                 if mode != ValueMode::Symlink && !bytes.is_empty() && bytes.len() <= PREFILL_MAX {
                     prefill = Some(bytes.to_vec());
                 }
-                db.set_with_mode(&path, bytes, mode)
+                db.set_with_mode(&path, bytes, mode).map(|()| None)
             }
-            FlushData::Stream(reader) => stream_set(db, &path, reader, mode),
+            FlushData::Stream(reader) => stream_set(db, &path, reader, mode).map(Some),
         };
-        result.map_err(|e| {
+        let stored = result.map_err(|e| {
             self.s.set_last_error(format!("writing /{path}: {e}"));
             db_err(&e)
         })?;
+        if let Some(id) = stored {
+            v.stored(id);
+        }
         v.dirty = false;
         lock(&self.s.pending).remove(&path);
         self.touched(&path);
@@ -950,9 +962,15 @@ impl GitDbFs {
     }
 }
 
-fn stream_set(db: &GitDb, path: &str, reader: impl Read, mode: ValueMode) -> crate::db::Result<()> {
+fn stream_set(
+    db: &GitDb,
+    path: &str,
+    reader: impl Read,
+    mode: ValueMode,
+) -> crate::db::Result<ObjectId> {
     let id = db.store().write_blob_stream(reader)?;
-    db.set_blob(path, id, mode)
+    db.set_blob(path, id, mode)?;
+    Ok(id)
 }
 
 fn node_kind(kind: NodeKind) -> FileType {
@@ -1093,7 +1111,7 @@ impl Filesystem for GitDbFs {
                                 Some(id),
                                 vmode,
                                 true,
-                                self.s.spill_dir.clone(),
+                                self.s.files.clone(),
                             );
                             v.truncate(store, size).map_err(|e| errno(e.errno()))?;
                             self.flush_value(&mut v)?;
@@ -1417,7 +1435,7 @@ impl Filesystem for GitDbFs {
                     None => return Err(Errno::ENOENT),
                 },
             };
-            let mut v = ValueHandle::new(ino.0, id, mode, write, self.s.spill_dir.clone());
+            let mut v = ValueHandle::new(ino.0, id, mode, write, self.s.files.clone());
             if waiting {
                 v.len(self.db()).map_err(|e| errno(e.errno()))?;
             }
@@ -1468,7 +1486,7 @@ impl Filesystem for GitDbFs {
             };
             let (attr, ttl) = self.getattr_path(&path)?;
             self.s.changing(attr.ino.0);
-            let mut v = ValueHandle::new(attr.ino.0, id, vmode, true, self.s.spill_dir.clone());
+            let mut v = ValueHandle::new(attr.ino.0, id, vmode, true, self.s.files.clone());
             if id.is_none() {
                 // A new (or truncated) file: its first flush stores it, even if empty.
                 v.truncate(self.db(), 0).map_err(|e| errno(e.errno()))?;

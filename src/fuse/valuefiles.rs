@@ -1,0 +1,240 @@
+//! Uncompressed copies of large values, so that reading a big file through the mount is a
+//! `pread` of a plain file instead of inflating the whole git object before the first byte.
+//!
+//! Git keeps every value zlib-compressed, and inflating runs at a few hundred MiB/s, far below
+//! what the kernel can move through FUSE. So a value larger than [`SPILL_THRESHOLD`] is kept
+//! here as a plain file named by its blob id, in `<git dir>/gitdb/values/`:
+//! - the file a writer spilled to is renamed in when its flush stores the value (no copy);
+//! - a value opened for reading that is not here yet is written here once.
+//!
+//! Files are content-addressed, so none is ever stale. The directory is a cache: it is bounded
+//! (least recently used files go first) and anything in it may be deleted at any time, even
+//! while mounted (open handles keep their file). Spill files of open handles live in
+//! `<git dir>/gitdb/tmp/` (same filesystem, so adopting one is a rename); strays left by a
+//! crash are removed at mount.
+//!
+//! [`SPILL_THRESHOLD`]: super::handles::SPILL_THRESHOLD
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tempfile::NamedTempFile;
+
+use crate::store::ObjectId;
+
+/// Default bound on the directory's size.
+pub const DEFAULT_BUDGET: u64 = 1 << 30;
+
+/// The large-value file cache of one mount.
+pub struct ValueFiles {
+    dir: PathBuf,
+    tmp: PathBuf,
+    budget: u64,
+    lru: Mutex<Lru>,
+}
+
+/// Which files are present, by last use. Leaf lock.
+#[derive(Default)]
+struct Lru {
+    total: u64,
+    tick: u64,
+    by_id: HashMap<ObjectId, (u64, u64)>,
+    by_tick: BTreeMap<u64, ObjectId>,
+}
+
+impl Lru {
+    fn touch(&mut self, id: ObjectId) -> bool {
+        let Some((tick, len)) = self.by_id.get(&id).copied() else {
+            return false;
+        };
+        self.by_tick.remove(&tick);
+        self.tick += 1;
+        self.by_tick.insert(self.tick, id);
+        self.by_id.insert(id, (self.tick, len));
+        true
+    }
+
+    fn insert(&mut self, id: ObjectId, len: u64) {
+        if self.touch(id) {
+            return;
+        }
+        self.tick += 1;
+        self.by_tick.insert(self.tick, id);
+        self.by_id.insert(id, (self.tick, len));
+        self.total += len;
+    }
+
+    fn remove(&mut self, id: ObjectId) {
+        if let Some((tick, len)) = self.by_id.remove(&id) {
+            self.by_tick.remove(&tick);
+            self.total -= len;
+        }
+    }
+
+    /// The least recently used files to drop so that `total` fits in `budget`.
+    fn over(&mut self, budget: u64) -> Vec<ObjectId> {
+        let mut out = Vec::new();
+        while self.total > budget {
+            let Some((_, id)) = self.by_tick.pop_first() else {
+                break;
+            };
+            if let Some((_, len)) = self.by_id.remove(&id) {
+                self.total -= len;
+            }
+            out.push(id);
+        }
+        out
+    }
+}
+
+impl ValueFiles {
+    /// Opens (creating) the cache under `gitdb_dir`, forgetting spill files of a previous run
+    /// and files that are not a blob id.
+    pub fn open(gitdb_dir: &Path, budget: u64) -> std::io::Result<ValueFiles> {
+        let dir = gitdb_dir.join("values");
+        let tmp = gitdb_dir.join("tmp");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&tmp)?;
+        for entry in std::fs::read_dir(&tmp)?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let id = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| ObjectId::from_hex(n.as_bytes()).ok());
+            match (id, entry.metadata()) {
+                (Some(id), Ok(meta)) if meta.is_file() => {
+                    let used = meta.accessed().or_else(|_| meta.modified()).ok();
+                    found.push((used, id, meta.len()));
+                }
+                _ => {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        found.sort();
+        let files = ValueFiles {
+            dir,
+            tmp,
+            budget,
+            lru: Mutex::new(Lru::default()),
+        };
+        {
+            let mut lru = files.lock();
+            for (_, id, len) in found {
+                lru.insert(id, len);
+            }
+        }
+        files.evict();
+        Ok(files)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
+        self.lru.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn path(&self, id: ObjectId) -> PathBuf {
+        self.dir.join(id.to_string())
+    }
+
+    /// A new spill file for an open handle (removed when dropped, unless adopted).
+    pub fn spill_file(&self) -> std::io::Result<NamedTempFile> {
+        NamedTempFile::new_in(&self.tmp)
+    }
+
+    /// The plain copy of blob `id`, if present.
+    pub fn get(&self, id: ObjectId) -> Option<(File, u64)> {
+        if !self.lock().touch(id) {
+            return None;
+        }
+        match File::open(self.path(id)).and_then(|f| Ok((f.metadata()?.len(), f))) {
+            Ok((len, file)) => Some((file, len)),
+            Err(_) => {
+                // Deleted from outside: forget it.
+                self.lock().remove(id);
+                None
+            }
+        }
+    }
+
+    /// Takes `spill`, which holds exactly the bytes of blob `id`, as its copy.
+    pub fn adopt(&self, id: ObjectId, spill: NamedTempFile) -> std::io::Result<(File, u64)> {
+        let len = spill.as_file().metadata()?.len();
+        if len > self.budget {
+            return Err(std::io::Error::other(
+                "value larger than the value-file budget",
+            ));
+        }
+        let file = spill.persist(self.path(id)).map_err(|e| e.error)?;
+        self.lock().insert(id, len);
+        self.evict();
+        Ok((file, len))
+    }
+
+    /// Writes `bytes`, the contents of blob `id`, as its copy.
+    pub fn store(&self, id: ObjectId, bytes: &[u8]) -> std::io::Result<(File, u64)> {
+        let mut spill = self.spill_file()?;
+        spill.as_file_mut().write_all(bytes)?;
+        let (file, len) = self.adopt(id, spill)?;
+        // The file was opened for writing; readers only need reading, but one descriptor
+        // for both is fine: nothing writes to an adopted file.
+        Ok((file, len))
+    }
+
+    fn evict(&self) {
+        let drop = self.lock().over(self.budget);
+        for id in drop {
+            let _ = std::fs::remove_file(self.path(id));
+        }
+    }
+
+    /// Bytes held, for `status`.
+    pub fn size(&self) -> u64 {
+        self.lock().total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    fn id(n: u8) -> ObjectId {
+        ObjectId::from_hex(format!("{n:02x}{}", "0".repeat(38)).as_bytes()).expect("hex")
+    }
+
+    #[test]
+    fn stores_adopts_and_evicts_least_recently_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = ValueFiles::open(dir.path(), 10).expect("open");
+        files.store(id(1), b"aaaa").expect("store");
+        files.store(id(2), b"bbbb").expect("store");
+        // Using 1 makes 2 the oldest.
+        let (f, len) = files.get(id(1)).expect("present");
+        assert_eq!(len, 4);
+        let mut buf = [0u8; 4];
+        f.read_exact_at(&mut buf, 0).expect("read");
+        assert_eq!(&buf, b"aaaa");
+        let mut spill = files.spill_file().expect("spill");
+        spill.write_all(b"cccc").expect("write");
+        files.adopt(id(3), spill).expect("adopt");
+        assert!(files.get(id(2)).is_none());
+        assert!(files.get(id(1)).is_some() && files.get(id(3)).is_some());
+        assert_eq!(files.size(), 8);
+        assert!(
+            files.store(id(4), &[0u8; 11]).is_err(),
+            "larger than the budget"
+        );
+        // Reopening finds what is there and drops stray spill files.
+        let stray = files.spill_file().expect("spill").keep().expect("keep").1;
+        drop(files);
+        let files = ValueFiles::open(dir.path(), 10).expect("reopen");
+        assert_eq!(files.size(), 8);
+        assert!(!stray.exists());
+    }
+}
