@@ -687,3 +687,78 @@ for i in range(2000):
     assert os.stat(p).st_size == len(data), (i, op, p, os.stat(p).st_size, len(data))
 print("ok")
 PY"#;
+
+/// The kernel opens directories itself (OPENDIR is answered with ENOSYS) and caches their
+/// listings: a large directory is read in several READDIRs whose cookies lead back into one
+/// listing, so a reader sees every entry that stays exactly once even while others go.
+#[test]
+fn large_directories_list_each_entry_once() {
+    let m = Mount::start(&[]);
+    let out = m.sh_ok(
+        r#"python3 - <<'PY'
+import os
+os.mkdir("d")
+names = ["entry-%05d" % i for i in range(3000)]
+for n in names:
+    open(os.path.join("d", n), "w").close()
+assert sorted(os.listdir("d")) == names
+seen = []
+with os.scandir("d") as it:
+    for i, e in enumerate(it):
+        seen.append(e.name)
+        if i == 100:
+            # Remove entries the reader has not reached yet, and add new ones.
+            for n in names[2000:2100]:
+                os.unlink(os.path.join("d", n))
+            for k in range(50):
+                open(os.path.join("d", "new-%d" % k), "w").close()
+kept = set(names) - set(names[2000:2100])
+assert len(seen) == len(set(seen)), "an entry was listed twice"
+assert kept <= set(seen), sorted(kept - set(seen))[:5]
+print(len(os.listdir("d")))
+PY"#,
+    );
+    assert_eq!(out, "2950\n");
+    // `ls` of a directory whose listing the kernel cached sees a removal and an addition.
+    m.sh_ok("ls d >/dev/null && rm d/entry-00000 && touch d/zz");
+    let ls = m.sh_ok("ls d");
+    assert!(!ls.contains("entry-00000\n") && ls.ends_with("zz\n"));
+}
+
+/// `/.gitdb/history` lists the latest commits, even to a reader that keeps the directory
+/// open and rewinds it.
+#[test]
+fn history_listing_follows_commits() {
+    let m = Mount::start(&[]);
+    m.sh_ok("echo 1 > k && echo commit > .gitdb/ctl");
+    let dir = std::fs::File::open(m.path(".gitdb/history")).expect("open history");
+    use std::os::fd::AsRawFd;
+    let fd = dir.as_raw_fd();
+    let listing = |fd: i32| {
+        // listdir on a descriptor rewinds it each time.
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import os; print(' '.join(sorted(os.listdir({fd}))))"
+            ))
+            .output()
+            .expect("python3");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    // The descriptor is inherited by the child (std opens it with CLOEXEC: dup it without).
+    // SAFETY: `fd` is open for the whole test; dup returns a new descriptor or -1.
+    let inherited = unsafe { libc::dup(fd) };
+    assert!(inherited >= 0);
+    let first = m.git(&["rev-parse", "main"]);
+    assert_eq!(listing(inherited), first);
+    m.sh_ok("echo 2 > k && echo commit > .gitdb/ctl");
+    let second = m.git(&["rev-parse", "main"]);
+    let mut both = [first, second];
+    both.sort();
+    wait_for("the new commit in the open history listing", || {
+        listing(inherited) == both.join(" ")
+    });
+    assert_eq!(m.sh_ok("ls .gitdb/history").split_whitespace().count(), 2);
+    // SAFETY: closing the descriptor dup'ed above.
+    unsafe { libc::close(inherited) };
+}

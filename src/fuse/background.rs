@@ -204,27 +204,39 @@ pub fn mount(
     {
         let stop = stop.clone();
         let tx = Mutex::new(inval_tx);
+        let shared = shared.clone();
         threads.push(spawn(
             "gitdb-events",
             Box::new(move || {
+                let send = |task| {
+                    tx.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .send(task)
+                        .is_ok()
+                };
                 while !stop.load(Ordering::Relaxed) {
                     match events.recv_timeout(Duration::from_millis(200)) {
-                        Ok(ev) if ev.origin == HeadOrigin::Adopted => {
+                        Ok(ev) => {
+                            // Every new commit changes the `history` listing.
+                            if let Some(ino) = shared.history_ino()
+                                && !send(KernelTask::Forget(ino))
+                            {
+                                return;
+                            }
+                            if ev.origin != HeadOrigin::Adopted {
+                                continue;
+                            }
                             log::info!(
                                 "head moved {:?} -> {:?}: {} path(s) changed",
                                 ev.old,
                                 ev.new,
                                 ev.changed.len()
                             );
-                            let sent = tx
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .send(KernelTask::Invalidate(ev.changed));
-                            if sent.is_err() {
+                            if !send(KernelTask::Invalidate(ev.changed)) {
                                 return;
                             }
                         }
-                        Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
                 }
@@ -241,6 +253,11 @@ pub fn mount(
                 while !stop.load(Ordering::Relaxed) {
                     match inval_rx.recv_timeout(Duration::from_millis(200)) {
                         Ok(KernelTask::Invalidate(paths)) => invalidate(&shared, &notifier, &paths),
+                        Ok(KernelTask::Forget(ino)) => {
+                            if let Err(e) = notifier.inval_inode(INodeNo(ino), 0, 0) {
+                                log::trace!("inval_inode {ino}: {e}");
+                            }
+                        }
                         Ok(KernelTask::Prefill { ino, token, data }) => {
                             prefill(&shared, &notifier, ino, token, &data, delay)
                         }

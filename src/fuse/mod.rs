@@ -29,6 +29,7 @@
 
 pub mod background;
 pub mod control;
+pub mod dirs;
 pub mod handles;
 pub mod inodes;
 pub mod valuefiles;
@@ -51,6 +52,7 @@ use fuser::{
 
 pub use background::{MountError, MountOptions, Mounted, clean_stale_mount, mount};
 use control::CtlNode;
+use dirs::DirSnapshots;
 use handles::{FlushData, ValueHandle};
 use inodes::{InodeTable, ROOT_INO, join, split};
 use valuefiles::ValueFiles;
@@ -93,12 +95,6 @@ enum Handle {
     Ctl,
     /// A generated control file or a history value: fixed bytes.
     Data(Bytes),
-    /// A directory: its path, and the listing snapshot taken at the first readdir (with
-    /// `FOPEN_CACHE_DIR` the kernel often answers from its cache and never asks).
-    Dir {
-        path: String,
-        listing: Option<Vec<(u64, FileType, String)>>,
-    },
 }
 
 #[derive(Default)]
@@ -141,6 +137,8 @@ pub struct Shared {
     head_time: Mutex<(Option<ObjectId>, SystemTime)>,
     start: SystemTime,
     files: Arc<ValueFiles>,
+    /// Listings handed to READDIR (which comes without a handle).
+    dirs: DirSnapshots,
 }
 
 const CHANGE_STRIPES: usize = 64;
@@ -160,6 +158,8 @@ pub(crate) struct ChangeToken {
 pub(crate) enum KernelTask {
     /// The values at these paths changed outside the kernel's view: drop its caches.
     Invalidate(Vec<String>),
+    /// Drop the attributes and cached contents (or listing) of this inode.
+    Forget(u64),
     /// `data` is the whole value of `ino` as of `token`: put it in the page cache unless the
     /// file changed since.
     Prefill {
@@ -201,6 +201,7 @@ impl Shared {
             head_time: Mutex::new((None, SystemTime::now())),
             start: SystemTime::now(),
             files,
+            dirs: DirSnapshots::default(),
         })
     }
 
@@ -248,6 +249,12 @@ impl Shared {
     /// Values may change anywhere (rollback, HEAD moved): no earlier prefill may land.
     pub(crate) fn all_change(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The inode of `/.gitdb/history` if the kernel may have listed it: its listing changes
+    /// with every commit.
+    pub(crate) fn history_ino(&self) -> Option<u64> {
+        lock(&self.inodes).get(&format!("{}/history", control::DIR))
     }
 
     /// Whether a handle that can write is open on `ino`.
@@ -1523,7 +1530,6 @@ impl Filesystem for GitDbFs {
                 Ok(d[start..end].to_vec())
             }
             Handle::Ctl => Ok(Vec::new()),
-            Handle::Dir { .. } => Err(Errno::EISDIR),
         });
         match result {
             Ok(data) => reply.data(&data),
@@ -1560,7 +1566,6 @@ impl Filesystem for GitDbFs {
                 self.ctl(data)
             }
             Handle::Data(_) => Err(Errno::EROFS),
-            Handle::Dir { .. } => Err(Errno::EISDIR),
         });
         match result {
             Ok(()) => reply.written(data.len() as u32),
@@ -1656,76 +1661,52 @@ impl Filesystem for GitDbFs {
         }
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let result = self.path_of(ino).and_then(|path| {
-            let (attr, _) = self.getattr_path(&path)?;
-            if attr.kind != FileType::Directory {
-                return Err(Errno::ENOTDIR);
-            }
-            // Key directories change only through this mount (the kernel then drops its
-            // cached listing itself) or by a head move (we invalidate the directory): let the
-            // kernel cache listings. The control directory changes on its own: never cached.
-            let flags = if control::is_under(&path) {
-                FopenFlags::empty()
-            } else {
-                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
-            };
-            Ok((path, flags))
-        });
-        match result {
-            Ok((path, flags)) => {
-                let fh = self.new_handle(
-                    Handle::Dir {
-                        path,
-                        listing: None,
-                    },
-                    None,
-                );
-                reply.opened(fh, flags)
-            }
-            Err(e) => reply.error(e),
-        }
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // ENOSYS once makes the kernel open every directory itself from then on (a round trip
+        // saved per `ls`, `find` step or `os.listdir`), with `FOPEN_CACHE_DIR` and
+        // `FOPEN_KEEP_CACHE`. That suits key directories: they change only through this mount
+        // (the kernel then drops its cached listing itself) or by a head move (we invalidate
+        // the directory). Control directories report a new mtime at every lookup, which
+        // makes the kernel drop their cached listing, and `history` is also invalidated when
+        // HEAD moves. READDIR then comes without a handle: see [`DirSnapshots`].
+        reply.error(Errno::ENOSYS);
     }
 
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let h = match self.handle(fh) {
-            Ok(h) => h,
-            Err(e) => return reply.error(e),
-        };
-        let mut guard = lock(&h);
-        let Handle::Dir { path, listing } = &mut *guard else {
-            return reply.error(Errno::ENOTDIR);
-        };
-        if listing.is_none() {
-            match self.list_dir(path) {
-                Ok(l) => *listing = Some(l),
-                Err(e) => return reply.error(e),
+        let (listing, start) = match self.s.dirs.find(ino.0, offset) {
+            Some(found) => found,
+            None => {
+                let listing = match self.path_of(ino).and_then(|p| {
+                    if self.getattr_path(&p)?.0.kind != FileType::Directory {
+                        return Err(Errno::ENOTDIR);
+                    }
+                    self.list_dir(&p)
+                }) {
+                    Ok(l) => l,
+                    Err(e) => return reply.error(e),
+                };
+                // A cookie from a snapshot that is gone: go on from the same position in a
+                // fresh listing (only entries changed meanwhile can be missed or repeated).
+                let start = if offset == 0 {
+                    0
+                } else {
+                    DirSnapshots::index(offset)
+                };
+                (self.s.dirs.insert(ino.0, listing), start)
             }
-        }
-        for (i, (ino, kind, name)) in listing.iter().flatten().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
+        };
+        for (i, (ino, kind, name)) in listing.entries.iter().enumerate().skip(start) {
+            if reply.add(INodeNo(*ino), listing.cookie(i), *kind, name) {
                 break;
             }
         }
-        reply.ok()
-    }
-
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        self.drop_handle(fh);
         reply.ok()
     }
 
