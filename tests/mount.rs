@@ -13,6 +13,25 @@ fn errno_of<T>(r: std::io::Result<T>) -> i32 {
     }
 }
 
+/// Runs a python3 `script` with the mountpoint as `sys.argv[1]` (and the working directory),
+/// asserting it succeeds; returns stdout.
+fn python(m: &Mount, script: &str) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&m.mnt)
+        .current_dir(&m.mnt)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python failed: {}\nlog: {}",
+        String::from_utf8_lossy(&out.stderr),
+        m.log_text()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn shell_tools_work() {
     let m = Mount::start(&[]);
@@ -584,4 +603,36 @@ fn keep_both_conflicts_show_in_the_control_directory() {
         std::fs::read_to_string(m.path(".gitdb/conflicts")).unwrap(),
         ""
     );
+}
+
+#[test]
+fn an_unlinked_open_file_still_answers_fstat_reads_and_writes() {
+    // pjdfstest unlink::open_file_not_freed: fstat sends no file handle, so the daemon must
+    // find the open handle by inode once the name is gone.
+    let m = Mount::start(&[]);
+    let out = python(
+        &m,
+        r#"
+import os
+fd = os.open("f", os.O_CREAT | os.O_RDWR, 0o644)
+os.unlink("f")
+st = os.fstat(fd)
+print(st.st_nlink, st.st_size)
+os.write(fd, b"Hello, World!")
+print(os.pread(fd, 13, 0).decode(), os.fstat(fd).st_size)
+os.close(fd)
+# A file replaced by a rename is orphaned the same way.
+with open("a", "w") as f:
+    f.write("old")
+fd = os.open("a", os.O_RDONLY)
+with open("b", "w") as f:
+    f.write("newer")
+os.rename("b", "a")
+st = os.fstat(fd)
+print(st.st_nlink, st.st_size, os.read(fd, 10).decode())
+os.close(fd)
+print(os.path.exists("f"), open("a").read())
+"#,
+    );
+    assert_eq!(out, "0 0\nHello, World! 13\n0 3 old\nFalse newer\n");
 }

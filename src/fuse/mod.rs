@@ -443,6 +443,32 @@ impl GitDbFs {
         }
     }
 
+    /// Attributes of a file whose name is gone (unlinked, replaced by a rename, rolled back,
+    /// removed from outside) while a descriptor is still open on it: the open handle still
+    /// holds the value, so `fstat` works and reports no links, as on a disk. The kernel's
+    /// `fstat` sends no file handle (only some setattr paths do), so any handle open on the
+    /// inode speaks for it.
+    fn orphan_attr(
+        &self,
+        ino: INodeNo,
+        fh: Option<FileHandle>,
+    ) -> Result<(FileAttr, Duration), Errno> {
+        let handle = match fh {
+            Some(fh) => Some(self.handle(fh)?),
+            None => self.handles_of(ino.0).into_iter().next(),
+        };
+        let h = handle.ok_or(Errno::ENOENT)?;
+        let guard = &mut *lock(&h);
+        let Handle::Value(v) = guard else {
+            return Err(Errno::ENOENT);
+        };
+        let size = v.len(self.db()).map_err(|e| errno(e.errno()))?;
+        let (kind, perm) = kind_of(v.mode);
+        let mut attr = self.attr(ino.0, kind, perm, size, SystemTime::now());
+        attr.nlink = 0;
+        Ok((attr, ZERO_TTL))
+    }
+
     fn ctl_attr(&self, path: &str, node: &CtlNode) -> Result<(FileAttr, Duration), Errno> {
         if let CtlNode::History { commit, path: p } = node {
             // Existence first, so probing missing history paths costs no inode number.
@@ -869,22 +895,7 @@ impl Filesystem for GitDbFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let result = match self.path_of(ino).and_then(|p| self.getattr_path(&p)) {
-            // fstat of a file whose name is gone (unlinked, rolled back, replaced from
-            // outside): the open handle still holds the value it opened, as on a disk.
-            Err(Errno::ENOENT) if fh.is_some() => fh
-                .ok_or(Errno::ENOENT)
-                .and_then(|fh| self.handle(fh))
-                .and_then(|h| match &mut *lock(&h) {
-                    Handle::Value(v) => {
-                        let size = v.len(self.db()).map_err(|e| errno(e.errno()))?;
-                        let (kind, perm) = kind_of(v.mode);
-                        Ok((
-                            self.attr(ino.0, kind, perm, size, SystemTime::now()),
-                            ZERO_TTL,
-                        ))
-                    }
-                    _ => Err(Errno::ENOENT),
-                }),
+            Err(Errno::ENOENT) => self.orphan_attr(ino, fh),
             other => other,
         };
         match result {
