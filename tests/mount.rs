@@ -636,3 +636,65 @@ print(os.path.exists("f"), open("a").read())
     );
     assert_eq!(out, "0 0\nHello, World! 13\n0 3 old\nFalse newer\n");
 }
+
+#[test]
+fn times_follow_posix_for_names_chmod_rename_and_utimens() {
+    // pjdfstest mkdir/rmdir/chmod ctime and mtime cases, plus what they imply: a directory's
+    // mtime and ctime move when a name is added or removed, chmod moves only the ctime, close
+    // without a write changes nothing, rename keeps a file's mtime, `cp -p` keeps its times.
+    // Times have nanosecond resolution, so consecutive operations differ without sleeping.
+    let m = Mount::start(&[]);
+    let out = python(
+        &m,
+        r#"
+import os, subprocess
+def t(p):
+    st = os.lstat(p)
+    return st.st_mtime_ns, st.st_ctime_ns
+def grew(p, before, what):
+    after = t(p)
+    assert after[0] > before[0] and after[1] > before[1], (what, before, after)
+os.mkdir("d")
+for what, op in [
+    ("create", lambda: os.close(os.open("d/f", os.O_CREAT | os.O_WRONLY, 0o644))),
+    ("mkdir", lambda: os.mkdir("d/sub")),
+    ("symlink", lambda: os.symlink("f", "d/l")),
+    ("rename in", lambda: os.rename("d/f", "d/g")),
+    ("unlink", lambda: os.unlink("d/l")),
+    ("rmdir", lambda: os.rmdir("d/sub")),
+    ("rename out", lambda: os.rename("d/g", "g")),
+]:
+    before = t("d")
+    op()
+    grew("d", before, what)
+# chmod: ctime only, on a directory and on a file (even a mode it already has).
+for p, mode in [("d", 0o700), ("g", 0o755), ("g", 0o755)]:
+    before = t(p)
+    os.chmod(p, mode)
+    after = t(p)
+    assert after[0] == before[0] and after[1] > before[1], ("chmod", p, before, after)
+# A file created and closed without a write keeps its creation times (the setattr reply of
+# the chmod comes from the daemon, not from the kernel's cache).
+os.close(os.open("h", os.O_CREAT | os.O_WRONLY, 0o644))
+before = t("h")
+os.chmod("h", 0o644)
+assert t("h")[0] == before[0], ("close without write", before, t("h"))
+# A committed value keeps its mtime when renamed.
+with open("c", "w") as f:
+    f.write("x")
+with open(".gitdb/ctl", "w") as f:
+    f.write("commit c")
+before = t("c")
+os.rename("c", "c2")
+assert t("c2")[0] == before[0], ("rename", before, t("c2"))
+# cp -p sets the times before closing the copy: the close must not undo them.
+with open("src", "w") as f:
+    f.write("data")
+os.utime("src", ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+subprocess.run(["cp", "-p", "src", "dst"], check=True)
+assert os.stat("dst").st_mtime_ns == 1_000_000_000_000_000_000, os.stat("dst")
+print("ok")
+"#,
+    );
+    assert_eq!(out, "ok\n");
+}

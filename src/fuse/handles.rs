@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use crate::store::{Bytes, ObjectId, Store, ValueMode};
 
@@ -94,6 +95,9 @@ pub struct ValueHandle {
     /// Its file descriptor was closed (FLUSH seen) and only the asynchronous RELEASE is still
     /// to come: it no longer speaks for the file's size and takes no truncation.
     pub closed: bool,
+    /// When the buffer was last written or truncated: the file's mtime and ctime, kept when
+    /// the value is flushed later (a close is no modification).
+    pub modified: Option<SystemTime>,
     content: Content,
     spill_dir: PathBuf,
 }
@@ -113,6 +117,7 @@ impl ValueHandle {
             dirty: false,
             writable,
             closed: false,
+            modified: None,
             content: Content::Source(id),
             spill_dir,
         }
@@ -219,6 +224,7 @@ impl ValueHandle {
             Content::Source(_) | Content::Shared(_) => return Err(not_owned()),
         }
         self.dirty = true;
+        self.modified = Some(SystemTime::now());
         Ok(())
     }
 
@@ -239,6 +245,7 @@ impl ValueHandle {
             Content::Source(_) | Content::Shared(_) => return Err(not_owned()),
         }
         self.dirty = true;
+        self.modified = Some(SystemTime::now());
         Ok(())
     }
 
