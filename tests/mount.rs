@@ -698,3 +698,26 @@ print("ok")
     );
     assert_eq!(out, "ok\n");
 }
+
+#[test]
+fn a_directory_counts_its_subdirectories_in_nlink() {
+    // pjdfstest rename::updates_link_parent: nlink = 2 + subdirectories, whether they hold
+    // keys or were only made by mkdir, and it follows mkdir, rmdir and rename.
+    let m = Mount::start(&[]);
+    let nlink = |p: &str| m.sh_ok(&format!("stat -c %h {p}")).trim().to_owned();
+    m.sh_ok("mkdir -p src/kept dst && mkdir -p src/full && echo 1 > src/full/v && echo 2 > src/f");
+    assert_eq!(nlink("src"), "4");
+    assert_eq!(nlink("dst"), "2");
+    assert_eq!(nlink("src/full"), "2");
+    m.sh_ok("mv src/kept dst/kept && mv src/full dst/full");
+    assert_eq!(nlink("src"), "2");
+    assert_eq!(nlink("dst"), "4");
+    assert_eq!(
+        m.sh_ok("stat -c %i dst/kept/..").trim(),
+        m.sh_ok("stat -c %i dst").trim()
+    );
+    m.sh_ok("rmdir dst/kept && echo 'commit c' > .gitdb/ctl");
+    assert_eq!(nlink("dst"), "3");
+    // The root: `.`, `..`, the control directory and src, dst.
+    assert_eq!(nlink("."), "5");
+}

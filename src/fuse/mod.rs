@@ -370,6 +370,38 @@ impl GitDbFs {
             )
     }
 
+    /// Number of links of the directory `path`: `.`, its name in its parent, and each
+    /// subdirectory's `..` — what `find` and pjdfstest expect. Costs a listing of the
+    /// directory's subdirectories; the kernel caches the answer with the other attributes.
+    fn dir_nlink(&self, path: &str) -> u32 {
+        let mut subdirs: BTreeSet<String> = match self.db().subdirs(path) {
+            Ok(names) => names.into_iter().collect(),
+            // A directory kept by mkdir is not in the store.
+            Err(DbError::NotFound { .. }) => BTreeSet::new(),
+            Err(e) => {
+                log::warn!("counting the subdirectories of /{path}: {e}");
+                BTreeSet::new()
+            }
+        };
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        subdirs.extend(
+            lock(&self.s.empty_dirs)
+                .range(prefix.clone()..)
+                .take_while(|d| d.starts_with(&prefix))
+                .map(|d| &d[prefix.len()..])
+                .filter(|rest| !rest.contains('/'))
+                .map(str::to_owned),
+        );
+        // The root also holds the control directory.
+        let control = u32::from(path.is_empty());
+        2u32.saturating_add(u32::try_from(subdirs.len()).unwrap_or(u32::MAX))
+            .saturating_add(control)
+    }
+
     /// Turns a pending file into an empty value in the store (before an operation that needs
     /// the store to hold it, such as a rename while it is still being written).
     fn materialize(&self, path: &str) -> Result<(), Errno> {
@@ -449,7 +481,8 @@ impl GitDbFs {
         let ttl = self.s.cfg.ttl;
         if path.is_empty() {
             let t = self.times_of(path, self.head_time(), true);
-            let attr = self.attr_at(ROOT_INO, FileType::Directory, 0o755, 0, t);
+            let mut attr = self.attr_at(ROOT_INO, FileType::Directory, 0o755, 0, t);
+            attr.nlink = self.dir_nlink(path);
             return Ok((attr, ttl));
         }
         let stat = self.db().stat(path).map_err(|e| lookup_err(&e))?;
@@ -492,12 +525,14 @@ impl GitDbFs {
             }
             Some(Stat::Dir) => {
                 let t = self.times_of(path, self.head_time(), true);
-                let attr = self.attr_at(ino, FileType::Directory, 0o755, 0, t);
+                let mut attr = self.attr_at(ino, FileType::Directory, 0o755, 0, t);
+                attr.nlink = self.dir_nlink(path);
                 Ok((attr, ttl))
             }
             None => {
                 let t = self.times_of(path, self.s.start, false);
-                let attr = self.attr_at(ino, FileType::Directory, 0o755, 0, t);
+                let mut attr = self.attr_at(ino, FileType::Directory, 0o755, 0, t);
+                attr.nlink = self.dir_nlink(path);
                 Ok((attr, ttl))
             }
         }
