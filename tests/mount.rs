@@ -608,7 +608,7 @@ fn keep_both_conflicts_show_in_the_control_directory() {
 #[test]
 fn an_unlinked_open_file_still_answers_fstat_reads_and_writes() {
     // pjdfstest unlink::open_file_not_freed: fstat sends no file handle, so the daemon must
-    // find the open handle by inode once the name is gone.
+    // find the open handle by inode once the name is gone; ftruncate works there too.
     let m = Mount::start(&[]);
     let out = python(
         &m,
@@ -619,6 +619,8 @@ os.unlink("f")
 st = os.fstat(fd)
 print(st.st_nlink, st.st_size)
 os.write(fd, b"Hello, World!")
+print(os.pread(fd, 13, 0).decode(), os.fstat(fd).st_size)
+os.ftruncate(fd, 5)
 print(os.pread(fd, 13, 0).decode(), os.fstat(fd).st_size)
 os.close(fd)
 # A file replaced by a rename is orphaned the same way.
@@ -634,7 +636,10 @@ os.close(fd)
 print(os.path.exists("f"), open("a").read())
 "#,
     );
-    assert_eq!(out, "0 0\nHello, World! 13\n0 3 old\nFalse newer\n");
+    assert_eq!(
+        out,
+        "0 0\nHello, World! 13\nHello 5\n0 3 old\nFalse newer\n"
+    );
 }
 
 #[test]

@@ -564,6 +564,37 @@ impl GitDbFs {
         Ok((attr, ZERO_TTL))
     }
 
+    /// `ftruncate`/`fchmod` on a descriptor whose name is gone (see [`Self::orphan_attr`]):
+    /// applied to the open handles, which is all that is left of the file.
+    fn orphan_setattr(
+        &self,
+        ino: INodeNo,
+        fh: Option<FileHandle>,
+        size: Option<u64>,
+        mode: Option<u32>,
+    ) -> Result<(FileAttr, Duration), Errno> {
+        for h in self.handles_of(ino.0) {
+            if let Handle::Value(v) = &mut *lock(&h) {
+                if let Some(mode) = mode
+                    && v.mode != ValueMode::Symlink
+                {
+                    v.mode = if mode & 0o111 != 0 {
+                        ValueMode::Executable
+                    } else {
+                        ValueMode::Regular
+                    };
+                }
+                if let Some(size) = size
+                    && v.writable
+                    && !v.closed
+                {
+                    v.truncate(self.db(), size).map_err(|e| errno(e.errno()))?;
+                }
+            }
+        }
+        self.orphan_attr(ino, fh)
+    }
+
     fn ctl_attr(&self, path: &str, node: &CtlNode) -> Result<(FileAttr, Duration), Errno> {
         if let CtlNode::History { commit, path: p } = node {
             // Existence first, so probing missing history paths costs no inode number.
@@ -1097,7 +1128,10 @@ impl Filesystem for GitDbFs {
         reply: ReplyAttr,
     ) {
         let result = (|| -> Result<(FileAttr, Duration), Errno> {
-            let path = self.path_of(ino)?;
+            let path = match self.path_of(ino) {
+                Err(Errno::ENOENT) => return self.orphan_setattr(ino, fh, size, mode),
+                other => other?,
+            };
             if let Some(node) = control::parse(&path) {
                 // `echo cmd > ctl` truncates first: allow that on ctl, nothing else.
                 return match node {
