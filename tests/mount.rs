@@ -13,6 +13,25 @@ fn errno_of<T>(r: std::io::Result<T>) -> i32 {
     }
 }
 
+/// Runs a python3 `script` with the mountpoint as `sys.argv[1]` (and the working directory),
+/// asserting it succeeds; returns stdout.
+fn python(m: &Mount, script: &str) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&m.mnt)
+        .current_dir(&m.mnt)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python failed: {}\nlog: {}",
+        String::from_utf8_lossy(&out.stderr),
+        m.log_text()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn shell_tools_work() {
     let m = Mount::start(&[]);
@@ -761,4 +780,126 @@ fn history_listing_follows_commits() {
     assert_eq!(m.sh_ok("ls .gitdb/history").split_whitespace().count(), 2);
     // SAFETY: closing the descriptor dup'ed above.
     unsafe { libc::close(inherited) };
+}
+
+#[test]
+fn an_unlinked_open_file_still_answers_fstat_reads_and_writes() {
+    // pjdfstest unlink::open_file_not_freed: fstat sends no file handle, so the daemon must
+    // find the open handle by inode once the name is gone; ftruncate works there too.
+    let m = Mount::start(&[]);
+    let out = python(
+        &m,
+        r#"
+import os
+fd = os.open("f", os.O_CREAT | os.O_RDWR, 0o644)
+os.unlink("f")
+st = os.fstat(fd)
+print(st.st_nlink, st.st_size)
+os.write(fd, b"Hello, World!")
+print(os.pread(fd, 13, 0).decode(), os.fstat(fd).st_size)
+os.ftruncate(fd, 5)
+print(os.pread(fd, 13, 0).decode(), os.fstat(fd).st_size)
+os.close(fd)
+# A file replaced by a rename is orphaned the same way.
+with open("a", "w") as f:
+    f.write("old")
+fd = os.open("a", os.O_RDONLY)
+with open("b", "w") as f:
+    f.write("newer")
+os.rename("b", "a")
+st = os.fstat(fd)
+print(st.st_nlink, st.st_size, os.read(fd, 10).decode())
+os.close(fd)
+print(os.path.exists("f"), open("a").read())
+"#,
+    );
+    assert_eq!(
+        out,
+        "0 0\nHello, World! 13\nHello 5\n0 3 old\nFalse newer\n"
+    );
+}
+
+#[test]
+fn times_follow_posix_for_names_chmod_rename_and_utimens() {
+    // pjdfstest mkdir/rmdir/chmod ctime and mtime cases, plus what they imply: a directory's
+    // mtime and ctime move when a name is added or removed, chmod moves only the ctime, close
+    // without a write changes nothing, rename keeps a file's mtime, `cp -p` keeps its times.
+    // Times have nanosecond resolution, so consecutive operations differ without sleeping.
+    let m = Mount::start(&[]);
+    let out = python(
+        &m,
+        r#"
+import os, subprocess
+def t(p):
+    st = os.lstat(p)
+    return st.st_mtime_ns, st.st_ctime_ns
+def grew(p, before, what):
+    after = t(p)
+    assert after[0] > before[0] and after[1] > before[1], (what, before, after)
+os.mkdir("d")
+for what, op in [
+    ("create", lambda: os.close(os.open("d/f", os.O_CREAT | os.O_WRONLY, 0o644))),
+    ("mkdir", lambda: os.mkdir("d/sub")),
+    ("symlink", lambda: os.symlink("f", "d/l")),
+    ("rename in", lambda: os.rename("d/f", "d/g")),
+    ("unlink", lambda: os.unlink("d/l")),
+    ("rmdir", lambda: os.rmdir("d/sub")),
+    ("rename out", lambda: os.rename("d/g", "g")),
+]:
+    before = t("d")
+    op()
+    grew("d", before, what)
+# chmod: ctime only, on a directory and on a file (even a mode it already has).
+for p, mode in [("d", 0o700), ("g", 0o755), ("g", 0o755)]:
+    before = t(p)
+    os.chmod(p, mode)
+    after = t(p)
+    assert after[0] == before[0] and after[1] > before[1], ("chmod", p, before, after)
+# A file created and closed without a write keeps its creation times (the setattr reply of
+# the chmod comes from the daemon, not from the kernel's cache).
+os.close(os.open("h", os.O_CREAT | os.O_WRONLY, 0o644))
+before = t("h")
+os.chmod("h", 0o644)
+assert t("h")[0] == before[0], ("close without write", before, t("h"))
+# A committed value keeps its mtime when renamed.
+with open("c", "w") as f:
+    f.write("x")
+with open(".gitdb/ctl", "w") as f:
+    f.write("commit c")
+before = t("c")
+os.rename("c", "c2")
+assert t("c2")[0] == before[0], ("rename", before, t("c2"))
+# cp -p sets the times before closing the copy: the close must not undo them.
+with open("src", "w") as f:
+    f.write("data")
+os.utime("src", ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+subprocess.run(["cp", "-p", "src", "dst"], check=True)
+assert os.stat("dst").st_mtime_ns == 1_000_000_000_000_000_000, os.stat("dst")
+print("ok")
+"#,
+    );
+    assert_eq!(out, "ok\n");
+}
+
+#[test]
+fn a_directory_counts_its_subdirectories_in_nlink() {
+    // pjdfstest rename::updates_link_parent: nlink = 2 + subdirectories, whether they hold
+    // keys or were only made by mkdir, and it follows mkdir, rmdir and rename.
+    let m = Mount::start(&[]);
+    let nlink = |p: &str| m.sh_ok(&format!("stat -c %h {p}")).trim().to_owned();
+    m.sh_ok("mkdir -p src/kept dst && mkdir -p src/full && echo 1 > src/full/v && echo 2 > src/f");
+    assert_eq!(nlink("src"), "4");
+    assert_eq!(nlink("dst"), "2");
+    assert_eq!(nlink("src/full"), "2");
+    m.sh_ok("mv src/kept dst/kept && mv src/full dst/full");
+    assert_eq!(nlink("src"), "2");
+    assert_eq!(nlink("dst"), "4");
+    assert_eq!(
+        m.sh_ok("stat -c %i dst/kept/..").trim(),
+        m.sh_ok("stat -c %i dst").trim()
+    );
+    m.sh_ok("rmdir dst/kept && echo 'commit c' > .gitdb/ctl");
+    assert_eq!(nlink("dst"), "3");
+    // The root: `.`, `..`, the control directory and src, dst.
+    assert_eq!(nlink("."), "5");
 }

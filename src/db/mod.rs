@@ -673,6 +673,22 @@ impl GitDb {
 
     /// The immediate children of `prefix`, sorted by name, each a value or a directory.
     pub fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
+        Ok(self
+            .children(prefix, false)?
+            .into_iter()
+            .map(|(name, kind)| ListEntry { name, kind })
+            .collect())
+    }
+
+    /// The names of the directories directly below `prefix`, sorted (a directory's link
+    /// count at the mount). Values are skipped without being copied, so a directory of many
+    /// values costs a scan, not a listing.
+    pub fn subdirs(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self.children(prefix, true)?.into_keys().collect())
+    }
+
+    /// The visible children of `prefix` (only the directories if `dirs_only`).
+    fn children(&self, prefix: &str, dirs_only: bool) -> Result<BTreeMap<String, NodeKind>> {
         let key = self.visible_dir(prefix)?;
         let path = key.as_str();
         // The committed directory is read before the state lock is taken, so a listing that
@@ -692,6 +708,9 @@ impl GitDb {
         let hidden = st.working.contains_key(path) || hidden_by_ancestor(&st.working, &key);
         if let Some(tree) = committed.filter(|_| !hidden) {
             for entry in tree.entries() {
+                if dirs_only && entry.kind != EntryKind::Dir {
+                    continue;
+                }
                 let child = crate::store::join(path, &entry.name);
                 let kind = match (st.working.get(&child), entry.kind) {
                     (Some(_), _) | (None, EntryKind::Submodule) => continue,
@@ -730,7 +749,9 @@ impl GitDb {
             }
             match rest.split_once('/') {
                 None => {
-                    if let Change::Set(v) = change {
+                    if let Change::Set(v) = change
+                        && !dirs_only
+                    {
                         children.insert(rest.to_owned(), NodeKind::Value(v.mode));
                     }
                     cursor = Bound::Excluded(child_path.clone());
@@ -748,10 +769,7 @@ impl GitDb {
                 }
             }
         }
-        Ok(children
-            .into_iter()
-            .map(|(name, kind)| ListEntry { name, kind })
-            .collect())
+        Ok(children)
     }
 
     /// Every value below `prefix` (all depths), as full keys without the leading `/`, sorted.

@@ -25,9 +25,17 @@ fn get(db: &GitDb, key: &str) -> Option<Vec<u8>> {
     db.get(key).unwrap().map(|b| b.to_vec())
 }
 
+/// The listing of `prefix` (directories end in `/`), checking on the way that `subdirs`
+/// agrees with it (so every listing in these tests, the model-based ones included, checks it).
 fn names(db: &GitDb, prefix: &str) -> Vec<String> {
-    db.list(prefix)
-        .unwrap()
+    let listed = db.list(prefix).unwrap();
+    let dirs: Vec<String> = listed
+        .iter()
+        .filter(|e| e.kind == NodeKind::Dir)
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(db.subdirs(prefix).unwrap(), dirs, "subdirs of {prefix:?}");
+    listed
         .into_iter()
         .map(|e| match e.kind {
             NodeKind::Dir => format!("{}/", e.name),

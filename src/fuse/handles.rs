@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tempfile::NamedTempFile;
 
@@ -104,6 +105,9 @@ pub struct ValueHandle {
     /// What the last flush stored, when small enough to put in the page cache at release,
     /// with the change counters taken before its bytes were read.
     pub(crate) flushed: Option<(super::ChangeToken, Vec<u8>)>,
+    /// When the buffer was last written or truncated: the file's mtime and ctime, kept when
+    /// the value is flushed later (a close is no modification).
+    pub modified: Option<SystemTime>,
     content: Content,
     files: Arc<ValueFiles>,
 }
@@ -124,6 +128,7 @@ impl ValueHandle {
             writable,
             closed: false,
             flushed: None,
+            modified: None,
             content: Content::Source(id),
             files,
         }
@@ -250,6 +255,7 @@ impl ValueHandle {
             }
         }
         self.dirty = true;
+        self.modified = Some(SystemTime::now());
         Ok(())
     }
 
@@ -272,6 +278,7 @@ impl ValueHandle {
             }
         }
         self.dirty = true;
+        self.modified = Some(SystemTime::now());
         Ok(())
     }
 

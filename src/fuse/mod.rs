@@ -24,7 +24,7 @@
 //! Control files are served with direct I/O and a zero TTL instead.
 //!
 //! Locks (all `std::sync::Mutex`, none held while calling the notifier): `inodes`,
-//! `empty_dirs`, `mtimes`, `handles` (the map) are leaves taken briefly; a single handle's lock
+//! `empty_dirs`, `times`, `handles` (the map) are leaves taken briefly; a single handle's lock
 //! may be held across a db call but never while taking the `handles` map lock.
 
 pub mod background;
@@ -117,8 +117,10 @@ pub struct Shared {
     pending: Mutex<BTreeMap<String, ValueMode>>,
     handles: Mutex<Handles>,
     next_fh: AtomicU64,
-    /// Time of the last write through the mount, per key (mtime of uncommitted values).
-    mtimes: Mutex<HashMap<String, SystemTime>>,
+    /// Times of what changed through the mount, per path: a value's last write, a directory's
+    /// last added or removed name, any node's last chmod/utimens/rename (ctime). Committed
+    /// values and directories without an entry show their head commit's time.
+    times: Mutex<BTreeMap<String, Times>>,
     /// Unix ms of the last change through the mount (for autocommit).
     last_change_ms: AtomicU64,
     last_error: Mutex<Option<String>>,
@@ -191,7 +193,7 @@ impl Shared {
             pending: Mutex::new(BTreeMap::new()),
             handles: Mutex::new(Handles::default()),
             next_fh: AtomicU64::new(1),
-            mtimes: Mutex::new(HashMap::new()),
+            times: Mutex::new(BTreeMap::new()),
             last_change_ms: AtomicU64::new(0),
             last_error: Mutex::new(None),
             kernel: Mutex::new(kernel),
@@ -319,6 +321,41 @@ impl Shared {
     }
 }
 
+/// What `stat` shows as atime, mtime and ctime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Times {
+    atime: SystemTime,
+    mtime: SystemTime,
+    ctime: SystemTime,
+}
+
+impl Times {
+    fn all(t: SystemTime) -> Times {
+        Times {
+            atime: t,
+            mtime: t,
+            ctime: t,
+        }
+    }
+
+    /// Each time no earlier than `floor`: a commit taken after a change is newer than it.
+    fn at_least(self, floor: SystemTime) -> Times {
+        Times {
+            atime: self.atime.max(floor),
+            mtime: self.mtime.max(floor),
+            ctime: self.ctime.max(floor),
+        }
+    }
+
+    fn of(attr: &FileAttr) -> Times {
+        Times {
+            atime: attr.atime,
+            mtime: attr.mtime,
+            ctime: attr.ctime,
+        }
+    }
+}
+
 /// The filesystem given to fuser.
 pub struct GitDbFs {
     s: Arc<Shared>,
@@ -365,14 +402,18 @@ impl GitDbFs {
     }
 
     fn attr(&self, ino: u64, kind: FileType, perm: u16, size: u64, mtime: SystemTime) -> FileAttr {
+        self.attr_at(ino, kind, perm, size, Times::all(mtime))
+    }
+
+    fn attr_at(&self, ino: u64, kind: FileType, perm: u16, size: u64, t: Times) -> FileAttr {
         FileAttr {
             ino: INodeNo(ino),
             size,
             blocks: size.div_ceil(512),
-            atime: mtime,
-            mtime,
-            ctime: mtime,
-            crtime: mtime,
+            atime: t.atime,
+            mtime: t.mtime,
+            ctime: t.ctime,
+            crtime: t.mtime,
             kind,
             perm,
             nlink: if kind == FileType::Directory { 2 } else { 1 },
@@ -443,6 +484,38 @@ impl GitDbFs {
             )
     }
 
+    /// Number of links of the directory `path`: `.`, its name in its parent, and each
+    /// subdirectory's `..` — what `find` and pjdfstest expect. Costs a listing of the
+    /// directory's subdirectories; the kernel caches the answer with the other attributes.
+    fn dir_nlink(&self, path: &str) -> u32 {
+        let mut subdirs: BTreeSet<String> = match self.db().subdirs(path) {
+            Ok(names) => names.into_iter().collect(),
+            // A directory kept by mkdir is not in the store.
+            Err(DbError::NotFound { .. }) => BTreeSet::new(),
+            Err(e) => {
+                log::warn!("counting the subdirectories of /{path}: {e}");
+                BTreeSet::new()
+            }
+        };
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        subdirs.extend(
+            lock(&self.s.empty_dirs)
+                .range(prefix.clone()..)
+                .take_while(|d| d.starts_with(&prefix))
+                .map(|d| &d[prefix.len()..])
+                .filter(|rest| !rest.contains('/'))
+                .map(str::to_owned),
+        );
+        // The root also holds the control directory.
+        let control = u32::from(path.is_empty());
+        2u32.saturating_add(u32::try_from(subdirs.len()).unwrap_or(u32::MAX))
+            .saturating_add(control)
+    }
+
     /// Turns a pending file into an empty value in the store (before an operation that needs
     /// the store to hold it, such as a rename while it is still being written).
     fn materialize(&self, path: &str) -> Result<(), Errno> {
@@ -483,17 +556,35 @@ impl GitDbFs {
             .unwrap_or_default()
     }
 
-    /// Length of a dirty open handle on `ino`, if one is being written.
-    fn dirty_len(&self, ino: u64) -> Option<u64> {
+    /// Length and last write time of a dirty open handle on `ino`, if one is being written.
+    fn dirty_len(&self, ino: u64) -> Option<(u64, SystemTime)> {
         for h in self.handles_of(ino) {
             if let Handle::Value(v) = &mut *lock(&h)
                 && v.dirty
                 && !v.closed
             {
-                return v.len(self.db()).ok();
+                let modified = v.modified.unwrap_or_else(SystemTime::now);
+                return v.len(self.db()).ok().map(|len| (len, modified));
             }
         }
         None
+    }
+
+    /// The times of `path`: what changed through the mount, else `base`. For something the
+    /// head holds (`committed`), the head's time `base` is a floor.
+    fn times_of(&self, path: &str, base: SystemTime, committed: bool) -> Times {
+        match lock(&self.s.times).get(path) {
+            Some(t) if committed => t.at_least(base),
+            Some(t) => *t,
+            None => Times::all(base),
+        }
+    }
+
+    /// `t` with the mtime and ctime of a write still in an open handle.
+    fn written_at(mut t: Times, modified: SystemTime) -> Times {
+        t.mtime = modified;
+        t.ctime = t.ctime.max(modified);
+        t
     }
 
     /// Attributes and TTL of the node at `path`.
@@ -503,18 +594,22 @@ impl GitDbFs {
         }
         let ttl = self.s.cfg.ttl;
         if path.is_empty() {
-            return Ok((
-                self.attr(ROOT_INO, FileType::Directory, 0o755, 0, self.head_time()),
-                ttl,
-            ));
+            let t = self.times_of(path, self.head_time(), true);
+            let mut attr = self.attr_at(ROOT_INO, FileType::Directory, 0o755, 0, t);
+            attr.nlink = self.dir_nlink(path);
+            return Ok((attr, ttl));
         }
         let stat = self.db().stat(path).map_err(|e| lookup_err(&e))?;
         if stat.is_none() {
             if let Some(mode) = self.pending_mode(path) {
                 let ino = self.ino_of(path);
                 let (kind, perm) = kind_of(mode);
-                let size = self.dirty_len(ino).unwrap_or(0);
-                return Ok((self.attr(ino, kind, perm, size, SystemTime::now()), ttl));
+                let t = self.times_of(path, self.s.start, false);
+                let (size, t) = match self.dirty_len(ino) {
+                    Some((len, modified)) => (len, Self::written_at(t, modified)),
+                    None => (0, t),
+                };
+                return Ok((self.attr_at(ino, kind, perm, size, t), ttl));
             }
             if !self.is_empty_dir(path) {
                 // Checked before a number is given out: probing missing names costs no memory.
@@ -530,31 +625,88 @@ impl GitDbFs {
                 ..
             }) => {
                 let (kind, perm) = kind_of(mode);
-                let (size, mtime) = match self.dirty_len(ino) {
-                    Some(len) => (len, SystemTime::now()),
-                    None if committed => (size, self.head_time()),
-                    None => (
-                        size,
-                        lock(&self.s.mtimes)
-                            .get(path)
-                            .copied()
-                            .unwrap_or(self.s.start),
-                    ),
+                let base = if committed {
+                    self.head_time()
+                } else {
+                    self.s.start
                 };
-                Ok((self.attr(ino, kind, perm, size, mtime), ttl))
+                let t = self.times_of(path, base, committed);
+                let (size, t) = match self.dirty_len(ino) {
+                    Some((len, modified)) => (len, Self::written_at(t, modified)),
+                    None => (size, t),
+                };
+                Ok((self.attr_at(ino, kind, perm, size, t), ttl))
             }
-            Some(Stat::Dir) => Ok((
-                self.attr(ino, FileType::Directory, 0o755, 0, self.head_time()),
-                ttl,
-            )),
+            Some(Stat::Dir) => {
+                let t = self.times_of(path, self.head_time(), true);
+                let mut attr = self.attr_at(ino, FileType::Directory, 0o755, 0, t);
+                attr.nlink = self.dir_nlink(path);
+                Ok((attr, ttl))
+            }
             None => {
-                let mtime = lock(&self.s.mtimes)
-                    .get(path)
-                    .copied()
-                    .unwrap_or(self.s.start);
-                Ok((self.attr(ino, FileType::Directory, 0o755, 0, mtime), ttl))
+                let t = self.times_of(path, self.s.start, false);
+                let mut attr = self.attr_at(ino, FileType::Directory, 0o755, 0, t);
+                attr.nlink = self.dir_nlink(path);
+                Ok((attr, ttl))
             }
         }
+    }
+
+    /// Attributes of a file whose name is gone (unlinked, replaced by a rename, rolled back,
+    /// removed from outside) while a descriptor is still open on it: the open handle still
+    /// holds the value, so `fstat` works and reports no links, as on a disk. The kernel's
+    /// `fstat` sends no file handle (only some setattr paths do), so any handle open on the
+    /// inode speaks for it.
+    fn orphan_attr(
+        &self,
+        ino: INodeNo,
+        fh: Option<FileHandle>,
+    ) -> Result<(FileAttr, Duration), Errno> {
+        let handle = match fh {
+            Some(fh) => Some(self.handle(fh)?),
+            None => self.handles_of(ino.0).into_iter().next(),
+        };
+        let h = handle.ok_or(Errno::ENOENT)?;
+        let guard = &mut *lock(&h);
+        let Handle::Value(v) = guard else {
+            return Err(Errno::ENOENT);
+        };
+        let size = v.len(self.db()).map_err(|e| errno(e.errno()))?;
+        let (kind, perm) = kind_of(v.mode);
+        let mut attr = self.attr(ino.0, kind, perm, size, SystemTime::now());
+        attr.nlink = 0;
+        Ok((attr, ZERO_TTL))
+    }
+
+    /// `ftruncate`/`fchmod` on a descriptor whose name is gone (see [`Self::orphan_attr`]):
+    /// applied to the open handles, which is all that is left of the file.
+    fn orphan_setattr(
+        &self,
+        ino: INodeNo,
+        fh: Option<FileHandle>,
+        size: Option<u64>,
+        mode: Option<u32>,
+    ) -> Result<(FileAttr, Duration), Errno> {
+        for h in self.handles_of(ino.0) {
+            if let Handle::Value(v) = &mut *lock(&h) {
+                if let Some(mode) = mode
+                    && v.mode != ValueMode::Symlink
+                {
+                    v.mode = if mode & 0o111 != 0 {
+                        ValueMode::Executable
+                    } else {
+                        ValueMode::Regular
+                    };
+                }
+                if let Some(size) = size
+                    && v.writable
+                    && !v.closed
+                {
+                    v.truncate(self.db(), size).map_err(|e| errno(e.errno()))?;
+                }
+            }
+        }
+        self.orphan_attr(ino, fh)
     }
 
     fn ctl_attr(&self, path: &str, node: &CtlNode) -> Result<(FileAttr, Duration), Errno> {
@@ -620,10 +772,57 @@ impl GitDbFs {
         control::render(node, self.db(), err.as_deref(), empty)
     }
 
-    /// A change was made at `path` through the mount.
-    fn touched(&self, path: &str) {
+    /// Something changed through the mount (for autocommit).
+    fn note_change(&self) {
         self.s.last_change_ms.store(now_ms(), Ordering::Relaxed);
-        lock(&self.s.mtimes).insert(path.to_owned(), SystemTime::now());
+    }
+
+    /// The contents of `path` changed at `at`: its mtime and ctime (never back: `at` may be
+    /// an mtime set by utimens on a writer still open, see `setattr`).
+    fn content_changed(&self, path: &str, at: SystemTime) {
+        self.note_change();
+        let mut times = lock(&self.s.times);
+        let old = times.get(path).copied();
+        times.insert(
+            path.to_owned(),
+            Times {
+                atime: old.map_or(at, |t| t.atime),
+                mtime: at,
+                ctime: old.map_or(at, |t| t.ctime.max(at)),
+            },
+        );
+    }
+
+    /// A name was added to or removed from the directory holding `path`: the directory's
+    /// mtime and ctime, as POSIX requires of create, mkdir, unlink, rmdir, rename, symlink.
+    fn entry_changed(&self, path: &str) {
+        self.content_changed(split(path).0, SystemTime::now());
+    }
+
+    /// `path` was made now: all its times, and its directory's.
+    fn created(&self, path: &str) {
+        lock(&self.s.times).insert(path.to_owned(), Times::all(SystemTime::now()));
+        self.entry_changed(path);
+    }
+
+    /// `path` (a value or an empty directory) is gone: forget its times, change its
+    /// directory's.
+    fn removed(&self, path: &str) {
+        lock(&self.s.times).remove(path);
+        self.entry_changed(path);
+    }
+
+    /// The attributes of `path` changed (chmod, chown, utimens): its ctime only, the other
+    /// times as they were (`before`), even for a committed value that this change stages.
+    fn status_changed(&self, path: &str, before: Times) {
+        self.note_change();
+        lock(&self.s.times).insert(
+            path.to_owned(),
+            Times {
+                ctime: SystemTime::now(),
+                ..before
+            },
+        );
     }
 
     /// A key now exists at (or below) `path`: its ancestors are directories of the store, so
@@ -748,7 +947,7 @@ impl GitDbFs {
         }
         v.dirty = false;
         lock(&self.s.pending).remove(&path);
-        self.touched(&path);
+        self.content_changed(&path, v.modified.unwrap_or_else(SystemTime::now));
         self.key_added(&path);
         // Put in the page cache once the last handle is released (see `release`).
         v.flushed = prefill.map(|data| (token, data));
@@ -769,7 +968,7 @@ impl GitDbFs {
         self.db()
             .set_with_mode(path, b"", vmode)
             .map_err(|e| db_err(&e))?;
-        self.touched(path);
+        self.created(path);
         self.key_added(path);
         Ok(vmode)
     }
@@ -787,7 +986,7 @@ impl GitDbFs {
             return Err(Errno::EEXIST);
         }
         lock(&self.s.pending).insert(path.to_owned(), vmode);
-        self.touched(path);
+        self.created(path);
         Ok(vmode)
     }
 
@@ -925,6 +1124,9 @@ impl GitDbFs {
             (None, true) if self.has_local_children(to) => return Err(Errno::ENOTEMPTY),
             _ => {}
         }
+        // The node keeps its times under its new name (a committed value renamed becomes an
+        // uncommitted one, which would otherwise show the mount's start time).
+        let before = self.getattr_path(from).map(|(a, _)| Times::of(&a)).ok();
         if !src_empty {
             db.rename(from, to).map_err(|e| db_err(&e))?;
         }
@@ -964,7 +1166,36 @@ impl GitDbFs {
         if !src_empty {
             self.key_added(to);
         }
-        self.touched(to);
+        {
+            // Times recorded at and below `from` move along; those of a replaced `to` go.
+            let mut times = lock(&self.s.times);
+            let below = |p: &str, root: &str| p == root || p.starts_with(&format!("{root}/"));
+            let replaced: Vec<String> = times
+                .range(to.to_owned()..)
+                .take_while(|(p, _)| p.starts_with(to))
+                .filter(|(p, _)| below(p, to))
+                .map(|(p, _)| p.clone())
+                .collect();
+            for p in replaced {
+                times.remove(&p);
+            }
+            let moved: Vec<(String, Times)> = times
+                .range(from.to_owned()..)
+                .take_while(|(p, _)| p.starts_with(from))
+                .filter(|(p, _)| below(p, from))
+                .map(|(p, t)| (p.clone(), *t))
+                .collect();
+            for (p, t) in moved {
+                times.remove(&p);
+                times.insert(format!("{to}{}", &p[from.len()..]), t);
+            }
+        }
+        // Linux changes the renamed node's ctime, and both directories' mtime and ctime.
+        if let Some(before) = before {
+            self.status_changed(to, before);
+        }
+        self.entry_changed(from);
+        self.entry_changed(to);
         Ok(())
     }
 }
@@ -1019,22 +1250,7 @@ impl Filesystem for GitDbFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let result = match self.path_of(ino).and_then(|p| self.getattr_path(&p)) {
-            // fstat of a file whose name is gone (unlinked, rolled back, replaced from
-            // outside): the open handle still holds the value it opened, as on a disk.
-            Err(Errno::ENOENT) if fh.is_some() => fh
-                .ok_or(Errno::ENOENT)
-                .and_then(|fh| self.handle(fh))
-                .and_then(|h| match &mut *lock(&h) {
-                    Handle::Value(v) => {
-                        let size = v.len(self.db()).map_err(|e| errno(e.errno()))?;
-                        let (kind, perm) = kind_of(v.mode);
-                        Ok((
-                            self.attr(ino.0, kind, perm, size, SystemTime::now()),
-                            ZERO_TTL,
-                        ))
-                    }
-                    _ => Err(Errno::ENOENT),
-                }),
+            Err(Errno::ENOENT) => self.orphan_attr(ino, fh),
             other => other,
         };
         match result {
@@ -1051,7 +1267,7 @@ impl Filesystem for GitDbFs {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
@@ -1063,7 +1279,10 @@ impl Filesystem for GitDbFs {
     ) {
         self.s.changing(ino.0);
         let result = (|| -> Result<(FileAttr, Duration), Errno> {
-            let path = self.path_of(ino)?;
+            let path = match self.path_of(ino) {
+                Err(Errno::ENOENT) => return self.orphan_setattr(ino, fh, size, mode),
+                other => other?,
+            };
             if let Some(node) = control::parse(&path) {
                 // `echo cmd > ctl` truncates first: allow that on ctl, nothing else.
                 return match node {
@@ -1125,8 +1344,16 @@ impl Filesystem for GitDbFs {
                         }
                     }
                 }
-                self.touched(&path);
+                self.content_changed(&path, SystemTime::now());
             }
+            // chmod and chown (to the owner it has: nothing else is allowed) change the ctime
+            // only; times from before the change, as a committed value staged by a chmod must
+            // not take the mount's start time.
+            let status_before = if mode.is_some() || uid.is_some() || gid.is_some() {
+                Some(Times::of(&self.getattr_path(&path)?.0))
+            } else {
+                None
+            };
             if let Some(mode) = mode {
                 let exec = mode & 0o111 != 0;
                 let new = if exec {
@@ -1154,7 +1381,6 @@ impl Filesystem for GitDbFs {
                     };
                     if new != cur {
                         self.db().set_blob(&path, id, new).map_err(|e| db_err(&e))?;
-                        self.touched(&path);
                     }
                     for h in self.handles_of(ino.0) {
                         if let Handle::Value(v) = &mut *lock(&h) {
@@ -1163,12 +1389,37 @@ impl Filesystem for GitDbFs {
                     }
                 }
             }
-            if let Some(t) = mtime {
-                let t = match t {
-                    TimeOrNow::SpecificTime(t) => t,
-                    TimeOrNow::Now => SystemTime::now(),
+            if let Some(before) = status_before {
+                self.status_changed(&path, before);
+            }
+            if atime.is_some() || mtime.is_some() {
+                // utimensat sets what it is given and the ctime to now. On a committed node the
+                // head's time stays a floor (see `times_of`).
+                let now = SystemTime::now();
+                let pick = |t: Option<TimeOrNow>, old: SystemTime| match t {
+                    Some(TimeOrNow::SpecificTime(t)) => t,
+                    Some(TimeOrNow::Now) => now,
+                    None => old,
                 };
-                lock(&self.s.mtimes).insert(path.clone(), t);
+                let cur = Times::of(&self.getattr_path(&path)?.0);
+                let t = Times {
+                    atime: pick(atime, cur.atime),
+                    mtime: pick(mtime, cur.mtime),
+                    ctime: now,
+                };
+                self.note_change();
+                lock(&self.s.times).insert(path.clone(), t);
+                if mtime.is_some() {
+                    // A writer still open (`cp -p` sets times before it closes) flushes with
+                    // this mtime rather than the time of its last write.
+                    for h in self.handles_of(ino.0) {
+                        if let Handle::Value(v) = &mut *lock(&h)
+                            && v.dirty
+                        {
+                            v.modified = Some(t.mtime);
+                        }
+                    }
+                }
             }
             self.getattr_path(&path)
         })();
@@ -1242,7 +1493,7 @@ impl Filesystem for GitDbFs {
                 return Err(Errno::EEXIST);
             }
             lock(&self.s.empty_dirs).insert(path.clone());
-            self.touched(&path);
+            self.created(&path);
             self.getattr_path(&path)
         });
         match result {
@@ -1265,9 +1516,8 @@ impl Filesystem for GitDbFs {
             // The unlinked file's number no longer has a path: handles still open on it write
             // nowhere, and a new file here gets a new number.
             lock(&self.s.inodes).detach(&path);
-            lock(&self.s.mtimes).remove(&path);
             self.keep_parent_dirs(&path);
-            self.touched(&path);
+            self.removed(&path);
             Ok(())
         });
         match result {
@@ -1304,7 +1554,7 @@ impl Filesystem for GitDbFs {
             dirs.remove(&path);
             drop(dirs);
             self.keep_parent_dirs(&path);
-            self.touched(&path);
+            self.removed(&path);
             Ok(())
         });
         match result {
@@ -1330,7 +1580,7 @@ impl Filesystem for GitDbFs {
             self.db()
                 .set_with_mode(&path, target.as_os_str().as_bytes(), ValueMode::Symlink)
                 .map_err(|e| db_err(&e))?;
-            self.touched(&path);
+            self.created(&path);
             self.key_added(&path);
             self.getattr_path(&path)
         });
@@ -1495,8 +1745,10 @@ impl Filesystem for GitDbFs {
             self.s.changing(attr.ino.0);
             let mut v = ValueHandle::new(attr.ino.0, id, vmode, true, self.s.files.clone());
             if id.is_none() {
-                // A new (or truncated) file: its first flush stores it, even if empty.
+                // A new (or truncated) file: its first flush stores it, even if empty, with
+                // the times it was created with.
                 v.truncate(self.db(), 0).map_err(|e| errno(e.errno()))?;
+                v.modified = Some(attr.mtime);
             }
             let fh = self.new_handle(Handle::Value(v), Some(attr.ino.0));
             Ok((attr, ttl, fh))
