@@ -902,4 +902,9 @@ fn a_directory_counts_its_subdirectories_in_nlink() {
     assert_eq!(nlink("dst"), "3");
     // The root: `.`, `..`, the control directory and src, dst.
     assert_eq!(nlink("."), "5");
+    // A subdirectory that arrives with a commit made behind the mount's back counts too.
+    outside_commit(&m.repo, m.dir.path(), &[("dst/new/v", "x")], &[]);
+    wait_for("the outside commit's directory in nlink", || {
+        nlink("dst") == "4"
+    });
 }

@@ -338,6 +338,7 @@ fn sleep_unless(stop: &AtomicBool, total: Duration) {
 /// kernel never cached that node) are expected and ignored.
 fn invalidate(shared: &Shared, notifier: &Notifier, paths: &[String]) {
     shared.all_change();
+    shared.forget_nlinks();
     let (entries, dirs) = shared.inval_targets(paths);
     // No lock is held from here on.
     for ino in dirs {

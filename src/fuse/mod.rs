@@ -121,6 +121,14 @@ pub struct Shared {
     /// last added or removed name, any node's last chmod/utimens/rename (ctime). Committed
     /// values and directories without an entry show their head commit's time.
     times: Mutex<BTreeMap<String, Times>>,
+    /// Link counts of directories given out, so a directory's getattr (one per create in it,
+    /// since a new name drops its attributes in the kernel) does not list it again. Forgotten
+    /// for the parent of every name made or removed, for both sides of a rename, and wholly
+    /// when values change outside the mount's view. Leaf lock.
+    nlinks: Mutex<BTreeMap<String, u32>>,
+    /// Bumped whenever an entry of `nlinks` is forgotten: a count computed across a bump may
+    /// be stale and is not kept.
+    nlinks_gen: AtomicU64,
     /// Unix ms of the last change through the mount (for autocommit).
     last_change_ms: AtomicU64,
     last_error: Mutex<Option<String>>,
@@ -194,6 +202,8 @@ impl Shared {
             handles: Mutex::new(Handles::default()),
             next_fh: AtomicU64::new(1),
             times: Mutex::new(BTreeMap::new()),
+            nlinks: Mutex::new(BTreeMap::new()),
+            nlinks_gen: AtomicU64::new(0),
             last_change_ms: AtomicU64::new(0),
             last_error: Mutex::new(None),
             kernel: Mutex::new(kernel),
@@ -277,6 +287,40 @@ impl Shared {
     /// by the notifier, since that thread only takes leaf locks).
     fn tell_kernel(&self, task: KernelTask) {
         let _ = lock(&self.kernel).send(task);
+    }
+
+    /// Directories may have gained or lost subdirectories anywhere (HEAD moved, rollback).
+    pub(crate) fn forget_nlinks(&self) {
+        let mut nlinks = lock(&self.nlinks);
+        self.nlinks_gen.fetch_add(1, Ordering::SeqCst);
+        nlinks.clear();
+    }
+
+    /// `dir` gained or lost a name.
+    fn forget_nlink(&self, dir: &str) {
+        let mut nlinks = lock(&self.nlinks);
+        self.nlinks_gen.fetch_add(1, Ordering::SeqCst);
+        nlinks.remove(dir);
+    }
+
+    /// A rename moved `from` to `to`: every count at or below either name, and their
+    /// parents', may be wrong now.
+    fn forget_nlinks_around(&self, from: &str, to: &str) {
+        let mut nlinks = lock(&self.nlinks);
+        self.nlinks_gen.fetch_add(1, Ordering::SeqCst);
+        for path in [from, to] {
+            let prefix = format!("{path}/");
+            let below: Vec<String> = nlinks
+                .range(prefix.clone()..)
+                .take_while(|(p, _)| p.starts_with(&prefix))
+                .map(|(p, _)| p.clone())
+                .collect();
+            for p in below {
+                nlinks.remove(&p);
+            }
+            nlinks.remove(path);
+            nlinks.remove(split(path).0);
+        }
     }
 
     /// Records an error for `status`.
@@ -488,6 +532,23 @@ impl GitDbFs {
     /// subdirectory's `..` — what `find` and pjdfstest expect. Costs a listing of the
     /// directory's subdirectories; the kernel caches the answer with the other attributes.
     fn dir_nlink(&self, path: &str) -> u32 {
+        if let Some(&n) = lock(&self.s.nlinks).get(path) {
+            return n;
+        }
+        let before = self.s.nlinks_gen.load(Ordering::SeqCst);
+        let n = self.count_dir_links(path);
+        let mut nlinks = lock(&self.s.nlinks);
+        if self.s.nlinks_gen.load(Ordering::SeqCst) != before {
+            return n;
+        }
+        if nlinks.len() >= 1 << 16 {
+            nlinks.clear();
+        }
+        nlinks.insert(path.to_owned(), n);
+        n
+    }
+
+    fn count_dir_links(&self, path: &str) -> u32 {
         let mut subdirs: BTreeSet<String> = match self.db().subdirs(path) {
             Ok(names) => names.into_iter().collect(),
             // A directory kept by mkdir is not in the store.
@@ -796,6 +857,7 @@ impl GitDbFs {
     /// A name was added to or removed from the directory holding `path`: the directory's
     /// mtime and ctime, as POSIX requires of create, mkdir, unlink, rmdir, rename, symlink.
     fn entry_changed(&self, path: &str) {
+        self.s.forget_nlink(split(path).0);
         self.content_changed(split(path).0, SystemTime::now());
     }
 
@@ -1092,6 +1154,14 @@ impl GitDbFs {
         if from == to {
             return Ok(());
         }
+        // Before and after: a failed rename may have moved part of the way.
+        self.s.forget_nlinks_around(from, to);
+        let result = self.rename_inner(from, to, noreplace);
+        self.s.forget_nlinks_around(from, to);
+        result
+    }
+
+    fn rename_inner(&self, from: &str, to: &str, noreplace: bool) -> Result<(), Errno> {
         if to.starts_with(&format!("{from}/")) {
             return Err(Errno::EINVAL);
         }
@@ -1815,6 +1885,7 @@ impl Filesystem for GitDbFs {
             Handle::Ctl => {
                 // A rollback replaces values without a write to their files.
                 self.s.all_change();
+                self.s.forget_nlinks();
                 self.ctl(data)
             }
             Handle::Data(_) => Err(Errno::EROFS),
@@ -1936,7 +2007,12 @@ impl Filesystem for GitDbFs {
             Some(found) => found,
             None => {
                 let listing = match self.path_of(ino).and_then(|p| {
-                    if self.getattr_path(&p)?.0.kind != FileType::Directory {
+                    let is_dir = if control::is_under(&p) {
+                        self.getattr_path(&p)?.0.kind == FileType::Directory
+                    } else {
+                        self.is_dir(&p)?
+                    };
+                    if !is_dir {
                         return Err(Errno::ENOTDIR);
                     }
                     self.list_dir(&p)
