@@ -173,6 +173,14 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
             other => log::warn!("ignoring unknown mount option {other:?}"),
         }
     }
+    // The daemon checks no permissions itself: once other users may enter, the kernel must
+    // check the modes it shows (values 644/755 owned by the mounting user), or any local user
+    // could change any key.
+    if p.acl.is_some_and(|acl| acl != SessionACL::Owner)
+        && !p.mount.contains(&MountOption::DefaultPermissions)
+    {
+        p.mount.push(MountOption::DefaultPermissions);
+    }
     Ok(p)
 }
 
@@ -307,6 +315,9 @@ mod tests {
                 .is_some_and(|a| a.0 == Some(Duration::from_secs(5)))
         );
         assert_eq!(p.acl, Some(SessionACL::All));
+        assert!(p.mount.contains(&MountOption::DefaultPermissions));
+        let own = parse_options(&["noatime".into()]).expect("parse");
+        assert!(!own.mount.contains(&MountOption::DefaultPermissions));
         assert!(parse_options(&["uid=x".into()]).is_err());
     }
 }

@@ -706,9 +706,30 @@ impl GitDb {
         };
         let mut children: BTreeMap<String, NodeKind> = BTreeMap::new();
         let hidden = st.working.contains_key(path) || hidden_by_ancestor(&st.working, &key);
+        let start = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        // Nothing staged below: the committed entries are the listing as they are.
+        let staged_below = st
+            .working
+            .range::<String, _>(start.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&start));
         if let Some(tree) = committed.filter(|_| !hidden) {
             for entry in tree.entries() {
                 if dirs_only && entry.kind != EntryKind::Dir {
+                    continue;
+                }
+                if !staged_below {
+                    match entry.kind {
+                        EntryKind::Value(mode) => {
+                            children.insert(entry.name.to_string(), NodeKind::Value(mode))
+                        }
+                        EntryKind::Dir => children.insert(entry.name.to_string(), NodeKind::Dir),
+                        EntryKind::Submodule => None,
+                    };
                     continue;
                 }
                 let child = crate::store::join(path, &entry.name);
@@ -728,45 +749,51 @@ impl GitDb {
                 children.insert(entry.name.to_string(), kind);
             }
         }
-        // Overlay children: a Set at `path/name` is a value, a Set deeper is a directory.
-        let start = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
-        };
-        let mut cursor = Bound::Included(start.clone());
-        while let Some((child_path, change)) = st
-            .working
-            .range::<String, _>((cursor.clone(), Bound::Unbounded))
-            .next()
-        {
+        // Overlay children: a Set at `path/name` is a value, a Set deeper is a directory. One
+        // pass over the staged entries below `path`; a child's subtree is stepped over entry
+        // by entry while it is small, and jumped over by a new search once it is not.
+        const STEPS_BEFORE_SEEK: usize = 16;
+        if !staged_below {
+            return Ok(children);
+        }
+        let mut iter = st.working.range::<String, _>(start.clone()..).peekable();
+        while let Some((child_path, change)) = iter.next() {
             let Some(rest) = child_path.strip_prefix(start.as_str()) else {
                 break;
             };
             if rest.is_empty() {
-                cursor = Bound::Excluded(child_path.clone());
                 continue;
             }
-            match rest.split_once('/') {
-                None => {
-                    if let Change::Set(v) = change
-                        && !dirs_only
-                    {
-                        children.insert(rest.to_owned(), NodeKind::Value(v.mode));
-                    }
-                    cursor = Bound::Excluded(child_path.clone());
+            let Some((name, _)) = rest.split_once('/') else {
+                if let Change::Set(v) = change
+                    && !dirs_only
+                {
+                    children.insert(rest.to_owned(), NodeKind::Value(v.mode));
                 }
-                Some((name, _)) => {
-                    let mut dir_path = format!("{start}{name}");
-                    // The first staged entry below the child is usually a set, which settles
-                    // it; only a delete needs a look at the rest of the subtree.
-                    if matches!(change, Change::Set(_)) || has_set_under(&st.working, &dir_path) {
-                        children.insert(name.to_owned(), NodeKind::Dir);
-                    }
-                    // Skip the rest of this child's subtree: '0' sorts right after '/'.
-                    dir_path.push('0');
-                    cursor = Bound::Included(dir_path);
+                continue;
+            };
+            // A directory if anything below it is set.
+            let sub = &child_path[..start.len() + name.len() + 1];
+            let mut is_dir = matches!(change, Change::Set(_));
+            let mut steps = 0;
+            while let Some((next, next_change)) = iter.peek() {
+                if !next.starts_with(sub) {
+                    break;
                 }
+                if steps == STEPS_BEFORE_SEEK {
+                    let dir_path = &sub[..sub.len() - 1];
+                    is_dir = is_dir || has_set_under(&st.working, dir_path);
+                    // '0' sorts right after '/'.
+                    let past = format!("{dir_path}0");
+                    iter = st.working.range::<String, _>(past..).peekable();
+                    break;
+                }
+                is_dir = is_dir || matches!(next_change, Change::Set(_));
+                iter.next();
+                steps += 1;
+            }
+            if is_dir {
+                children.insert(name.to_owned(), NodeKind::Dir);
             }
         }
         Ok(children)

@@ -1142,8 +1142,17 @@ impl GitDbFs {
             (self_ino, FileType::Directory, ".".to_owned()),
             (parent_ino, FileType::Directory, "..".to_owned()),
         ];
+        let mut child = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        let base = child.len();
+        listing.reserve(out.len());
         for (kind, name) in out {
-            let ino = table.ino(&join(path, &name));
+            child.truncate(base);
+            child.push_str(&name);
+            let ino = table.ino(&child);
             listing.push((ino, kind, name));
         }
         Ok(listing)
