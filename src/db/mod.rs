@@ -845,9 +845,6 @@ impl GitDb {
     pub fn set_with_mode(&self, key: &str, value: &[u8], mode: ValueMode) -> Result<()> {
         self.check_writable()?;
         let key = Key::parse_value(key)?;
-        // Checked again under the journal lock; this early check only avoids writing a blob
-        // for a set that cannot succeed.
-        self.check_can_hold_value(&key)?;
         let size = value.len() as u64;
         if value.len() <= INLINE_MAX && self.read_state().pending.bytes < PENDING_MAX {
             let id = self.store.hash_blob(value)?;
@@ -871,6 +868,9 @@ impl GitDb {
             }
             return self.maybe_compact(&mut js);
         }
+        // Checked again under the journal lock; this early check only avoids writing a blob
+        // for a set that cannot succeed.
+        self.check_can_hold_value(&key)?;
         let id = self.store.write_blob(value)?;
         self.stage(key, StagedValue { id, mode, size })
     }
@@ -1042,14 +1042,23 @@ impl GitDb {
     }
 
     fn check_parents_are_dirs(&self, key: &Key) -> Result<()> {
-        let mut ancestor = Key::root();
-        for name in key.components().take(key.components().count() - 1) {
-            ancestor = ancestor.join(name)?;
-            if let Visible::Value(..) = self.resolve(&ancestor)? {
-                return Err(DbError::ParentIsValue {
-                    key: key.clone(),
-                    parent: ancestor,
-                });
+        // Nearest first: a visible directory's ancestors are all directories (a value hides
+        // everything below it), so the first ancestor that exists settles it — usually the
+        // parent, in one lookup.
+        let mut cur = key.parent();
+        while let Some(ancestor) = cur {
+            if ancestor.is_root() {
+                return Ok(());
+            }
+            match self.resolve(&ancestor)? {
+                Visible::Dir => return Ok(()),
+                Visible::Value(..) => {
+                    return Err(DbError::ParentIsValue {
+                        key: key.clone(),
+                        parent: ancestor,
+                    });
+                }
+                Visible::Absent => cur = ancestor.parent(),
             }
         }
         Ok(())
