@@ -902,6 +902,13 @@ fn a_directory_counts_its_subdirectories_in_nlink() {
     assert_eq!(nlink("dst"), "3");
     // The root: `.`, `..`, the control directory and src, dst.
     assert_eq!(nlink("."), "5");
+    // Counts given out follow each mkdir and rmdir (they are adjusted, not recounted).
+    m.sh_ok("mkdir n");
+    assert_eq!(nlink("n"), "2");
+    m.sh_ok("mkdir n/a n/b && touch n/f");
+    assert_eq!(nlink("n"), "4");
+    m.sh_ok("rmdir n/a");
+    assert_eq!(nlink("n"), "3");
     // A subdirectory that arrives with a commit made behind the mount's back counts too.
     outside_commit(&m.repo, m.dir.path(), &[("dst/new/v", "x")], &[]);
     wait_for("the outside commit's directory in nlink", || {

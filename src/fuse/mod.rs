@@ -122,12 +122,12 @@ pub struct Shared {
     /// values and directories without an entry show their head commit's time.
     times: Mutex<BTreeMap<String, Times>>,
     /// Link counts of directories given out, so a directory's getattr (one per create in it,
-    /// since a new name drops its attributes in the kernel) does not list it again. Forgotten
-    /// for the parent of every name made or removed, for both sides of a rename, and wholly
-    /// when values change outside the mount's view. Leaf lock.
+    /// since a new name drops its attributes in the kernel) does not list it again. Adjusted
+    /// by mkdir and rmdir, forgotten for both sides of a rename and wholly when values change
+    /// outside the mount's view (a file made or removed changes no count). Leaf lock.
     nlinks: Mutex<BTreeMap<String, u32>>,
-    /// Bumped whenever an entry of `nlinks` is forgotten: a count computed across a bump may
-    /// be stale and is not kept.
+    /// Bumped whenever `nlinks` changes: a count computed across a bump may be stale and is
+    /// not kept.
     nlinks_gen: AtomicU64,
     /// Unix ms of the last change through the mount (for autocommit).
     last_change_ms: AtomicU64,
@@ -296,11 +296,15 @@ impl Shared {
         nlinks.clear();
     }
 
-    /// `dir` gained or lost a name.
-    fn forget_nlink(&self, dir: &str) {
+    /// `dir` gained (`delta` 1, mkdir) or lost (-1, rmdir) a subdirectory. A count given out
+    /// is adjusted rather than forgotten: creating many directories in one would otherwise
+    /// count its subdirectories again at every creation.
+    fn subdir_added(&self, dir: &str, delta: i32) {
         let mut nlinks = lock(&self.nlinks);
         self.nlinks_gen.fetch_add(1, Ordering::SeqCst);
-        nlinks.remove(dir);
+        if let Some(n) = nlinks.get_mut(dir) {
+            *n = n.saturating_add_signed(delta);
+        }
     }
 
     /// A rename moved `from` to `to`: every count at or below either name, and their
@@ -857,7 +861,6 @@ impl GitDbFs {
     /// A name was added to or removed from the directory holding `path`: the directory's
     /// mtime and ctime, as POSIX requires of create, mkdir, unlink, rmdir, rename, symlink.
     fn entry_changed(&self, path: &str) {
-        self.s.forget_nlink(split(path).0);
         self.content_changed(split(path).0, SystemTime::now());
     }
 
@@ -1572,6 +1575,7 @@ impl Filesystem for GitDbFs {
                 return Err(Errno::EEXIST);
             }
             lock(&self.s.empty_dirs).insert(path.clone());
+            self.s.subdir_added(split(&path).0, 1);
             self.created(&path);
             self.getattr_path(&path)
         });
@@ -1632,6 +1636,7 @@ impl Filesystem for GitDbFs {
             }
             dirs.remove(&path);
             drop(dirs);
+            self.s.subdir_added(split(&path).0, -1);
             self.keep_parent_dirs(&path);
             self.removed(&path);
             Ok(())
