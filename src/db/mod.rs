@@ -516,6 +516,11 @@ impl GitDb {
         self.journal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether this handle was opened read-only (it then holds no writer lock).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     fn check_writable(&self) -> Result<()> {
         if self.read_only {
             return Err(DbError::ReadOnly {

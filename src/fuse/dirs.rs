@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use fuser::FileType;
 
-/// How many listings are kept for readers still going through them.
+/// How many listings are kept for readers still going through them...
 pub const KEEP: usize = 64;
+/// ...and how many entries they may hold in all (the newest listing is always kept).
+pub const KEEP_ENTRIES: usize = 1 << 18;
 
 /// One directory listing: (inode, kind, name), `.` and `..` first.
 pub struct Listing {
@@ -39,6 +41,7 @@ pub struct DirSnapshots {
 struct Inner {
     generation: u32,
     recent: VecDeque<(u64, Arc<Listing>)>,
+    entries: usize,
 }
 
 impl DirSnapshots {
@@ -76,9 +79,13 @@ impl DirSnapshots {
             generation: inner.generation,
             entries,
         });
+        inner.entries += listing.entries.len();
         inner.recent.push_back((ino, listing.clone()));
-        if inner.recent.len() > KEEP {
-            inner.recent.pop_front();
+        while inner.recent.len() > 1 && (inner.recent.len() > KEEP || inner.entries > KEEP_ENTRIES)
+        {
+            if let Some((_, old)) = inner.recent.pop_front() {
+                inner.entries -= old.entries.len();
+            }
         }
         listing
     }
@@ -112,5 +119,12 @@ mod tests {
         }
         assert!(dirs.find(7, first.cookie(1)).is_none(), "forgotten");
         assert_eq!(DirSnapshots::index(first.cookie(1)), 2);
+        // Huge listings push older ones out, but the newest stays.
+        let names: Vec<String> = (0..KEEP_ENTRIES).map(|i| i.to_string()).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let big = dirs.insert(10, entries(&refs));
+        let bigger = dirs.insert(11, entries(&refs));
+        assert!(dirs.find(10, big.cookie(0)).is_none());
+        assert!(dirs.find(11, bigger.cookie(0)).is_some());
     }
 }

@@ -339,7 +339,7 @@ mod tests {
     use super::*;
 
     fn files(dir: &tempfile::TempDir) -> Arc<ValueFiles> {
-        Arc::new(ValueFiles::open(&dir.path().join("gitdb"), 1 << 30).expect("value files"))
+        Arc::new(ValueFiles::open(&dir.path().join("gitdb"), 1 << 30, true).expect("value files"))
     }
 
     fn store() -> (tempfile::TempDir, Store) {

@@ -189,10 +189,22 @@ impl Shared {
         cfg: FsConfig,
         kernel: Sender<KernelTask>,
     ) -> std::io::Result<Shared> {
-        let files = Arc::new(ValueFiles::open(
+        let files = match ValueFiles::open(
             &db.git_dir().join("gitdb"),
             cfg.value_cache,
-        )?);
+            !db.is_read_only(),
+        ) {
+            Ok(files) => files,
+            // A read-only mount of a repository it may not write to: it writes no values,
+            // so it only loses the plain copies (a cache of size 0 in a private directory).
+            Err(e) if db.is_read_only() => {
+                log::warn!("no value cache in {}: {e}", db.git_dir().display());
+                let private = std::env::temp_dir().join(format!("gitdb-{}", std::process::id()));
+                ValueFiles::open(&private, 0, true)?
+            }
+            Err(e) => return Err(e),
+        };
+        let files = Arc::new(files);
         Ok(Shared {
             db,
             cfg,
@@ -241,9 +253,10 @@ impl Shared {
 
     /// `ino` is being opened for writing or truncated: bumps its counter, then waits for a
     /// prefill of it that is already past its check, so that prefill cannot land after this
-    /// change. Waiting cannot deadlock: a prefill runs only while no writable handle is open
-    /// on the file, so no request of this file holds a page lock it needs (WRITE, which has a
-    /// handle, only bumps). The bound is a guard, not a expected path.
+    /// change. A prefill runs only while no writable handle is open on the file, so no WRITE
+    /// holds a page it needs (WRITE only bumps); a READ of a concurrent reader can, and that
+    /// READ may wait behind this very callback: hence the bound, after which the change goes
+    /// on and the prefill's second check drops what it stored.
     fn changing(&self, ino: u64) {
         self.file_changes(ino);
         let deadline = std::time::Instant::now() + Duration::from_millis(20);

@@ -91,15 +91,18 @@ impl Lru {
 }
 
 impl ValueFiles {
-    /// Opens (creating) the cache under `gitdb_dir`, forgetting spill files of a previous run
-    /// and files that are not a blob id.
-    pub fn open(gitdb_dir: &Path, budget: u64) -> std::io::Result<ValueFiles> {
+    /// Opens (creating) the cache under `gitdb_dir`. The repository's writer (`owner`, who
+    /// holds the writer lock) also removes spill files left by a previous run; a read-only
+    /// mount beside it must not, since they may be the writer's open files.
+    pub fn open(gitdb_dir: &Path, budget: u64, owner: bool) -> std::io::Result<ValueFiles> {
         let dir = gitdb_dir.join("values");
         let tmp = gitdb_dir.join("tmp");
         std::fs::create_dir_all(&dir)?;
         std::fs::create_dir_all(&tmp)?;
-        for entry in std::fs::read_dir(&tmp)?.flatten() {
-            let _ = std::fs::remove_file(entry.path());
+        if owner {
+            for entry in std::fs::read_dir(&tmp)?.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
         let mut found = Vec::new();
         for entry in std::fs::read_dir(&dir)?.flatten() {
@@ -211,7 +214,7 @@ mod tests {
     #[test]
     fn stores_adopts_and_evicts_least_recently_used() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let files = ValueFiles::open(dir.path(), 10).expect("open");
+        let files = ValueFiles::open(dir.path(), 10, true).expect("open");
         files.store(id(1), b"aaaa").expect("store");
         files.store(id(2), b"bbbb").expect("store");
         // Using 1 makes 2 the oldest.
@@ -233,7 +236,13 @@ mod tests {
         // Reopening finds what is there and drops stray spill files.
         let stray = files.spill_file().expect("spill").keep().expect("keep").1;
         drop(files);
-        let files = ValueFiles::open(dir.path(), 10).expect("reopen");
+        let reader = ValueFiles::open(dir.path(), 10, false).expect("read-only");
+        assert_eq!(reader.size(), 8);
+        assert!(
+            stray.exists(),
+            "a read-only opener leaves the writer's spill files alone"
+        );
+        let files = ValueFiles::open(dir.path(), 10, true).expect("reopen");
         assert_eq!(files.size(), 8);
         assert!(!stray.exists());
     }
