@@ -915,3 +915,41 @@ fn a_directory_counts_its_subdirectories_in_nlink() {
         nlink("dst") == "4"
     });
 }
+
+/// Listings with attributes (READDIRPLUS, which the kernel asks for at the start of a
+/// listing): on a fresh mount of committed data, what `ls -l` and `os.scandir` + `stat` show
+/// is what each file holds, and a file still being written shows its current size.
+#[test]
+fn listings_carry_the_right_attributes() {
+    let mut m = Mount::start(&[]);
+    m.sh_ok(
+        "mkdir -p d/sub && touch d/sub/f && printf 12345 > d/five && printf x > d/run && chmod +x d/run \
+         && ln -s five d/link && echo commit > .gitdb/ctl",
+    );
+    m.signal_and_wait(libc::SIGTERM);
+    m.spawn(&[]);
+    let out = m.sh_ok(
+        r#"python3 - <<'PY'
+import os, stat
+rows = []
+for e in sorted(os.scandir("d"), key=lambda e: e.name):
+    st = os.lstat(e.path)
+    rows.append("%s %o %d %d" % (e.name, stat.S_IMODE(st.st_mode), st.st_size, st.st_nlink))
+print("\n".join(rows))
+f = open("d/growing", "wb")
+f.write(b"abc")
+f.flush()
+print([(e.name, os.stat(e.path).st_size) for e in os.scandir("d") if e.name == "growing"])
+f.close()
+PY"#,
+    );
+    assert_eq!(
+        out,
+        "five 644 5 1\nlink 777 4 1\nrun 755 1 1\nsub 755 0 2\n[('growing', 3)]\n"
+    );
+    let ls = m.sh_ok("ls -l d | awk 'NR>1 {print $1, $5, $9}'");
+    assert_eq!(
+        ls,
+        "-rw-r--r-- 5 five\n-rw-r--r-- 3 growing\nlrwxrwxrwx 4 link\n-rwxr-xr-x 1 run\ndrwxr-xr-x 0 sub\n"
+    );
+}

@@ -48,7 +48,8 @@ struct Cli {
     /// Mount options, comma-separated, repeatable: ro, rw, allow_other, allow_root,
     /// default_permissions, uid=N, gid=N, fsname=S, noexec, nosuid, nodev, noatime, ...,
     /// and repo=PATH, node_id=ID, branch=B, autocommit=DUR, threads=N (FUSE worker threads),
-    /// value_cache=MIB (plain copies of large values kept for fast reads; default 1024).
+    /// value_cache=MIB (plain copies of large values kept for fast reads; default 1024),
+    /// noreaddirplus (plain listings only: faster `ls`, slower `ls -l`).
     #[arg(short = 'o', value_name = "OPTION")]
     options: Vec<String>,
 }
@@ -103,6 +104,7 @@ struct Parsed {
     autocommit: Option<Autocommit>,
     threads: Option<usize>,
     value_cache_mib: Option<u64>,
+    no_readdirplus: bool,
 }
 
 fn parse_options(opts: &[String]) -> Result<Parsed, String> {
@@ -150,6 +152,7 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
                         .map_err(|_| "-o threads=N needs a number")?,
                 )
             }
+            "noreaddirplus" => p.no_readdirplus = true,
             "value_cache" => {
                 p.value_cache_mib = Some(
                     need(v)?
@@ -241,6 +244,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(mib) = parsed.value_cache_mib {
         options.fs.value_cache = mib << 20;
     }
+    if parsed.no_readdirplus {
+        options.fs.readdirplus = false;
+    }
     if let Some(acl) = parsed.acl {
         options.acl = acl;
     }
@@ -316,7 +322,8 @@ mod tests {
         );
         assert_eq!(p.acl, Some(SessionACL::All));
         assert!(p.mount.contains(&MountOption::DefaultPermissions));
-        let own = parse_options(&["noatime".into()]).expect("parse");
+        let own = parse_options(&["noatime,noreaddirplus".into()]).expect("parse");
+        assert!(own.no_readdirplus);
         assert!(!own.mount.contains(&MountOption::DefaultPermissions));
         assert!(parse_options(&["uid=x".into()]).is_err());
     }

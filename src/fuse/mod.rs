@@ -46,8 +46,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 pub use background::{MountError, MountOptions, Mounted, clean_stale_mount, mount};
@@ -72,6 +72,9 @@ pub struct FsConfig {
     pub ttl: Duration,
     /// Bound on the plain copies of large values kept for fast reads (see [`valuefiles`]).
     pub value_cache: u64,
+    /// Answer READDIRPLUS (listings with attributes, which the kernel asks for when it
+    /// expects a `stat` of each entry, as in `ls -l`).
+    pub readdirplus: bool,
 }
 
 impl Default for FsConfig {
@@ -84,6 +87,7 @@ impl Default for FsConfig {
             read_only: false,
             ttl: Duration::from_secs(60),
             value_cache: valuefiles::DEFAULT_BUDGET,
+            readdirplus: true,
         }
     }
 }
@@ -1174,6 +1178,32 @@ impl GitDbFs {
         Ok(listing)
     }
 
+    /// The listing READDIR(PLUS) at `offset` of directory `ino` reads from, and the index to
+    /// go on from (see [`DirSnapshots`]).
+    fn listing(&self, ino: INodeNo, offset: u64) -> Result<(Arc<dirs::Listing>, usize), Errno> {
+        if let Some(found) = self.s.dirs.find(ino.0, offset) {
+            return Ok(found);
+        }
+        let path = self.path_of(ino)?;
+        let is_dir = if control::is_under(&path) {
+            self.getattr_path(&path)?.0.kind == FileType::Directory
+        } else {
+            self.is_dir(&path)?
+        };
+        if !is_dir {
+            return Err(Errno::ENOTDIR);
+        }
+        let entries = self.list_dir(&path)?;
+        // A cookie from a snapshot that is gone: go on from the same position in a fresh
+        // listing (only entries changed meanwhile can be missed or repeated).
+        let start = if offset == 0 {
+            0
+        } else {
+            DirSnapshots::index(offset)
+        };
+        Ok((self.s.dirs.insert(ino.0, entries), start))
+    }
+
     fn do_rename(&self, from: &str, to: &str, noreplace: bool) -> Result<(), Errno> {
         self.check_writable()?;
         if from == to {
@@ -1332,6 +1362,17 @@ impl Filesystem for GitDbFs {
         }
         if let Err(nearest) = config.set_max_readahead(1 << 20) {
             let _ = config.set_max_readahead(nearest);
+        }
+        // The kernel's auto mode asks for attributes only where it saw lookups follow a
+        // listing (`ls -l`, `find -type`): one READDIRPLUS instead of a LOOKUP per entry.
+        if self.s.cfg.readdirplus
+            && config
+                .add_capabilities(
+                    fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+                )
+                .is_err()
+        {
+            log::info!("kernel without READDIRPLUS: plain listings");
         }
         Ok(())
     }
@@ -2030,35 +2071,65 @@ impl Filesystem for GitDbFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let (listing, start) = match self.s.dirs.find(ino.0, offset) {
-            Some(found) => found,
-            None => {
-                let listing = match self.path_of(ino).and_then(|p| {
-                    let is_dir = if control::is_under(&p) {
-                        self.getattr_path(&p)?.0.kind == FileType::Directory
-                    } else {
-                        self.is_dir(&p)?
-                    };
-                    if !is_dir {
-                        return Err(Errno::ENOTDIR);
-                    }
-                    self.list_dir(&p)
-                }) {
-                    Ok(l) => l,
-                    Err(e) => return reply.error(e),
-                };
-                // A cookie from a snapshot that is gone: go on from the same position in a
-                // fresh listing (only entries changed meanwhile can be missed or repeated).
-                let start = if offset == 0 {
-                    0
-                } else {
-                    DirSnapshots::index(offset)
-                };
-                (self.s.dirs.insert(ino.0, listing), start)
-            }
+        let (listing, start) = match self.listing(ino, offset) {
+            Ok(found) => found,
+            Err(e) => return reply.error(e),
         };
         for (i, (ino, kind, name)) in listing.entries.iter().enumerate().skip(start) {
             if reply.add(INodeNo(*ino), listing.cookie(i), *kind, name) {
+                break;
+            }
+        }
+        reply.ok()
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let (listing, start) = match self.listing(ino, offset) {
+            Ok(found) => found,
+            Err(e) => return reply.error(e),
+        };
+        let Ok(dir) = self.path_of(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let mut child = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let base = child.len();
+        for (i, (_, _, name)) in listing.entries.iter().enumerate().skip(start) {
+            // `.` and `..` carry no lookup (the kernel skips them): their own attributes.
+            let found = if name == "." || name == ".." {
+                let path = if name == "." {
+                    dir.as_str()
+                } else {
+                    split(&dir).0
+                };
+                self.getattr_path(path)
+            } else {
+                child.truncate(base);
+                child.push_str(name);
+                self.getattr_path(&child)
+            };
+            // An entry gone since the listing was taken is left out, as a later listing would.
+            let Ok((attr, ttl)) = found else {
+                continue;
+            };
+            if reply.add(
+                attr.ino,
+                listing.cookie(i),
+                name,
+                &ttl,
+                &attr,
+                Generation(0),
+            ) {
                 break;
             }
         }
