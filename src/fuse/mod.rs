@@ -640,6 +640,10 @@ impl GitDbFs {
 
     /// Length and last write time of a dirty open handle on `ino`, if one is being written.
     fn dirty_len(&self, ino: u64) -> Option<(u64, SystemTime)> {
+        // Most files have no handle open: answer that without collecting any.
+        if !lock(&self.s.handles).by_ino.contains_key(&ino) {
+            return None;
+        }
         for h in self.handles_of(ino) {
             if let Handle::Value(v) = &mut *lock(&h)
                 && v.dirty
