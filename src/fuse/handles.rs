@@ -6,9 +6,9 @@
 //!   keeps reading the value it opened even if HEAD moves under it): in memory when small, as
 //!   its plain file from [`ValueFiles`] beyond [`SPILL_THRESHOLD`], or
 //! - an owned buffer after the first write or truncate: in memory while small, spilled to a
-//!   temp file beyond [`SPILL_THRESHOLD`], so a 256 MiB `cp` holds at most about one copy in
-//!   memory (the one `write_blob_stream` builds while hashing at flush time). Once flushed, a
-//!   spill file becomes the value's plain file (a rename, see [`ValueHandle::stored`]).
+//!   temp file beyond [`SPILL_THRESHOLD`], so a 256 MiB `cp` holds no copy in memory (the
+//!   flush streams the file into the object store). Once flushed, a spill file becomes the
+//!   value's plain file (a rename, see [`ValueHandle::stored`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};

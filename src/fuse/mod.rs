@@ -36,7 +36,6 @@ pub mod valuefiles;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
-use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -1332,10 +1331,10 @@ impl GitDbFs {
 fn stream_set(
     db: &GitDb,
     path: &str,
-    reader: impl Read,
+    reader: std::io::Take<&mut std::fs::File>,
     mode: ValueMode,
 ) -> crate::db::Result<ObjectId> {
-    let id = db.store().write_blob_stream(reader)?;
+    let id = db.store().write_blob_stream(reader.limit(), reader)?;
     db.set_blob(path, id, mode)?;
     Ok(id)
 }

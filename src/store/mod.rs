@@ -692,16 +692,28 @@ impl Store {
         Ok(n)
     }
 
-    /// Writes a blob from a reader without holding it in memory twice.
-    pub fn write_blob_stream(&self, reader: impl std::io::Read) -> Result<ObjectId> {
-        self.with_repo(|repo| {
-            repo.write_blob_stream(reader)
-                .map(|id| id.detach())
+    /// Writes a blob of exactly `size` bytes from `reader`, hashing and compressing as it
+    /// reads: memory stays flat whatever the size (gix's own `write_blob_stream` reads the
+    /// whole value into a buffer first, and keeps that buffer for reuse).
+    pub fn write_blob_stream(&self, size: u64, reader: impl std::io::Read) -> Result<ObjectId> {
+        use gix::objs::Write as _;
+        // The header promises `size` bytes: a reader that ends early must fail the write
+        // rather than leave a malformed object.
+        let mut reader = Exact {
+            inner: reader,
+            left: size,
+        };
+        let id = self.with_repo(|repo| {
+            repo.objects
+                .write_stream(gix::object::Kind::Blob, size, &mut reader)
                 .map_err(|e| StoreError::Write {
                     what: "blob",
                     source: boxed(e),
                 })
-        })
+        })?;
+        self.note_written([self.loose_path(id)]);
+        self.caches.sizes.insert(id, size);
+        Ok(id)
     }
 
     /// Forces the loose files of the given objects to disk. Objects already in a pack (or not
@@ -832,5 +844,56 @@ pub fn join(prefix: &str, name: &str) -> String {
         s.push('/');
         s.push_str(name);
         s
+    }
+}
+
+/// A reader of exactly `left` more bytes: an early end is an error, extra bytes are not read.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("value ended {} bytes early", self.left),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streamed_blobs_match_written_ones_and_short_streams_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            Store::open_or_create(&dir.path().join("r.git"), Default::default()).expect("store");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let streamed = store
+            .write_blob_stream(data.len() as u64, &data[..])
+            .expect("stream");
+        assert_eq!(streamed, store.hash_blob(&data).expect("hash"));
+        assert_eq!(&store.blob(streamed).expect("read")[..], &data[..]);
+        // A reader that ends before the promised size writes nothing.
+        let short = store.write_blob_stream(data.len() as u64 + 1, &data[..]);
+        assert!(short.is_err());
+        let mut longer = data.clone();
+        longer.push(0);
+        let missing = store.hash_blob(&longer).expect("hash");
+        assert!(!store.has_object(missing));
     }
 }
