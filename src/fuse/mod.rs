@@ -24,8 +24,12 @@
 //! Control files are served with direct I/O and a zero TTL instead.
 //!
 //! Locks (all `std::sync::Mutex`, none held while calling the notifier): `inodes`,
-//! `empty_dirs`, `times`, `handles` (the map) are leaves taken briefly; a single handle's lock
-//! may be held across a db call but never while taking the `handles` map lock.
+//! `empty_dirs`, `pending`, `times`, `nlinks`, `handles` (the map), `kernel` (the task sender)
+//! and those inside [`DirSnapshots`] and [`ValueFiles`] are leaves taken briefly; a single
+//! handle's lock may be held across a db call but never while taking the `handles` map lock.
+//! The notifier thread takes the `handles` map, then (after releasing it) single handles.
+//! Openings for writing and truncates may wait, bounded, for that thread (see
+//! `Shared::changing`), never while holding a lock.
 
 pub mod background;
 pub mod control;
