@@ -26,7 +26,7 @@ use gitdb::{GitDb, NodeId};
 struct Cli {
     /// Where to mount (created if absent; a stale mount left by a killed daemon is detached).
     mountpoint: PathBuf,
-    /// Repository (default: $GITDB_REPO or <data dir>/gitdb/repo.git; created if absent).
+    /// Repository (default: $GITDB_REPO, else gitdb/repo.git in the data directory; created if absent).
     #[arg(long)]
     repo: Option<PathBuf>,
     /// This node's id (default: $GITDB_NODE_ID or the hostname).

@@ -5,10 +5,10 @@
 //! - `gitdb-events` consumes [`GitDb::subscribe`]: for a head *adopted* from elsewhere it
 //!   forwards exactly the changed paths to the invalidation thread (a local commit changes no
 //!   visible value, so it costs only the `history` listing).
-//! - `gitdb-inval` owns the fuser `Notifier` and serves [`KernelTask`]s in order: it drops the
+//! - `gitdb-inval` owns the fuser `Notifier` and serves `KernelTask`s in order: it drops the
 //!   kernel's entry cache for names that may have appeared or disappeared (`inval_entry`) and
 //!   the attribute/page cache of values that changed (`inval_inode`), and puts small values
-//!   just written in the page cache ([`prefill`], `notify_store`). It runs outside every FUSE
+//!   just written in the page cache (`prefill`, `notify_store`). It runs outside every FUSE
 //!   callback and takes leaf locks only to compute the targets, never while notifying: a
 //!   notification waits for the kernel, which may be waiting for a callback that needs a lock.
 //! - `gitdb-autocommit` (with `--autocommit DUR`) commits the working layer after DUR of quiet.
