@@ -16,7 +16,7 @@ use gitdb::{GitDb, NodeId, ValueMode};
     about = "A key-value store in a git repository"
 )]
 struct Cli {
-    /// Repository (default: $GITDB_REPO or <data dir>/gitdb/repo.git; created if absent).
+    /// Repository (default: $GITDB_REPO, else gitdb/repo.git in the data directory; created if absent).
     #[arg(long, global = true)]
     repo: Option<PathBuf>,
     /// This node's id (default: $GITDB_NODE_ID or the hostname).
