@@ -966,3 +966,46 @@ PY"#,
         "-rw-r--r-- 5 five\n-rw-r--r-- 3 growing\nlrwxrwxrwx 4 link\n-rwxr-xr-x 1 run\ndrwxr-xr-x 0 sub\n"
     );
 }
+
+/// What the kernel should answer never reaches the daemon: a file just written and closed is
+/// read back from the page cache (no READ) and its attributes from the kernel's cache (no
+/// GETATTR), per the request counters in `status`.
+#[test]
+fn reading_back_a_written_file_costs_no_read_or_getattr() {
+    let m = Mount::start(&[]);
+    let out = m.sh_ok(
+        r#"python3 - <<'PY'
+import json, os, time
+def status():
+    with open(".gitdb/status") as f:
+        return json.load(f)
+def wait(what, cond):
+    end = time.monotonic() + 20
+    while not cond(status()):
+        assert time.monotonic() < end, "timed out waiting for " + what
+        time.sleep(0.01)
+def attempt(n):
+    path = "app/port%d" % n
+    with open(path, "wb") as f:
+        f.write(b"8080\n")
+    wait("the prefill and the attributes", lambda s: s["page_cache"]["prefilled"] >= n
+         and s["page_cache"]["attributes_warmed"] >= n)
+    # What reading `status` itself costs, to take it out of the difference.
+    a = status()["requests"]; b = status()["requests"]
+    with open(path, "rb") as f:
+        assert f.read() == b"8080\n"
+    assert os.stat(path).st_size == 5
+    c = status()["requests"]
+    return ["%s %d" % (op, (c[op] - b[op]) - (b[op] - a[op])) for op in ("read", "getattr", "lookup")]
+os.makedirs("app", exist_ok=True)
+# Another process dropping the kernel's caches (drop_caches, memory pressure) makes an
+# attempt pay round trips: a few attempts, each on a new file; a broken cache fails them all.
+for n in range(1, 4):
+    got = attempt(n)
+    if got == ["read 0", "getattr 0", "lookup 0"]:
+        break
+print("\n".join(got))
+PY"#,
+    );
+    assert_eq!(out, "read 0\ngetattr 0\nlookup 0\n", "{}", m.log_text());
+}

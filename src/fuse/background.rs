@@ -248,6 +248,7 @@ pub fn mount(
         let stop = stop.clone();
         let shared = shared.clone();
         let delay = prefill_test_delay();
+        let root = mountpoint.to_owned();
         threads.push(spawn(
             "gitdb-inval",
             Box::new(move || {
@@ -260,7 +261,9 @@ pub fn mount(
                             }
                         }
                         Ok(KernelTask::Prefill { ino, token, data }) => {
-                            prefill(&shared, &notifier, ino, token, &data, delay)
+                            if prefill(&shared, &notifier, ino, token, &data, delay) {
+                                warm_attributes(&shared, &root, ino);
+                            }
                         }
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return,
@@ -373,15 +376,29 @@ fn prefill(
     token: super::ChangeToken,
     data: &[u8],
     delay: Option<Duration>,
-) {
+) -> bool {
     let pause = || delay.map(std::thread::sleep);
     pause();
     shared.set_prefilling(ino);
+    let mut stored = false;
     if shared.change_token(ino) == token && !shared.has_writer(ino) {
         pause();
-        store(shared, notifier, ino, token, data);
+        stored = store(shared, notifier, ino, token, data);
     }
     shared.set_prefilling(0);
+    stored
+}
+
+/// The writes to `ino` made the kernel drop its attributes, so the `stat` that usually
+/// follows a write would be a round trip on the writer's path. Asking for them here, through
+/// the mount and off that path, puts them back in the kernel's cache. Harmless if the file
+/// was renamed or removed meanwhile (another file's attributes get fetched, or none).
+fn warm_attributes(shared: &Shared, root: &Path, ino: u64) {
+    if let Some(path) = shared.path_of_ino(ino)
+        && std::fs::symlink_metadata(root.join(path)).is_ok()
+    {
+        shared.stats.warmed();
+    }
 }
 
 /// Debug builds only: `GITDB_TEST_PREFILL_DELAY_US` slows every prefill down (before and
@@ -397,16 +414,30 @@ fn prefill_test_delay() -> Option<Duration> {
     Some(Duration::from_micros(us))
 }
 
-fn store(shared: &Shared, notifier: &Notifier, ino: u64, token: super::ChangeToken, data: &[u8]) {
+/// Whether the value is in the page cache and still the file's.
+fn store(
+    shared: &Shared,
+    notifier: &Notifier,
+    ino: u64,
+    token: super::ChangeToken,
+    data: &[u8],
+) -> bool {
     match notifier.store(INodeNo(ino), 0, data) {
         // ENOENT: the kernel has no inode for it any more.
-        Err(e) => log::trace!("store {ino}: {e}"),
+        Err(e) => {
+            log::trace!("store {ino}: {e}");
+            false
+        }
         Ok(()) if shared.change_token(ino) != token => {
             if let Err(e) = notifier.inval_inode(INodeNo(ino), 0, 0) {
                 log::trace!("inval_inode {ino}: {e}");
             }
+            false
         }
-        Ok(()) => {}
+        Ok(()) => {
+            shared.stats.prefilled();
+            true
+        }
     }
 }
 

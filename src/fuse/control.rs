@@ -124,6 +124,8 @@ struct StatusDoc<'a> {
     last_error: Option<&'a str>,
     /// Empty directories made with mkdir, kept by the mount only (git cannot store them).
     empty_dirs: Vec<String>,
+    #[serde(flatten)]
+    stats: super::stats::Snapshot,
 }
 
 /// Contents of a generated control file.
@@ -132,6 +134,7 @@ pub fn render(
     db: &GitDb,
     last_error: Option<&str>,
     empty_dirs: Vec<String>,
+    stats: super::stats::Snapshot,
 ) -> Vec<u8> {
     match node {
         CtlNode::Status => {
@@ -141,6 +144,7 @@ pub fn render(
                 peers: Vec::new(),
                 last_error,
                 empty_dirs,
+                stats,
             };
             let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_else(|e| {
                 format!("{{\"error\": \"cannot render status: {e}\"}}").into_bytes()
@@ -263,12 +267,20 @@ mod tests {
             execute(&db, &[0xff], 3_000).expect_err("utf8").errno(),
             libc::EINVAL
         );
-        let head = render(&CtlNode::Head, &db, None, Vec::new());
+        let stats = || crate::fuse::stats::Stats::default().snapshot();
+        let head = render(&CtlNode::Head, &db, None, Vec::new(), stats());
         assert_eq!(head.len(), 41);
-        let status: serde_json::Value =
-            serde_json::from_slice(&render(&CtlNode::Status, &db, Some("boom"), Vec::new()))
-                .expect("json");
+        let status: serde_json::Value = serde_json::from_slice(&render(
+            &CtlNode::Status,
+            &db,
+            Some("boom"),
+            Vec::new(),
+            stats(),
+        ))
+        .expect("json");
         assert_eq!(status["last_error"], "boom");
+        assert_eq!(status["requests"]["lookup"], 0);
+        assert_eq!(status["page_cache"]["prefilled"], 0);
         assert_eq!(status["node"], "n1");
     }
 }

@@ -36,6 +36,7 @@ pub mod control;
 pub mod dirs;
 pub mod handles;
 pub mod inodes;
+pub mod stats;
 pub mod valuefiles;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -156,6 +157,8 @@ pub struct Shared {
     files: Arc<ValueFiles>,
     /// Listings handed to READDIR (which comes without a handle).
     dirs: DirSnapshots,
+    /// Requests served and cache work done, for `status`.
+    pub(crate) stats: stats::Stats,
 }
 
 const CHANGE_STRIPES: usize = 64;
@@ -233,6 +236,7 @@ impl Shared {
             start: SystemTime::now(),
             files,
             dirs: DirSnapshots::default(),
+            stats: stats::Stats::default(),
         })
     }
 
@@ -281,6 +285,11 @@ impl Shared {
     /// Values may change anywhere (rollback, HEAD moved): no earlier prefill may land.
     pub(crate) fn all_change(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The mount-relative path of `ino`, if it still has one.
+    pub(crate) fn path_of_ino(&self, ino: u64) -> Option<String> {
+        lock(&self.inodes).path(ino).map(str::to_owned)
     }
 
     /// The inode of `/.gitdb/history` if the kernel may have listed it: its listing changes
@@ -858,7 +867,13 @@ impl GitDbFs {
             .filter(|d| !matches!(self.db().stat(d), Ok(Some(Stat::Dir))))
             .map(|d| format!("/{d}"))
             .collect();
-        control::render(node, self.db(), err.as_deref(), empty)
+        control::render(
+            node,
+            self.db(),
+            err.as_deref(),
+            empty,
+            self.s.stats.snapshot(),
+        )
     }
 
     /// Something changed through the mount (for autocommit).
@@ -1385,6 +1400,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.s.stats.request(stats::Op::Lookup);
         match self.child(parent, name).and_then(|p| self.getattr_path(&p)) {
             Ok((attr, ttl)) => reply.entry(&ttl, &attr, Generation(0)),
             Err(e) => reply.error(e),
@@ -1392,6 +1408,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.s.stats.request(stats::Op::Getattr);
         let result = match self.path_of(ino).and_then(|p| self.getattr_path(&p)) {
             Err(Errno::ENOENT) => self.orphan_attr(ino, fh),
             other => other,
@@ -1420,6 +1437,7 @@ impl Filesystem for GitDbFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.s.stats.request(stats::Op::Setattr);
         self.s.changing(ino.0);
         let result = (|| -> Result<(FileAttr, Duration), Errno> {
             let path = match self.path_of(ino) {
@@ -1573,6 +1591,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.s.stats.request(stats::Op::Readlink);
         let result = self.path_of(ino).and_then(|path| {
             if let Some(CtlNode::History { commit, path }) = control::parse(&path) {
                 return self
@@ -1629,6 +1648,7 @@ impl Filesystem for GitDbFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        self.s.stats.request(stats::Op::Mkdir);
         let result = self.writable_child(parent, name).and_then(|path| {
             Key::parse_value(&path).map_err(|e| db_err(&DbError::Key(e)))?;
             if self.db().stat(&path).map_err(|e| db_err(&e))?.is_some() || self.is_empty_dir(&path)
@@ -1647,6 +1667,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.s.stats.request(stats::Op::Unlink);
         let result = self.writable_child(parent, name).and_then(|path| {
             let in_store = matches!(self.db().stat(&path), Ok(Some(_)));
             if self.is_empty_dir(&path) && !in_store {
@@ -1671,6 +1692,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.s.stats.request(stats::Op::Rmdir);
         let result = self.writable_child(parent, name).and_then(|path| {
             match self.db().stat(&path).map_err(|e| lookup_err(&e))? {
                 Some(Stat::Dir) => return Err(Errno::ENOTEMPTY),
@@ -1716,6 +1738,7 @@ impl Filesystem for GitDbFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        self.s.stats.request(stats::Op::Symlink);
         let result = self.writable_child(parent, link_name).and_then(|path| {
             if self.db().stat(&path).map_err(|e| db_err(&e))?.is_some() || self.is_empty_dir(&path)
             {
@@ -1745,6 +1768,7 @@ impl Filesystem for GitDbFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.s.stats.request(stats::Op::Rename);
         let result = (|| {
             let from = self.child(parent, name)?;
             let to = self.child(newparent, newname)?;
@@ -1781,6 +1805,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.s.stats.request(stats::Op::Open);
         let result = (|| {
             let path = self.path_of(ino)?;
             let write = writable(flags);
@@ -1868,6 +1893,7 @@ impl Filesystem for GitDbFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.s.stats.request(stats::Op::Create);
         let result = (|| {
             let path = self.child(parent, name)?;
             if control::is_under(&path) {
@@ -1917,6 +1943,7 @@ impl Filesystem for GitDbFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.s.stats.request(stats::Op::Read);
         let result = self.handle(fh).and_then(|h| match &mut *lock(&h) {
             Handle::Value(v) => v
                 .read(self.db(), offset, size)
@@ -1946,6 +1973,7 @@ impl Filesystem for GitDbFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.s.stats.request(stats::Op::Write);
         let result = self.handle(fh).and_then(|h| match &mut *lock(&h) {
             Handle::Value(v) => {
                 if !v.writable {
@@ -1979,6 +2007,7 @@ impl Filesystem for GitDbFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.s.stats.request(stats::Op::Flush);
         let result = self.handle(fh).and_then(|h| match &mut *lock(&h) {
             Handle::Value(v) => {
                 // FLUSH is sent on close(2); the RELEASE that follows is asynchronous.
@@ -2003,6 +2032,7 @@ impl Filesystem for GitDbFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.s.stats.request(stats::Op::Release);
         let (result, ino) = match self.drop_handle(fh) {
             Some(h) => match &mut *lock(&h) {
                 Handle::Value(v) => {
@@ -2046,6 +2076,7 @@ impl Filesystem for GitDbFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.s.stats.request(stats::Op::Fsync);
         let result = self
             .handle(fh)
             .and_then(|h| match &mut *lock(&h) {
@@ -2078,6 +2109,7 @@ impl Filesystem for GitDbFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.s.stats.request(stats::Op::Readdir);
         let (listing, start) = match self.listing(ino, offset) {
             Ok(found) => found,
             Err(e) => return reply.error(e),
@@ -2098,6 +2130,7 @@ impl Filesystem for GitDbFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.s.stats.request(stats::Op::Readdirplus);
         let (listing, start) = match self.listing(ino, offset) {
             Ok(found) => found,
             Err(e) => return reply.error(e),
