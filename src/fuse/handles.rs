@@ -180,19 +180,38 @@ impl ValueHandle {
         offset: u64,
         size: u32,
     ) -> Result<Vec<u8>, HandleError> {
+        self.read_with(store, offset, size, <[u8]>::to_vec)
+    }
+
+    /// Hands up to `size` bytes at `offset` to `f` without copying them out first: a value
+    /// in memory is lent as it is, a file-backed one read into a buffer the thread reuses
+    /// (a 256 MiB `cat` is two thousand 128 KiB reads).
+    pub fn read_with<R>(
+        &mut self,
+        store: &impl BlobSource,
+        offset: u64,
+        size: u32,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, HandleError> {
         self.load(store)?;
         let slice = |b: &[u8]| {
             let start = (offset as usize).min(b.len());
             let end = start.saturating_add(size as usize).min(b.len());
-            b[start..end].to_vec()
+            (start, end)
         };
-        Ok(match &self.content {
-            Content::Source(_) => Vec::new(),
-            Content::Shared(b) => slice(b),
-            Content::Mem(v) => slice(v),
-            Content::Spilled { file, len } => read_at(file.as_file(), *len, offset, size)?,
-            Content::Plain { file, len } => read_at(file, *len, offset, size)?,
-        })
+        match &self.content {
+            Content::Source(_) => Ok(f(&[])),
+            Content::Shared(b) => {
+                let (start, end) = slice(b);
+                Ok(f(&b[start..end]))
+            }
+            Content::Mem(v) => {
+                let (start, end) = slice(v);
+                Ok(f(&v[start..end]))
+            }
+            Content::Spilled { file, len } => read_at(file.as_file(), *len, offset, size, f),
+            Content::Plain { file, len } => read_at(file, *len, offset, size, f),
+        }
     }
 
     /// Makes the content owned (copy on first write), spilling if it is large.
@@ -324,14 +343,29 @@ impl ValueHandle {
     }
 }
 
-fn read_at(file: &File, len: u64, offset: u64, size: u32) -> Result<Vec<u8>, HandleError> {
+fn read_at<R>(
+    file: &File,
+    len: u64,
+    offset: u64,
+    size: u32,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, HandleError> {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let end = offset.saturating_add(size as u64).min(len);
     if offset >= end {
-        return Ok(Vec::new());
+        return Ok(f(&[]));
     }
-    let mut buf = vec![0u8; (end - offset) as usize];
-    file.read_exact_at(&mut buf, offset)?;
-    Ok(buf)
+    let n = (end - offset) as usize;
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        file.read_exact_at(&mut buf[..n], offset)?;
+        Ok(f(&buf[..n]))
+    })
 }
 
 #[cfg(test)]

@@ -1944,20 +1944,29 @@ impl Filesystem for GitDbFs {
         reply: ReplyData,
     ) {
         self.s.stats.request(stats::Op::Read);
-        let result = self.handle(fh).and_then(|h| match &mut *lock(&h) {
-            Handle::Value(v) => v
-                .read(self.db(), offset, size)
-                .map_err(|e| errno(e.errno())),
+        let h = match self.handle(fh) {
+            Ok(h) => h,
+            Err(e) => return reply.error(e),
+        };
+        match &mut *lock(&h) {
+            Handle::Value(v) => {
+                // The reply goes out from inside, with the bytes lent, not copied.
+                let mut reply = Some(reply);
+                let result = v.read_with(self.db(), offset, size, |bytes| {
+                    if let Some(r) = reply.take() {
+                        r.data(bytes);
+                    }
+                });
+                if let (Err(e), Some(r)) = (result, reply.take()) {
+                    r.error(errno(e.errno()));
+                }
+            }
             Handle::Data(d) => {
                 let start = (offset as usize).min(d.len());
                 let end = start.saturating_add(size as usize).min(d.len());
-                Ok(d[start..end].to_vec())
+                reply.data(&d[start..end]);
             }
-            Handle::Ctl => Ok(Vec::new()),
-        });
-        match result {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(e),
+            Handle::Ctl => reply.data(&[]),
         }
     }
 
