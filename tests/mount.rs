@@ -1009,3 +1009,40 @@ PY"#,
     );
     assert_eq!(out, "read 0\ngetattr 0\nlookup 0\n", "{}", m.log_text());
 }
+
+#[test]
+fn a_reader_sees_what_a_writer_still_open_has_written() {
+    // Found next to fsx (glibc's posix_fallocate fallback writes single bytes past the end):
+    // a second descriptor's READ used to be answered from the value the store held, shorter
+    // than what the open writer had written. The kernel takes a short READ for the end of
+    // the file and shrinks its size, so the writer's own pread of its tail then returned
+    // nothing, and the reader saw neither the old nor the new file. Pages a writer only
+    // partly wrote are not cached, so every such READ reaches the daemon.
+    let m = Mount::start(&[]);
+    let out = python(
+        &m,
+        r#"
+import os, mmap
+with open("t", "wb") as f:
+    f.write(b"x" * 5000)
+w = os.open("t", os.O_RDWR)
+os.pwrite(w, b"END", 9997)
+r = os.open("t", os.O_RDONLY)
+d = os.pread(r, 20000, 0)
+print(len(d), d[:5000] == b"x" * 5000, d[9997:])
+print(os.pread(w, 10, 9990)[-3:], os.fstat(w).st_size)
+os.pwrite(w, b"MORE", 20000)
+os.posix_fadvise(r, 0, 0, os.POSIX_FADV_DONTNEED)
+with mmap.mmap(r, 0, prot=mmap.PROT_READ) as mm:
+    print(len(mm), mm[20000:20004], mm[9997:10000])
+os.close(r)
+os.close(w)
+d = open("t", "rb").read()
+print(len(d), d[9997:10000], d[20000:])
+"#,
+    );
+    assert_eq!(
+        out,
+        "10000 True b'END'\nb'END' 10000\n20004 b'MORE' b'END'\n20004 b'END' b'MORE'\n"
+    );
+}

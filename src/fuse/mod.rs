@@ -668,6 +668,62 @@ impl GitDbFs {
         None
     }
 
+    /// Replies to a READ from `v`, lending the bytes to the reply instead of copying them out.
+    fn reply_read(&self, v: &mut ValueHandle, offset: u64, size: u32, reply: ReplyData) {
+        let mut reply = Some(reply);
+        let result = v.read_with(self.db(), offset, size, |bytes| {
+            if let Some(r) = reply.take() {
+                r.data(bytes);
+            }
+        });
+        if let (Err(e), Some(r)) = (result, reply.take()) {
+            r.error(errno(e.errno()));
+        }
+    }
+
+    /// A READ on a handle that has written nothing, answered from a writer still open on the
+    /// same file, if there is one (the one whose length `dirty_len` reports).
+    ///
+    /// The kernel keeps one page cache and one size per inode, and a WRITE updates both
+    /// except for pages it only partly wrote: those are read back through whichever handle
+    /// faults them in. Answered from the value this handle opened, such a READ is shorter
+    /// than the size the kernel knows, which it takes for the end of the file: it shrinks the
+    /// file, and even the writer's own reads of what it wrote come back empty. So while a
+    /// writer is open, every handle reads its bytes, as on a disk filesystem; the store still
+    /// gets them only when the writer closes. The caller holds no handle lock: a reader
+    /// holding its own while locking others could deadlock with another reader doing the same.
+    fn read_from_writer(
+        &self,
+        ino: u64,
+        own: &Arc<Mutex<Handle>>,
+        offset: u64,
+        size: u32,
+    ) -> Result<Option<Vec<u8>>, Errno> {
+        // Most reads are on a file with one handle open: answer that without collecting any.
+        if lock(&self.s.handles)
+            .by_ino
+            .get(&ino)
+            .is_none_or(|fhs| fhs.len() < 2)
+        {
+            return Ok(None);
+        }
+        for h in self.handles_of(ino) {
+            if Arc::ptr_eq(&h, own) {
+                continue;
+            }
+            if let Handle::Value(v) = &mut *lock(&h)
+                && v.dirty
+                && !v.closed
+            {
+                return v
+                    .read(self.db(), offset, size)
+                    .map(Some)
+                    .map_err(|e| errno(e.errno()));
+            }
+        }
+        Ok(None)
+    }
+
     /// The times of `path`: what changed through the mount, else `base`. For something the
     /// head holds (`committed`), the head's time `base` is a floor.
     fn times_of(&self, path: &str, base: SystemTime, committed: bool) -> Times {
@@ -1948,25 +2004,25 @@ impl Filesystem for GitDbFs {
             Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        match &mut *lock(&h) {
-            Handle::Value(v) => {
-                // The reply goes out from inside, with the bytes lent, not copied.
-                let mut reply = Some(reply);
-                let result = v.read_with(self.db(), offset, size, |bytes| {
-                    if let Some(r) = reply.take() {
-                        r.data(bytes);
-                    }
-                });
-                if let (Err(e), Some(r)) = (result, reply.take()) {
-                    r.error(errno(e.errno()));
-                }
-            }
+        let ino = match &mut *lock(&h) {
+            Handle::Value(v) if v.dirty => return self.reply_read(v, offset, size, reply),
+            Handle::Value(v) => v.ino,
             Handle::Data(d) => {
                 let start = (offset as usize).min(d.len());
                 let end = start.saturating_add(size as usize).min(d.len());
-                reply.data(&d[start..end]);
+                return reply.data(&d[start..end]);
             }
-            Handle::Ctl => reply.data(&[]),
+            Handle::Ctl => return reply.data(&[]),
+        };
+        // Taken with this handle's lock released: see `read_from_writer`.
+        match self.read_from_writer(ino, &h, offset, size) {
+            Ok(Some(data)) => return reply.data(&data),
+            Ok(None) => {}
+            Err(e) => return reply.error(e),
+        }
+        match &mut *lock(&h) {
+            Handle::Value(v) => self.reply_read(v, offset, size, reply),
+            _ => reply.error(Errno::EBADF),
         }
     }
 
