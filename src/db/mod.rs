@@ -960,14 +960,7 @@ impl GitDb {
         }
         let (head, working, pending) = {
             let st = self.read_state();
-            let referenced: std::collections::HashSet<ObjectId> = st
-                .working
-                .values()
-                .filter_map(|c| match c {
-                    Change::Set(v) => Some(v.id),
-                    Change::Delete => None,
-                })
-                .collect();
+            let referenced = staged_ids(&st.working);
             let mut pending = st.pending.clone();
             pending.retain(|id| referenced.contains(id));
             (st.head, st.working.clone(), pending)
@@ -1216,13 +1209,7 @@ impl GitDb {
             let st = self.read_state();
             let mut remaining = st.working.clone();
             remaining.retain(|k, v| snapshot.get(k) != Some(v));
-            let referenced: std::collections::HashSet<ObjectId> = remaining
-                .values()
-                .filter_map(|c| match c {
-                    Change::Set(v) => Some(v.id),
-                    Change::Delete => None,
-                })
-                .collect();
+            let referenced = staged_ids(&remaining);
             let mut still_pending = st.pending.clone();
             still_pending.retain(|id| referenced.contains(id) && !written.contains(id));
             (remaining, still_pending)
@@ -1713,6 +1700,17 @@ fn below<'a>(working: &'a Working, path: &str) -> impl Iterator<Item = &'a Chang
         )
     };
     working.range::<String, _>((start, end)).map(|(_, c)| c)
+}
+
+/// The blobs the staged sets refer to.
+fn staged_ids(working: &Working) -> std::collections::HashSet<ObjectId> {
+    working
+        .values()
+        .filter_map(|c| match c {
+            Change::Set(v) => Some(v.id),
+            Change::Delete => None,
+        })
+        .collect()
 }
 
 fn has_set_under(working: &Working, path: &str) -> bool {
