@@ -322,8 +322,10 @@ mod tests {
         );
         assert_eq!(p.acl, Some(SessionACL::All));
         assert!(p.mount.contains(&MountOption::DefaultPermissions));
-        let own = parse_options(&["noatime,noreaddirplus".into()]).expect("parse");
+        let own = parse_options(&["noatime,noreaddirplus,value_cache=64".into()]).expect("parse");
         assert!(own.no_readdirplus);
+        assert_eq!(own.value_cache_mib, Some(64));
+        assert!(parse_options(&["value_cache=lots".into()]).is_err());
         assert!(!own.mount.contains(&MountOption::DefaultPermissions));
         assert!(parse_options(&["uid=x".into()]).is_err());
     }
