@@ -323,22 +323,18 @@ impl ValueHandle {
     /// The db now holds this handle's bytes as blob `id`: a spill file becomes the blob's
     /// plain file (renamed, not copied), read-only from now on; a later write copies it.
     pub fn stored(&mut self, id: ObjectId) {
-        if !matches!(self.content, Content::Spilled { .. }) {
-            return;
-        }
-        let Content::Spilled { file, len } =
-            std::mem::replace(&mut self.content, Content::Source(None))
-        else {
-            return;
-        };
-        self.content = match self.files.adopt(id, file) {
-            Ok((file, len)) => Content::Plain { file, len },
-            Err(e) => {
-                log::debug!("no plain copy of blob {id}: {e}");
-                // `adopt` consumed the spill file only on success: reload from the store.
-                let _ = len;
-                Content::Source(Some(id))
-            }
+        let content = std::mem::replace(&mut self.content, Content::Source(Some(id)));
+        self.content = match content {
+            Content::Spilled { file, .. } => match self.files.adopt(id, file) {
+                Ok((file, len)) => Content::Plain { file, len },
+                // The spill file is gone with the failed adoption: the handle reads the blob
+                // back from the store if it is read again.
+                Err(e) => {
+                    log::debug!("no plain copy of blob {id}: {e}");
+                    Content::Source(Some(id))
+                }
+            },
+            other => other,
         };
     }
 }

@@ -2116,7 +2116,7 @@ impl Filesystem for GitDbFs {
             None => (Ok(()), None),
         };
         if let Some(ino) = ino
-            && self.handles_of(ino).is_empty()
+            && !lock(&self.s.handles).by_ino.contains_key(&ino)
         {
             // The last handle on a file that never reached the store (its flush failed):
             // the file goes, rather than lingering as a name with nothing behind it.

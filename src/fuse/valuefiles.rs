@@ -183,10 +183,8 @@ impl ValueFiles {
     pub fn store(&self, id: ObjectId, bytes: &[u8]) -> std::io::Result<(File, u64)> {
         let mut spill = self.spill_file()?;
         spill.as_file_mut().write_all(bytes)?;
-        let (file, len) = self.adopt(id, spill)?;
-        // The file was opened for writing; readers only need reading, but one descriptor
-        // for both is fine: nothing writes to an adopted file.
-        Ok((file, len))
+        // The descriptor stays open for writing too; nothing writes to an adopted file.
+        self.adopt(id, spill)
     }
 
     fn evict(&self) {
