@@ -1262,16 +1262,9 @@ impl GitDbFs {
         if let Some(found) = self.s.dirs.find(ino.0, offset) {
             return Ok(found);
         }
-        let path = self.path_of(ino)?;
-        let is_dir = if control::is_under(&path) {
-            self.getattr_path(&path)?.0.kind == FileType::Directory
-        } else {
-            self.is_dir(&path)?
-        };
-        if !is_dir {
-            return Err(Errno::ENOTDIR);
-        }
-        let entries = self.list_dir(&path)?;
+        // `list_dir` itself answers ENOTDIR/ENOENT for what is not a directory: no separate
+        // lookup of the directory first.
+        let entries = self.list_dir(&self.path_of(ino)?)?;
         // A cookie from a snapshot that is gone: go on from the same position in a fresh
         // listing (only entries changed meanwhile can be missed or repeated).
         let start = if offset == 0 {
