@@ -761,38 +761,46 @@ PY"#,
 /// open and rewinds it.
 #[test]
 fn history_listing_follows_commits() {
+    use std::io::{BufRead, Write};
     let m = Mount::start(&[]);
     m.sh_ok("echo 1 > k && echo commit > .gitdb/ctl");
-    let dir = std::fs::File::open(m.path(".gitdb/history")).expect("open history");
-    use std::os::fd::AsRawFd;
-    let fd = dir.as_raw_fd();
-    let listing = |fd: i32| {
-        // listdir on a descriptor rewinds it each time.
-        let out = std::process::Command::new("python3")
-            .arg("-c")
-            .arg(format!(
-                "import os; print(' '.join(sorted(os.listdir({fd}))))"
-            ))
-            .output()
-            .expect("python3");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    // One reader keeps the directory open and rewinds it: rewinddir + readdir reach the
+    // kernel's cached listing without a new lookup or fstat, so only the invalidation at the
+    // new head can make it current.
+    let mut reader = std::process::Command::new("perl")
+        .arg("-e")
+        .arg(
+            "$| = 1; opendir(my $d, $ARGV[0]) or die $!; \
+             do { rewinddir($d); print join(' ', sort grep { !/^[.]/ } readdir($d)), \"\\n\" } \
+             while (<STDIN>);",
+        )
+        .arg(m.path(".gitdb/history"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("perl");
+    let mut input = reader.stdin.take().expect("stdin");
+    let mut output = std::io::BufReader::new(reader.stdout.take().expect("stdout"));
+    let mut listing = |again: bool| {
+        if again {
+            input.write_all(b"again\n").expect("ask");
+        }
+        let mut line = String::new();
+        output.read_line(&mut line).expect("listing");
+        line.trim().to_owned()
     };
-    // The descriptor is inherited by the child (std opens it with CLOEXEC: dup it without).
-    // SAFETY: `fd` is open for the whole test; dup returns a new descriptor or -1.
-    let inherited = unsafe { libc::dup(fd) };
-    assert!(inherited >= 0);
     let first = m.git(&["rev-parse", "main"]);
-    assert_eq!(listing(inherited), first);
+    assert_eq!(listing(false), first);
     m.sh_ok("echo 2 > k && echo commit > .gitdb/ctl");
     let second = m.git(&["rev-parse", "main"]);
     let mut both = [first, second];
     both.sort();
     wait_for("the new commit in the open history listing", || {
-        listing(inherited) == both.join(" ")
+        listing(true) == both.join(" ")
     });
     assert_eq!(m.sh_ok("ls .gitdb/history").split_whitespace().count(), 2);
-    // SAFETY: closing the descriptor dup'ed above.
-    unsafe { libc::close(inherited) };
+    drop(input);
+    assert!(reader.wait().expect("perl").success());
 }
 
 #[test]
