@@ -336,6 +336,13 @@ impl Shared {
         }
     }
 
+    /// mkdir made `dir`: one more in its parent, and its own count (`.` and its name in the
+    /// parent) is known without counting.
+    fn dir_made(&self, dir: &str) {
+        self.subdir_added(split(dir).0, 1);
+        lock(&self.nlinks).insert(dir.to_owned(), 2);
+    }
+
     /// A rename moved `from` to `to`: every count at or below either name, and their
     /// parents', may be wrong now.
     fn forget_nlinks_around(&self, from: &str, to: &str) {
@@ -1705,7 +1712,7 @@ impl Filesystem for GitDbFs {
                 return Err(Errno::EEXIST);
             }
             lock(&self.s.empty_dirs).insert(path.clone());
-            self.s.subdir_added(split(&path).0, 1);
+            self.s.dir_made(&path);
             self.created(&path);
             self.getattr_path(&path)
         });
