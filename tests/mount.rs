@@ -1056,3 +1056,45 @@ print(len(d), d[9997:10000], d[20000:])
         "10000 True b'END'\nb'END' 10000\n20004 b'MORE' b'END'\n20004 b'END' b'MORE'\n"
     );
 }
+
+/// CPU time (utime + stime, in clock ticks) of every thread of process `pid` so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("daemon stat");
+    // Fields after the parenthesized command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+#[test]
+fn busy_polling_runs_during_bursts_and_stops_when_the_mount_goes_quiet() {
+    let m = Mount::start(&[]);
+    let burst = r#"python3 - <<'PY'
+import json, os
+os.makedirs("poll", exist_ok=True)
+for i in range(300):
+    with open("poll/f%d" % i, "w") as f:
+        f.write("v%d\n" % i)
+    with open("poll/f%d" % i) as f:
+        assert f.read() == "v%d\n" % i
+with open(".gitdb/status") as f:
+    s = json.load(f)["busy_poll"]
+print(s["period_us"], s["episodes"] > 0)
+PY"#;
+    assert_eq!(m.sh_ok(burst), "100 True\n", "{}", m.log_text());
+    // Polling ends within a few periods of the last request; from then on the worker sleeps
+    // in read(2) and the daemon spends (next to) nothing. A worker left polling would burn
+    // most of a CPU second here.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = m.pid().expect("daemon pid");
+    let before = cpu_ticks(pid);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let spent = cpu_ticks(pid) - before;
+    assert!(
+        spent <= 20,
+        "an idle mount used {spent} ticks of CPU in 1 s"
+    );
+
+    let off = Mount::start(&["-o", "busy_poll=0"]);
+    assert_eq!(off.sh_ok(burst), "0 False\n", "{}", off.log_text());
+}

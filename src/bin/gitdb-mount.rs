@@ -49,7 +49,8 @@ struct Cli {
     /// default_permissions, uid=N, gid=N, fsname=S, noexec, nosuid, nodev, noatime, ...,
     /// and repo=PATH, node_id=ID, branch=B, autocommit=DUR, threads=N (FUSE worker threads),
     /// value_cache=MIB (plain copies of large values kept for fast reads; default 1024),
-    /// noreaddirplus (plain listings only: faster `ls`, slower `ls -l`).
+    /// noreaddirplus (plain listings only: faster `ls`, slower `ls -l`), busy_poll=US (keep the
+    /// FUSE worker polling while requests come less than US µs apart; default 100, 0: off).
     #[arg(short = 'o', value_name = "OPTION")]
     options: Vec<String>,
 }
@@ -105,6 +106,7 @@ struct Parsed {
     threads: Option<usize>,
     value_cache_mib: Option<u64>,
     no_readdirplus: bool,
+    busy_poll_us: Option<u64>,
 }
 
 fn parse_options(opts: &[String]) -> Result<Parsed, String> {
@@ -153,6 +155,13 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
                 )
             }
             "noreaddirplus" => p.no_readdirplus = true,
+            "busy_poll" => {
+                p.busy_poll_us = Some(
+                    need(v)?
+                        .parse()
+                        .map_err(|_| "-o busy_poll=US needs a number of microseconds")?,
+                )
+            }
             "value_cache" => {
                 p.value_cache_mib = Some(
                     need(v)?
@@ -247,6 +256,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     if parsed.no_readdirplus {
         options.fs.readdirplus = false;
     }
+    if let Some(us) = parsed.busy_poll_us {
+        options.busy_poll = (us > 0).then(|| Duration::from_micros(us));
+    }
     if let Some(acl) = parsed.acl {
         options.acl = acl;
     }
@@ -322,10 +334,13 @@ mod tests {
         );
         assert_eq!(p.acl, Some(SessionACL::All));
         assert!(p.mount.contains(&MountOption::DefaultPermissions));
-        let own = parse_options(&["noatime,noreaddirplus,value_cache=64".into()]).expect("parse");
+        let own = parse_options(&["noatime,noreaddirplus,value_cache=64,busy_poll=0".into()])
+            .expect("parse");
         assert!(own.no_readdirplus);
         assert_eq!(own.value_cache_mib, Some(64));
+        assert_eq!(own.busy_poll_us, Some(0));
         assert!(parse_options(&["value_cache=lots".into()]).is_err());
+        assert!(parse_options(&["busy_poll=fast".into()]).is_err());
         assert!(!own.mount.contains(&MountOption::DefaultPermissions));
         assert!(parse_options(&["uid=x".into()]).is_err());
     }

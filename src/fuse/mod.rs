@@ -32,6 +32,7 @@
 //! `Shared::changing`), never while holding a lock.
 
 pub mod background;
+pub mod busy;
 pub mod control;
 pub mod dirs;
 pub mod handles;
@@ -44,7 +45,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -159,6 +160,8 @@ pub struct Shared {
     dirs: DirSnapshots,
     /// Requests served and cache work done, for `status`.
     pub(crate) stats: stats::Stats,
+    /// Set once the session exists, when busy polling is on.
+    pub(crate) busy: OnceLock<busy::BusyPoll>,
 }
 
 const CHANGE_STRIPES: usize = 64;
@@ -237,11 +240,20 @@ impl Shared {
             files,
             dirs: DirSnapshots::default(),
             stats: stats::Stats::default(),
+            busy: OnceLock::new(),
         })
     }
 
     pub fn db(&self) -> &Arc<GitDb> {
         &self.db
+    }
+
+    /// Every callback starts here: counts the request and keeps the worker polling.
+    pub(crate) fn request(&self, op: stats::Op) {
+        self.stats.request(op);
+        if let Some(busy) = self.busy.get() {
+            busy.request();
+        }
     }
 
     /// Unix ms of the last change made through the mount.
@@ -935,7 +947,10 @@ impl GitDbFs {
             self.db(),
             err.as_deref(),
             empty,
-            self.s.stats.snapshot(),
+            stats::Snapshot {
+                busy_poll: self.s.busy.get().map(|b| b.snapshot()).unwrap_or_default(),
+                ..self.s.stats.snapshot()
+            },
         )
     }
 
@@ -1456,7 +1471,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.s.stats.request(stats::Op::Lookup);
+        self.s.request(stats::Op::Lookup);
         match self.child(parent, name).and_then(|p| self.getattr_path(&p)) {
             Ok((attr, ttl)) => reply.entry(&ttl, &attr, Generation(0)),
             Err(e) => reply.error(e),
@@ -1464,7 +1479,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.s.stats.request(stats::Op::Getattr);
+        self.s.request(stats::Op::Getattr);
         let result = match self.path_of(ino).and_then(|p| self.getattr_path(&p)) {
             Err(Errno::ENOENT) => self.orphan_attr(ino, fh),
             other => other,
@@ -1493,7 +1508,7 @@ impl Filesystem for GitDbFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.s.stats.request(stats::Op::Setattr);
+        self.s.request(stats::Op::Setattr);
         self.s.changing(ino.0);
         let result = (|| -> Result<(FileAttr, Duration), Errno> {
             let path = match self.path_of(ino) {
@@ -1647,7 +1662,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.s.stats.request(stats::Op::Readlink);
+        self.s.request(stats::Op::Readlink);
         let result = self.path_of(ino).and_then(|path| {
             if let Some(CtlNode::History { commit, path }) = control::parse(&path) {
                 return self
@@ -1677,6 +1692,7 @@ impl Filesystem for GitDbFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
+        self.s.request(stats::Op::Other);
         if mode & libc::S_IFMT != libc::S_IFREG {
             // Device nodes, fifos and sockets have no place in a key-value store.
             reply.error(Errno::EPERM);
@@ -1704,7 +1720,7 @@ impl Filesystem for GitDbFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        self.s.stats.request(stats::Op::Mkdir);
+        self.s.request(stats::Op::Mkdir);
         let result = self.writable_child(parent, name).and_then(|path| {
             Key::parse_value(&path).map_err(|e| db_err(&DbError::Key(e)))?;
             if self.db().stat(&path).map_err(|e| db_err(&e))?.is_some() || self.is_empty_dir(&path)
@@ -1723,7 +1739,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.s.stats.request(stats::Op::Unlink);
+        self.s.request(stats::Op::Unlink);
         let result = self.writable_child(parent, name).and_then(|path| {
             let in_store = matches!(self.db().stat(&path), Ok(Some(_)));
             if self.is_empty_dir(&path) && !in_store {
@@ -1748,7 +1764,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.s.stats.request(stats::Op::Rmdir);
+        self.s.request(stats::Op::Rmdir);
         let result = self.writable_child(parent, name).and_then(|path| {
             match self.db().stat(&path).map_err(|e| lookup_err(&e))? {
                 Some(Stat::Dir) => return Err(Errno::ENOTEMPTY),
@@ -1794,7 +1810,7 @@ impl Filesystem for GitDbFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.s.stats.request(stats::Op::Symlink);
+        self.s.request(stats::Op::Symlink);
         let result = self.writable_child(parent, link_name).and_then(|path| {
             if self.db().stat(&path).map_err(|e| db_err(&e))?.is_some() || self.is_empty_dir(&path)
             {
@@ -1824,7 +1840,7 @@ impl Filesystem for GitDbFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.s.stats.request(stats::Op::Rename);
+        self.s.request(stats::Op::Rename);
         let result = (|| {
             let from = self.child(parent, name)?;
             let to = self.child(newparent, newname)?;
@@ -1856,12 +1872,13 @@ impl Filesystem for GitDbFs {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        self.s.request(stats::Op::Other);
         // A key has one name: git trees have no hard links.
         reply.error(Errno::EPERM);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.s.stats.request(stats::Op::Open);
+        self.s.request(stats::Op::Open);
         let result = (|| {
             let path = self.path_of(ino)?;
             let write = writable(flags);
@@ -1949,7 +1966,7 @@ impl Filesystem for GitDbFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        self.s.stats.request(stats::Op::Create);
+        self.s.request(stats::Op::Create);
         let result = (|| {
             let path = self.child(parent, name)?;
             if control::is_under(&path) {
@@ -1999,7 +2016,7 @@ impl Filesystem for GitDbFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.s.stats.request(stats::Op::Read);
+        self.s.request(stats::Op::Read);
         let h = match self.handle(fh) {
             Ok(h) => h,
             Err(e) => return reply.error(e),
@@ -2038,7 +2055,7 @@ impl Filesystem for GitDbFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.s.stats.request(stats::Op::Write);
+        self.s.request(stats::Op::Write);
         let result = self.handle(fh).and_then(|h| match &mut *lock(&h) {
             Handle::Value(v) => {
                 if !v.writable {
@@ -2072,7 +2089,7 @@ impl Filesystem for GitDbFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.s.stats.request(stats::Op::Flush);
+        self.s.request(stats::Op::Flush);
         let result = self.handle(fh).and_then(|h| match &mut *lock(&h) {
             Handle::Value(v) => {
                 // FLUSH is sent on close(2); the RELEASE that follows is asynchronous.
@@ -2097,7 +2114,7 @@ impl Filesystem for GitDbFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.s.stats.request(stats::Op::Release);
+        self.s.request(stats::Op::Release);
         let (result, ino) = match self.drop_handle(fh) {
             Some(h) => match &mut *lock(&h) {
                 Handle::Value(v) => {
@@ -2141,7 +2158,7 @@ impl Filesystem for GitDbFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.s.stats.request(stats::Op::Fsync);
+        self.s.request(stats::Op::Fsync);
         let result = self
             .handle(fh)
             .and_then(|h| match &mut *lock(&h) {
@@ -2156,6 +2173,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.s.request(stats::Op::Other);
         // ENOSYS once makes the kernel open every directory itself from then on (a round trip
         // saved per `ls`, `find` step or `os.listdir`), with `FOPEN_CACHE_DIR` and
         // `FOPEN_KEEP_CACHE`. That suits key directories: they change only through this mount
@@ -2174,7 +2192,7 @@ impl Filesystem for GitDbFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.s.stats.request(stats::Op::Readdir);
+        self.s.request(stats::Op::Readdir);
         let (listing, start) = match self.listing(ino, offset) {
             Ok(found) => found,
             Err(e) => return reply.error(e),
@@ -2195,7 +2213,7 @@ impl Filesystem for GitDbFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.s.stats.request(stats::Op::Readdirplus);
+        self.s.request(stats::Op::Readdirplus);
         let (listing, start) = match self.listing(ino, offset) {
             Ok(found) => found,
             Err(e) => return reply.error(e),
@@ -2249,6 +2267,7 @@ impl Filesystem for GitDbFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.s.request(stats::Op::Other);
         match self.db().sync() {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(db_err(&e)),
@@ -2256,6 +2275,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.s.request(stats::Op::Statfs);
         let (blocks, bfree, bavail, files, ffree, bsize) = statvfs(self.db().git_dir())
             .unwrap_or((1 << 20, 1 << 19, 1 << 19, 1 << 20, 1 << 19, 4096));
         reply.statfs(
@@ -2271,6 +2291,7 @@ impl Filesystem for GitDbFs {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.s.request(stats::Op::Access);
         let result = self.path_of(ino).and_then(|path| {
             self.getattr_path(&path)?;
             if mask.contains(AccessFlags::W_OK) {
@@ -2299,6 +2320,7 @@ impl Filesystem for GitDbFs {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
+        self.s.request(stats::Op::Ioctl);
         // Python's open() asks every file whether it is a terminal (TCGETS). The kernel
         // forwards every ioctl (it remembers no ENOSYS for them, unlike xattrs), so answer
         // what a disk file answers.
@@ -2315,6 +2337,7 @@ impl Filesystem for GitDbFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        self.s.request(stats::Op::Other);
         // Git trees hold no extended attributes. ENOSYS (here and in the other xattr calls)
         // makes the kernel answer EOPNOTSUPP (= ENOTSUP) itself from then on: without it every
         // first write to a file costs a round trip for `security.capability`.
@@ -2329,14 +2352,17 @@ impl Filesystem for GitDbFs {
         _size: u32,
         reply: ReplyXattr,
     ) {
+        self.s.request(stats::Op::Other);
         reply.error(Errno::ENOSYS);
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        self.s.request(stats::Op::Other);
         reply.error(Errno::ENOSYS);
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        self.s.request(stats::Op::Other);
         reply.error(Errno::ENOSYS);
     }
 }

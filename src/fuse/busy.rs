@@ -1,0 +1,213 @@
+//! Busy polling of the FUSE device while requests keep coming.
+//!
+//! A FUSE round trip on a small virtual machine costs wake-ups, not work. The application's
+//! request wakes the daemon's worker sleeping in `read(2)` on `/dev/fuse`, and the reply wakes
+//! the application. When the two run on different CPUs (the scheduler's choice whenever a CPU
+//! is idle), each wake-up of a halted virtual CPU is an inter-processor interrupt and a VM
+//! exit. On the 2-core VM this project is built on, the daemon spent 62% of its time in those
+//! two wake-ups (perf), and a round trip cost 35–45 µs against 10 µs when both sides share a
+//! CPU.
+//!
+//! While requests arrive less than a `period` apart, the worker reads the device with
+//! `O_NONBLOCK`: it never sleeps, so a request reaches it without a wake-up and only the
+//! reply's wake-up remains. The governor thread ([`BusyPoll::run`]) turns polling off after a
+//! whole period with no request, and the worker blocks again. An idle mount therefore costs no
+//! CPU. A busy one spends up to one core on its worker to roughly halve its latency, the trade
+//! that network stacks make with `busy_poll` and io_uring with `SQPOLL`. `-o busy_poll=0`
+//! turns it off.
+//!
+//! The mechanism fits fuser's loop as it is: fuser retries a read that fails with `EAGAIN`,
+//! and `O_NONBLOCK` is a flag of the device's open file description. Flipping it on a
+//! duplicate of the session's descriptor therefore switches the worker between polling and
+//! sleeping, with no change to the loop.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// The switch between a polling and a sleeping worker, and what `status` reports of it.
+pub struct BusyPoll {
+    /// A duplicate of the session's `/dev/fuse` descriptor, sharing its file status flags.
+    dev: OwnedFd,
+    period: Duration,
+    /// Requests seen, compared across a period by the governor.
+    requests: AtomicU64,
+    /// Whether `O_NONBLOCK` is set. Changed only under `switch`, read without it on the
+    /// request path.
+    polling: AtomicBool,
+    /// Serializes turning polling on (request path) and off (governor). Leaf lock.
+    switch: Mutex<()>,
+    /// Signalled when polling turns on, so the governor starts timing periods.
+    started: Condvar,
+    /// Times polling turned on, for `status`.
+    episodes: AtomicU64,
+}
+
+/// What `status` shows.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Snapshot {
+    /// Polling goes on while requests come less than this many µs apart (0: never polls).
+    pub period_us: u64,
+    /// How many times polling turned on since the mount.
+    pub episodes: u64,
+}
+
+impl BusyPoll {
+    /// Polling for the session whose device descriptor is `dev`.
+    pub fn new(dev: BorrowedFd<'_>, period: Duration) -> io::Result<BusyPoll> {
+        Ok(BusyPoll {
+            dev: dev.try_clone_to_owned()?,
+            period,
+            requests: AtomicU64::new(0),
+            polling: AtomicBool::new(false),
+            switch: Mutex::new(()),
+            started: Condvar::new(),
+            episodes: AtomicU64::new(0),
+        })
+    }
+
+    /// Called at the start of every request: a relaxed increment and a load, except when the
+    /// worker was sleeping.
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if !self.polling.load(Ordering::Relaxed) {
+            self.start();
+        }
+    }
+
+    #[cold]
+    fn start(&self) {
+        let _switch = self.switch.lock().unwrap_or_else(|p| p.into_inner());
+        if self.polling.load(Ordering::Relaxed) {
+            return;
+        }
+        match set_nonblocking(&self.dev, true) {
+            Ok(()) => {
+                self.polling.store(true, Ordering::Relaxed);
+                self.episodes.fetch_add(1, Ordering::Relaxed);
+                self.started.notify_one();
+            }
+            Err(e) => log::debug!("busy poll: setting O_NONBLOCK: {e}"),
+        }
+    }
+
+    fn stop_polling(&self) {
+        let _switch = self.switch.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = set_nonblocking(&self.dev, false) {
+            // Left on, the worker would spin until the next period tries again.
+            log::warn!("busy poll: clearing O_NONBLOCK: {e}");
+            return;
+        }
+        self.polling.store(false, Ordering::Relaxed);
+    }
+
+    /// The governor: waits for polling to start, then ends it after a period without
+    /// requests. Returns (with polling off) once `stop` is set.
+    pub fn run(&self, stop: &AtomicBool) {
+        let mut seen = self.requests.load(Ordering::Relaxed);
+        while !stop.load(Ordering::Relaxed) {
+            {
+                let mut switch = self.switch.lock().unwrap_or_else(|p| p.into_inner());
+                while !self.polling.load(Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    switch = self
+                        .started
+                        .wait_timeout(switch, Duration::from_millis(200))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+            std::thread::sleep(self.period);
+            let now = self.requests.load(Ordering::Relaxed);
+            if now == seen {
+                self.stop_polling();
+            }
+            seen = now;
+        }
+        self.stop_polling();
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            period_us: self.period.as_micros() as u64,
+            episodes: self.episodes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd, on: bool) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, with flag arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    fn nonblocking(fd: &impl AsRawFd) -> bool {
+        // SAFETY: F_GETFL on a live descriptor.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) & libc::O_NONBLOCK != 0 }
+    }
+
+    /// A request turns polling on for the shared open file description, and a quiet period
+    /// turns it off again; stopping the governor leaves it off.
+    #[test]
+    fn polls_while_requests_come_and_stops_when_quiet() {
+        let (reader, _writer) = std::io::pipe().expect("pipe");
+        let poll =
+            Arc::new(BusyPoll::new(reader.as_fd(), Duration::from_millis(100)).expect("busy poll"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let governor = {
+            let (poll, stop) = (poll.clone(), stop.clone());
+            std::thread::spawn(move || poll.run(&stop))
+        };
+        assert!(!nonblocking(&reader));
+        poll.request();
+        assert!(nonblocking(&reader), "a request starts polling");
+        // Requests closer than the period keep it on (over three periods).
+        let busy_until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < busy_until {
+            poll.request();
+            assert!(
+                nonblocking(&reader),
+                "polling stopped while requests kept coming"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while nonblocking(&reader) {
+            assert!(Instant::now() < deadline, "polling never stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        poll.request();
+        assert!(nonblocking(&reader));
+        assert_eq!(poll.snapshot().episodes, 2);
+        stop.store(true, Ordering::Relaxed);
+        governor.join().expect("governor");
+        assert!(
+            !nonblocking(&reader),
+            "stopping leaves the descriptor blocking"
+        );
+    }
+}
