@@ -939,21 +939,23 @@ fn a_directory_counts_its_subdirectories_in_nlink() {
     });
 }
 
-/// Listings with attributes (READDIRPLUS, which the kernel asks for at the start of a
-/// listing): on a fresh mount of committed data, what `ls -l` and `os.scandir` + `stat` show
-/// is what each file holds, and a file still being written shows its current size.
+/// What `ls -l` and `os.scandir` + `stat` show on a fresh mount of committed data is what
+/// each file holds, and a file still being written shows its current size: with plain
+/// listings (the default: the kernel looks up each entry) and with `-o readdirplus` (the
+/// listing carries the attributes, as the request counters show).
 #[test]
 fn listings_carry_the_right_attributes() {
-    let mut m = Mount::start(&[]);
-    m.sh_ok(
-        "mkdir -p d/sub && touch d/sub/f && printf 12345 > d/five && printf x > d/run && chmod +x d/run \
-         && ln -s five d/link && echo commit > .gitdb/ctl",
-    );
-    m.signal_and_wait(libc::SIGTERM);
-    m.spawn(&[]);
-    let out = m.sh_ok(
-        r#"python3 - <<'PY'
-import os, stat
+    for (args, plus) in [(&[][..], false), (&["-o", "readdirplus"][..], true)] {
+        let mut m = Mount::start(args);
+        m.sh_ok(
+            "mkdir -p d/sub && touch d/sub/f && printf 12345 > d/five && printf x > d/run \
+             && chmod +x d/run && ln -s five d/link && echo commit > .gitdb/ctl",
+        );
+        m.signal_and_wait(libc::SIGTERM);
+        m.spawn(args);
+        let out = m.sh_ok(
+            r#"python3 - <<'PY'
+import json, os, stat
 rows = []
 for e in sorted(os.scandir("d"), key=lambda e: e.name):
     st = os.lstat(e.path)
@@ -964,17 +966,25 @@ f.write(b"abc")
 f.flush()
 print([(e.name, os.stat(e.path).st_size) for e in os.scandir("d") if e.name == "growing"])
 f.close()
+with open(".gitdb/status") as f:
+    print(json.load(f)["requests"]["readdirplus"] > 0)
 PY"#,
-    );
-    assert_eq!(
-        out,
-        "five 644 5 1\nlink 777 4 1\nrun 755 1 1\nsub 755 0 2\n[('growing', 3)]\n"
-    );
-    let ls = m.sh_ok("ls -l d | awk 'NR>1 {print $1, $5, $9}'");
-    assert_eq!(
-        ls,
-        "-rw-r--r-- 5 five\n-rw-r--r-- 3 growing\nlrwxrwxrwx 4 link\n-rwxr-xr-x 1 run\ndrwxr-xr-x 0 sub\n"
-    );
+        );
+        assert_eq!(
+            out,
+            format!(
+                "five 644 5 1\nlink 777 4 1\nrun 755 1 1\nsub 755 0 2\n[('growing', 3)]\n{}\n",
+                if plus { "True" } else { "False" }
+            ),
+            "{args:?}"
+        );
+        let ls = m.sh_ok("ls -l d | awk 'NR>1 {print $1, $5, $9}'");
+        assert_eq!(
+            ls,
+            "-rw-r--r-- 5 five\n-rw-r--r-- 3 growing\nlrwxrwxrwx 4 link\n-rwxr-xr-x 1 run\ndrwxr-xr-x 0 sub\n",
+            "{args:?}"
+        );
+    }
 }
 
 /// What the kernel should answer never reaches the daemon: a file just written and closed is

@@ -49,7 +49,8 @@ struct Cli {
     /// default_permissions, uid=N, gid=N, fsname=S, noexec, nosuid, nodev, noatime, ...,
     /// and repo=PATH, node_id=ID, branch=B, autocommit=DUR, threads=N (FUSE worker threads),
     /// value_cache=MIB (plain copies of large values kept for fast reads; default 1024),
-    /// noreaddirplus (plain listings only: faster `ls`, slower `ls -l`), busy_poll=US (keep the
+    /// readdirplus (listings carry attributes: faster cold `ls -l`, slower `ls`; default off),
+    /// busy_poll=US (keep the
     /// FUSE worker polling while requests come less than US µs apart; default 100, 0: off).
     #[arg(short = 'o', value_name = "OPTION")]
     options: Vec<String>,
@@ -105,7 +106,7 @@ struct Parsed {
     autocommit: Option<Autocommit>,
     threads: Option<usize>,
     value_cache_mib: Option<u64>,
-    no_readdirplus: bool,
+    readdirplus: Option<bool>,
     busy_poll_us: Option<u64>,
 }
 
@@ -154,7 +155,8 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
                         .map_err(|_| "-o threads=N needs a number")?,
                 )
             }
-            "noreaddirplus" => p.no_readdirplus = true,
+            "readdirplus" => p.readdirplus = Some(true),
+            "noreaddirplus" => p.readdirplus = Some(false),
             "busy_poll" => {
                 p.busy_poll_us = Some(
                     need(v)?
@@ -253,8 +255,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(mib) = parsed.value_cache_mib {
         options.fs.value_cache = mib << 20;
     }
-    if parsed.no_readdirplus {
-        options.fs.readdirplus = false;
+    if let Some(on) = parsed.readdirplus {
+        options.fs.readdirplus = on;
     }
     if let Some(us) = parsed.busy_poll_us {
         options.busy_poll = (us > 0).then(|| Duration::from_micros(us));
@@ -336,7 +338,9 @@ mod tests {
         assert!(p.mount.contains(&MountOption::DefaultPermissions));
         let own = parse_options(&["noatime,noreaddirplus,value_cache=64,busy_poll=0".into()])
             .expect("parse");
-        assert!(own.no_readdirplus);
+        assert_eq!(own.readdirplus, Some(false));
+        let plus = parse_options(&["readdirplus".into()]).expect("parse");
+        assert_eq!(plus.readdirplus, Some(true));
         assert_eq!(own.value_cache_mib, Some(64));
         assert_eq!(own.busy_poll_us, Some(0));
         assert!(parse_options(&["value_cache=lots".into()]).is_err());
