@@ -1078,6 +1078,8 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn busy_polling_runs_during_bursts_and_stops_when_the_mount_goes_quiet() {
+    // Polling needs a CPU to spare (see the one-CPU mount below).
+    let polls = std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
     let m = Mount::start(&[]);
     let burst = r#"python3 - <<'PY'
 import json, os
@@ -1091,7 +1093,8 @@ with open(".gitdb/status") as f:
     s = json.load(f)["busy_poll"]
 print(s["period_us"], s["episodes"] > 0)
 PY"#;
-    assert_eq!(m.sh_ok(burst), "100 True\n", "{}", m.log_text());
+    let expected = if polls { "100 True\n" } else { "0 False\n" };
+    assert_eq!(m.sh_ok(burst), expected, "{}", m.log_text());
     // Polling ends within a few periods of the last request; from then on the worker sleeps
     // in read(2) and the daemon spends (next to) nothing. A worker left polling would burn
     // most of a CPU second here.
@@ -1107,4 +1110,25 @@ PY"#;
 
     let off = Mount::start(&["-o", "busy_poll=0"]);
     assert_eq!(off.sh_ok(burst), "0 False\n", "{}", off.log_text());
+
+    // A daemon that may run on one CPU only does not poll: it would take turns with the
+    // application on that CPU. The child inherits this thread's affinity.
+    let one_cpu = {
+        // SAFETY: sched_{get,set}affinity on the calling thread with a properly sized set.
+        unsafe {
+            let mut all: libc::cpu_set_t = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            assert_eq!(libc::sched_getaffinity(0, size, &mut all), 0);
+            let first = (0..libc::CPU_SETSIZE as usize)
+                .find(|&c| libc::CPU_ISSET(c, &all))
+                .expect("an allowed CPU");
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(first, &mut one);
+            assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
+            let mount = Mount::start(&[]);
+            assert_eq!(libc::sched_setaffinity(0, size, &all), 0);
+            mount
+        }
+    };
+    assert_eq!(one_cpu.sh_ok(burst), "0 False\n", "{}", one_cpu.log_text());
 }
