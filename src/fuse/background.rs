@@ -194,18 +194,22 @@ pub fn mount(
             source,
         },
     )?;
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if let Some(period) = options.busy_poll.filter(|p| !p.is_zero()) {
-        use std::os::fd::AsFd;
-        match super::busy::BusyPoll::new(session.as_fd(), period) {
-            // Polling pays only with a CPU to spare: on one, the polling worker and the
-            // application take turns on it and each round trip waits for the other's time
-            // slice (measured: half the ops/s with both pinned to one CPU).
-            _ if cpus < 2 => log::info!("busy polling off: this process may use one CPU only"),
-            Ok(busy) => {
-                let _ = shared.busy.set(busy);
+    match options.busy_poll.filter(|p| !p.is_zero()) {
+        None => {}
+        // Polling pays only with a CPU to spare: on one, the polling worker and the
+        // application take turns on it and each round trip waits for the other's time slice
+        // (measured: half the ops/s with both pinned to one CPU).
+        Some(_) if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 => {
+            log::info!("busy polling off: this process may use one CPU only")
+        }
+        Some(period) => {
+            use std::os::fd::AsFd;
+            match super::busy::BusyPoll::new(session.as_fd(), period) {
+                Ok(busy) => {
+                    let _ = shared.busy.set(busy);
+                }
+                Err(e) => log::warn!("busy polling off: duplicating the FUSE descriptor: {e}"),
             }
-            Err(e) => log::warn!("busy polling off: duplicating the FUSE descriptor: {e}"),
         }
     }
     let notifier = session.notifier();

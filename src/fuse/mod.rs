@@ -11,7 +11,11 @@
 //! - [`handles`]: open-file buffers (copy on write, spill to a temp file when large);
 //! - [`control`]: the `/.gitdb/` control directory;
 //! - [`background`]: mounting, and the threads that refresh HEAD, autocommit, and invalidate
-//!   kernel caches when HEAD moves under the mount.
+//!   kernel caches when HEAD moves under the mount;
+//! - [`busy`]: busy polling of the FUSE device while requests keep coming, so that a round
+//!   trip costs one wake-up instead of two;
+//! - [`dirs`], [`valuefiles`], [`stats`]: listing snapshots for READDIR, plain copies of large
+//!   values, request counters.
 //!
 //! Speed comes from the kernel: entries and attributes get a long TTL, values are opened with
 //! `FOPEN_KEEP_CACHE` and key directories with `FOPEN_CACHE_DIR`, so repeated `stat`/`read`/
@@ -25,8 +29,9 @@
 //!
 //! Locks (all `std::sync::Mutex`, none held while calling the notifier): `inodes`,
 //! `empty_dirs`, `pending`, `times`, `nlinks`, `handles` (the map), `kernel` (the task sender)
-//! and those inside [`DirSnapshots`] and [`ValueFiles`] are leaves taken briefly; a single
-//! handle's lock may be held across a db call but never while taking the `handles` map lock.
+//! and those inside [`DirSnapshots`], [`ValueFiles`] and [`busy::BusyPoll`] are leaves taken
+//! briefly; a single handle's lock may be held across a db call but never while taking the
+//! `handles` map lock.
 //! The notifier thread takes the `handles` map, then (after releasing it) single handles.
 //! Openings for writing and truncates may wait, bounded, for that thread (see
 //! `Shared::changing`), never while holding a lock.
