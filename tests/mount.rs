@@ -107,6 +107,9 @@ import json, sys, os
 cfg = json.load(open(os.path.join(sys.argv[1], "etc/app/config.json")))
 print(cfg["generation"], cfg["port"])
 print(sorted(os.listdir(os.path.join(sys.argv[1], "etc/app"))))
+# The temp names never reached a commit: only the config is staged for the next one.
+status = json.load(open(os.path.join(sys.argv[1], ".gitdb/status")))
+print([d["key"] for d in status["dirty"]])
 "#;
     let run = |script: &str| {
         let out = std::process::Command::new("python3")
@@ -123,7 +126,10 @@ print(sorted(os.listdir(os.path.join(sys.argv[1], "etc/app"))))
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     run(writer);
-    assert_eq!(run(reader), "4 8004\n['config.json']\n");
+    assert_eq!(
+        run(reader),
+        "4 8004\n['config.json']\n['/etc/app/config.json']\n"
+    );
 }
 
 #[test]

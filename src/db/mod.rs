@@ -17,7 +17,8 @@
 //! `GitDb` is `Send + Sync`, shared by FUSE workers and the gossip task. Three locks, always taken
 //! in this order (never the reverse, and none held while calling out of this module):
 //! 1. `commit_lock` — one commit, merge, head adoption or rollback at a time; held while trees
-//!    and the commit are written, without blocking readers or writers.
+//!    and the commit are written, without blocking readers or writers. (A delete holding the
+//!    journal lock only ever `try_lock`s it, to learn that no commit is under way.)
 //! 2. `journal` — serializes every change of the state (set, delete, rollback, the end of a
 //!    commit, adopting a moved head), so journal order is overlay order.
 //! 3. `state` (RwLock) — readers take it shared for a map lookup; writers take it exclusively
@@ -442,6 +443,17 @@ impl GitDb {
                 working.clear();
                 pending = Pending::default();
             }
+        }
+        // As at every delete (see `drop_needless_tombstone`): the journal records each delete,
+        // but only tombstones over what the head holds matter.
+        let absent: Vec<String> = working
+            .iter()
+            .filter(|(path, c)| !path.is_empty() && **c == Change::Delete)
+            .map(|(path, _)| path.clone())
+            .filter(|path| matches!(self.store.lookup(head_tree, path), Ok(None)))
+            .collect();
+        for path in absent {
+            working.remove(&path);
         }
         let dirty = !working.is_empty();
         {
@@ -948,7 +960,37 @@ impl GitDb {
             },
         )?;
         apply_delete(&mut self.write_state().working, key.as_str());
+        self.drop_needless_tombstone(js, key.as_str())?;
         self.maybe_compact(js)
+    }
+
+    /// A tombstone only hides what the head holds. One for a path the head lacks (a file
+    /// created and removed before any commit, a temp file renamed away) is dropped, so the
+    /// working layer, `status` and the next commit do not grow with names no commit ever had.
+    /// Kept while a commit is under way (the commit may be adding that path to the head) and
+    /// for the root. The caller holds the journal lock, so the head cannot be adopted
+    /// meanwhile.
+    fn drop_needless_tombstone(&self, _js: &mut JournalState, path: &str) -> Result<()> {
+        if path.is_empty() {
+            return Ok(());
+        }
+        let Ok(_no_commit) = self.commit_lock.try_lock() else {
+            return Ok(());
+        };
+        let head_tree = {
+            let st = self.read_state();
+            if st.working.get(path) != Some(&Change::Delete) {
+                return Ok(());
+            }
+            st.head_tree
+        };
+        if self.store.lookup(head_tree, path)?.is_none() {
+            let mut st = self.write_state();
+            if st.working.get(path) == Some(&Change::Delete) {
+                st.working.remove(path);
+            }
+        }
+        Ok(())
     }
 
     /// Rewrites the journal from the working layer once overwritten and deleted entries make
@@ -1036,6 +1078,7 @@ impl GitDb {
         } = &mut *st;
         apply_record(&self.store, working, pending, record)?;
         drop(st);
+        self.drop_needless_tombstone(&mut js, from.as_str())?;
         self.maybe_compact(&mut js)
     }
 
@@ -1319,6 +1362,11 @@ impl GitDb {
     /// Re-reads the branch ref; if something else moved it (stock git, a merge), adopts the new
     /// head, keeping the working layer on top. Returns the move, if any.
     pub fn refresh(&self) -> Result<Option<HeadMove>> {
+        // The usual answer, "not moved", without the commit lock: a periodic check then never
+        // holds up a commit, nor makes a delete keep a needless tombstone.
+        if self.store.read_ref(&self.branch_ref)? == self.read_state().head {
+            return Ok(None);
+        }
         let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let new = self.store.read_ref(&self.branch_ref)?;
         let old = self.read_state().head;

@@ -606,6 +606,57 @@ fn check_against_model(db: &GitDb, m: &Model) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Every tombstone in the working layer hides something the head holds (none is left behind
+/// by a name created and removed, or renamed away, before a commit).
+fn no_tombstone_without_a_head_path(db: &GitDb) -> Result<(), TestCaseError> {
+    let st = db.read_state();
+    for (path, change) in &st.working {
+        if *change == Change::Delete && !path.is_empty() {
+            prop_assert!(
+                db.store.lookup(st.head_tree, path).unwrap().is_some(),
+                "tombstone for {:?}, which the head lacks",
+                path
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn names_that_never_reached_a_commit_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.set("kept", b"1").unwrap();
+    db.commit("base", 1_000).unwrap();
+    // A scratch file, and a config written to a temp name and renamed over its target.
+    db.set("app/scratch", b"x").unwrap();
+    db.delete("app/scratch").unwrap();
+    db.set("app/.config.tmp", b"port=1").unwrap();
+    db.rename("app/.config.tmp", "app/config").unwrap();
+    let dirty: Vec<String> = db.status().dirty.into_iter().map(|d| d.key).collect();
+    assert_eq!(dirty, ["/app/config"]);
+    // A committed key's deletion is kept, and so is every tombstone while a commit runs
+    // (that commit may be adding the name to the head).
+    db.delete("kept").unwrap();
+    {
+        let _commit = db.commit_lock.lock().unwrap();
+        db.set("racing", b"r").unwrap();
+        db.delete("racing").unwrap();
+    }
+    let dirty: Vec<String> = db.status().dirty.into_iter().map(|d| d.key).collect();
+    assert_eq!(dirty, ["/app/config", "/kept", "/racing"]);
+    // Reopening replays the journal's deletes and keeps only the tombstones that matter.
+    db.sync().unwrap();
+    drop(db);
+    let db = open(dir.path());
+    let dirty: Vec<String> = db.status().dirty.into_iter().map(|d| d.key).collect();
+    assert_eq!(dirty, ["/app/config", "/kept"]);
+    db.commit("c", 2_000).unwrap();
+    assert_eq!(get(&db, "app/config"), Some(b"port=1".to_vec()));
+    assert_eq!(get(&db, "kept"), None);
+    assert_eq!(names(&db, ""), ["app/"]);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
     #[test]
@@ -673,6 +724,7 @@ proptest! {
                 }
             }
             check_against_model(db.as_ref().unwrap(), &visible)?;
+            no_tombstone_without_a_head_path(db.as_ref().unwrap())?;
         }
         // Whatever was committed is what a fresh reader of the branch sees.
         let d = db.as_ref().unwrap();
