@@ -51,7 +51,8 @@ struct Cli {
     /// value_cache=MIB (plain copies of large values kept for fast reads; default 1024),
     /// readdirplus (listings carry attributes: faster cold `ls -l`, slower `ls`; default off),
     /// busy_poll=US (keep the
-    /// FUSE worker polling while requests come less than US µs apart; default 100, 0: off).
+    /// FUSE worker polling while requests come less than US µs apart; 10 to 100000, default
+    /// 100, 0: off).
     #[arg(short = 'o', value_name = "OPTION")]
     options: Vec<String>,
 }
@@ -158,11 +159,17 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
             "readdirplus" => p.readdirplus = Some(true),
             "noreaddirplus" => p.readdirplus = Some(false),
             "busy_poll" => {
-                p.busy_poll_us = Some(
-                    need(v)?
-                        .parse()
-                        .map_err(|_| "-o busy_poll=US needs a number of microseconds")?,
-                )
+                let us: u64 = need(v)?
+                    .parse()
+                    .map_err(|_| "-o busy_poll=US needs a number of microseconds")?;
+                // Shorter periods make the governor itself spin; longer ones keep a whole
+                // CPU busy long after the application stopped.
+                if us != 0 && !(10..=100_000).contains(&us) {
+                    return Err(format!(
+                        "-o busy_poll={us}: use 0 (off) or 10 to 100000 microseconds"
+                    ));
+                }
+                p.busy_poll_us = Some(us);
             }
             "value_cache" => {
                 p.value_cache_mib = Some(
@@ -345,6 +352,14 @@ mod tests {
         assert_eq!(own.busy_poll_us, Some(0));
         assert!(parse_options(&["value_cache=lots".into()]).is_err());
         assert!(parse_options(&["busy_poll=fast".into()]).is_err());
+        assert!(parse_options(&["busy_poll=5".into()]).is_err());
+        assert!(parse_options(&["busy_poll=200000".into()]).is_err());
+        assert_eq!(
+            parse_options(&["busy_poll=250".into()])
+                .expect("parse")
+                .busy_poll_us,
+            Some(250)
+        );
         assert!(!own.mount.contains(&MountOption::DefaultPermissions));
         assert!(parse_options(&["uid=x".into()]).is_err());
     }
