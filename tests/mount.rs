@@ -1138,3 +1138,52 @@ PY"#;
     };
     assert_eq!(one_cpu.sh_ok(burst), "0 False\n", "{}", one_cpu.log_text());
 }
+
+/// Busy processes killed when dropped, even if the test fails.
+struct Burners(Vec<std::process::Child>);
+
+impl Drop for Burners {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn busy_polling_backs_off_while_no_cpu_is_idle() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let m = Mount::start(&[]);
+    // One spinning process per CPU: the polling worker would take CPU time they want, so the
+    // governor sees no idle time over a window and holds polling off.
+    let _burners = Burners(
+        (0..cpus)
+            .map(|_| {
+                std::process::Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()
+                    .expect("spawn a busy loop")
+            })
+            .collect(),
+    );
+    let out = m.sh_ok(
+        r#"python3 - <<'PY'
+import json, os, time
+os.makedirs("busy", exist_ok=True)
+end = time.monotonic() + 20
+i = 0
+while True:
+    with open("busy/f%d" % (i % 100), "w") as f:
+        f.write("x")
+    i += 1
+    if i % 200 == 0:
+        with open(".gitdb/status") as f:
+            s = json.load(f)["busy_poll"]
+        if s["held_off"] > 0 or s["period_us"] == 0 or time.monotonic() > end:
+            break
+print(s["period_us"] == 0 or s["held_off"] > 0)
+PY"#,
+    );
+    assert_eq!(out, "True\n", "{}", m.log_text());
+}
