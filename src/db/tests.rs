@@ -622,6 +622,10 @@ fn no_tombstone_without_a_head_path(db: &GitDb) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+fn dirty_keys(db: &GitDb) -> Vec<String> {
+    db.status().dirty.into_iter().map(|d| d.key).collect()
+}
+
 #[test]
 fn names_that_never_reached_a_commit_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
@@ -633,8 +637,7 @@ fn names_that_never_reached_a_commit_leave_nothing_behind() {
     db.delete("app/scratch").unwrap();
     db.set("app/.config.tmp", b"port=1").unwrap();
     db.rename("app/.config.tmp", "app/config").unwrap();
-    let dirty: Vec<String> = db.status().dirty.into_iter().map(|d| d.key).collect();
-    assert_eq!(dirty, ["/app/config"]);
+    assert_eq!(dirty_keys(&db), ["/app/config"]);
     // A committed key's deletion is kept, and so is every tombstone while a commit runs
     // (that commit may be adding the name to the head).
     db.delete("kept").unwrap();
@@ -643,14 +646,12 @@ fn names_that_never_reached_a_commit_leave_nothing_behind() {
         db.set("racing", b"r").unwrap();
         db.delete("racing").unwrap();
     }
-    let dirty: Vec<String> = db.status().dirty.into_iter().map(|d| d.key).collect();
-    assert_eq!(dirty, ["/app/config", "/kept", "/racing"]);
+    assert_eq!(dirty_keys(&db), ["/app/config", "/kept", "/racing"]);
     // Reopening replays the journal's deletes and keeps only the tombstones that matter.
     db.sync().unwrap();
     drop(db);
     let db = open(dir.path());
-    let dirty: Vec<String> = db.status().dirty.into_iter().map(|d| d.key).collect();
-    assert_eq!(dirty, ["/app/config", "/kept"]);
+    assert_eq!(dirty_keys(&db), ["/app/config", "/kept"]);
     db.commit("c", 2_000).unwrap();
     assert_eq!(get(&db, "app/config"), Some(b"port=1".to_vec()));
     assert_eq!(get(&db, "kept"), None);
