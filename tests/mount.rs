@@ -1187,3 +1187,21 @@ PY"#,
     );
     assert_eq!(out, "True\n", "{}", m.log_text());
 }
+
+#[test]
+fn status_lists_at_most_a_thousand_dirty_keys_and_counts_them_all() {
+    let m = Mount::start(&[]);
+    let out = m.sh_ok(
+        r#"python3 - <<'PY'
+import json, os
+os.makedirs("bulk", exist_ok=True)
+for i in range(1200):
+    with open("bulk/%04d" % i, "w") as f:
+        f.write("v")
+with open(".gitdb/status") as f:
+    s = json.load(f)
+print(len(s["dirty"]), s["dirty_count"], s["dirty"][0]["key"], s["dirty"][-1]["key"])
+PY"#,
+    );
+    assert_eq!(out, "1000 1200 /bulk/0000 /bulk/0999\n", "{}", m.log_text());
+}

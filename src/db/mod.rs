@@ -218,7 +218,11 @@ pub struct Status {
     pub head: Option<String>,
     pub clock: String,
     pub hlc: String,
+    /// The uncommitted changes, in key order (the first `max` of them, see
+    /// [`GitDb::status_summary`]).
     pub dirty: Vec<DirtyKey>,
+    /// How many uncommitted changes there are in all.
+    pub dirty_count: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -1567,6 +1571,12 @@ impl GitDb {
 
     /// Node, head, clocks and the uncommitted keys.
     pub fn status(&self) -> Status {
+        self.status_summary(usize::MAX)
+    }
+
+    /// [`GitDb::status`] listing at most `max` uncommitted changes (`dirty_count` still counts
+    /// them all): what a monitor polls, which should not grow with a bulk load.
+    pub fn status_summary(&self, max: usize) -> Status {
         let st = self.read_state();
         Status {
             node: self.node.to_string(),
@@ -1574,9 +1584,11 @@ impl GitDb {
             head: st.head.map(|h| h.to_string()),
             clock: st.clock.to_string(),
             hlc: st.hlc.to_string(),
+            dirty_count: st.working.len(),
             dirty: st
                 .working
                 .iter()
+                .take(max)
                 .map(|(k, c)| DirtyKey {
                     key: format!("/{k}"),
                     change: match c {

@@ -114,6 +114,11 @@ pub fn parse(path: &str) -> Option<CtlNode> {
     })
 }
 
+/// `status` lists at most this many uncommitted changes (`dirty_count` has them all): it is
+/// generated at every open, and a monitor polling it should not read megabytes after a bulk
+/// load (100,000 dirty keys made 6.1 MB, 77 ms per read).
+pub const STATUS_DIRTY_MAX: usize = 1000;
+
 /// The JSON document of `status`: the db's status plus what the mount knows.
 #[derive(serde::Serialize)]
 struct StatusDoc<'a> {
@@ -139,7 +144,7 @@ pub fn render(
     match node {
         CtlNode::Status => {
             let doc = StatusDoc {
-                db: db.status(),
+                db: db.status_summary(STATUS_DIRTY_MAX),
                 conflicts: conflicts(db),
                 peers: Vec::new(),
                 last_error,
