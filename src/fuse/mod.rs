@@ -100,10 +100,10 @@ impl Default for FsConfig {
             // The kernel's auto mode asks for attributes with the first part of every
             // listing, and filling them in costs both sides per entry whether or not the
             // caller stats them. Measured with busy polling, 5,000 entries in 50 directories:
-            // a plain listing took 1.5x bindfs's time with READDIRPLUS and 0.65x without; a
-            // cold listing + stat of every entry 142-146 ms with it and 254-272 ms without
-            // (bindfs: 242-262 ms). Plain listings by default; `-o readdirplus` for trees
-            // that are mostly walked with `ls -l`, `du` or rsync.
+            // fsbench's list phase ran at 0.7-0.9x bindfs with READDIRPLUS and 1.2-1.8x
+            // without; a cold listing + stat of every entry took 142-146 ms with it and
+            // 254-272 ms without (bindfs: 242-262 ms). Plain listings by default;
+            // `-o readdirplus` for trees that are mostly walked with `ls -l`, `du` or rsync.
             readdirplus: false,
         }
     }
