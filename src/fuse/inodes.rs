@@ -10,15 +10,16 @@
 //! everything under `".gitdb"` is the control directory (the name is reserved for keys, so the
 //! two never collide).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Inode number of the mount root (fixed by FUSE).
 pub const ROOT_INO: u64 = 1;
 
-/// Path <-> inode number, both ways.
+/// Path <-> inode number, both ways. Paths are ordered so that a rename finds what is below
+/// a name without scanning every path the mount has shown.
 #[derive(Debug)]
 pub struct InodeTable {
-    by_path: HashMap<String, u64>,
+    by_path: BTreeMap<String, u64>,
     by_ino: HashMap<u64, String>,
     next: u64,
 }
@@ -32,7 +33,7 @@ impl Default for InodeTable {
 impl InodeTable {
     pub fn new() -> InodeTable {
         let mut t = InodeTable {
-            by_path: HashMap::new(),
+            by_path: BTreeMap::new(),
             by_ino: HashMap::new(),
             next: ROOT_INO + 1,
         };
@@ -82,19 +83,11 @@ impl InodeTable {
     /// Moves `from` and everything below it to `to`. Whatever held the names at `to` (a
     /// replaced file) loses its path: the kernel no longer reaches it by name.
     pub fn rename(&mut self, from: &str, to: &str) {
-        let from_prefix = format!("{from}/");
-        let moved: Vec<(String, u64)> = self
-            .by_path
-            .iter()
-            .filter(|(p, _)| p.as_str() == from || p.starts_with(&from_prefix))
+        let moved: Vec<(String, u64)> = at_or_below(&self.by_path, from)
             .map(|(p, &i)| (p.clone(), i))
             .collect();
-        let to_prefix = format!("{to}/");
-        let replaced: Vec<String> = self
-            .by_path
-            .keys()
-            .filter(|p| p.as_str() == to || p.starts_with(&to_prefix))
-            .cloned()
+        let replaced: Vec<String> = at_or_below(&self.by_path, to)
+            .map(|(p, _)| p.clone())
             .collect();
         for p in replaced {
             if let Some(ino) = self.by_path.remove(&p) {
@@ -110,6 +103,28 @@ impl InodeTable {
             self.by_ino.insert(ino, new);
         }
     }
+}
+
+/// The entries of `map` at `root` and below it (`root/...`, but not `root-x`), in order:
+/// one range of the map, not a scan of it. At the mount root (`""`), everything.
+pub fn at_or_below<'a, V>(
+    map: &'a BTreeMap<String, V>,
+    root: &str,
+) -> impl Iterator<Item = (&'a String, &'a V)> + 'a {
+    let prefix = if root.is_empty() {
+        String::new()
+    } else {
+        format!("{root}/")
+    };
+    let own = if root.is_empty() {
+        None
+    } else {
+        map.get_key_value(root)
+    };
+    own.into_iter().chain(
+        map.range(prefix.clone()..)
+            .take_while(move |(p, _)| p.starts_with(&prefix)),
+    )
 }
 
 /// The parent path and the last name of `path` (`"a/b"` -> `("a", "b")`, `"a"` -> `("", "a")`).
@@ -158,6 +173,23 @@ mod tests {
         assert_eq!(t.path(old), None);
         assert_eq!(t.get("d"), None);
         assert_eq!(t.path(other), Some("dd"));
+    }
+
+    #[test]
+    fn at_or_below_is_the_subtree_only() {
+        let map: BTreeMap<String, u8> = ["a", "a-b", "a/x", "a/x/y", "ab", "b"]
+            .iter()
+            .map(|p| (p.to_string(), 0))
+            .collect();
+        let names = |root| {
+            at_or_below(&map, root)
+                .map(|(p, _)| p.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("a"), ["a", "a/x", "a/x/y"]);
+        assert_eq!(names("a/x"), ["a/x", "a/x/y"]);
+        assert_eq!(names("c"), Vec::<&str>::new());
+        assert_eq!(names("").len(), map.len());
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub use background::{MountError, MountOptions, Mounted, clean_stale_mount, mount
 use control::CtlNode;
 use dirs::DirSnapshots;
 use handles::{FlushData, ValueHandle};
-use inodes::{InodeTable, ROOT_INO, join, split};
+use inodes::{InodeTable, ROOT_INO, at_or_below, join, split};
 use valuefiles::ValueFiles;
 
 use crate::db::{DbError, GitDb, Key, KeyError, NodeKind, Stat};
@@ -373,16 +373,10 @@ impl Shared {
         let mut nlinks = lock(&self.nlinks);
         self.nlinks_gen.fetch_add(1, Ordering::SeqCst);
         for path in [from, to] {
-            let prefix = format!("{path}/");
-            let below: Vec<String> = nlinks
-                .range(prefix.clone()..)
-                .take_while(|(p, _)| p.starts_with(&prefix))
-                .map(|(p, _)| p.clone())
-                .collect();
-            for p in below {
+            let stale: Vec<String> = at_or_below(&nlinks, path).map(|(p, _)| p.clone()).collect();
+            for p in stale {
                 nlinks.remove(&p);
             }
-            nlinks.remove(path);
             nlinks.remove(split(path).0);
         }
     }
@@ -1399,20 +1393,11 @@ impl GitDbFs {
         {
             // Times recorded at and below `from` move along; those of a replaced `to` go.
             let mut times = lock(&self.s.times);
-            let below = |p: &str, root: &str| p == root || p.starts_with(&format!("{root}/"));
-            let replaced: Vec<String> = times
-                .range(to.to_owned()..)
-                .take_while(|(p, _)| p.starts_with(to))
-                .filter(|(p, _)| below(p, to))
-                .map(|(p, _)| p.clone())
-                .collect();
+            let replaced: Vec<String> = at_or_below(&times, to).map(|(p, _)| p.clone()).collect();
             for p in replaced {
                 times.remove(&p);
             }
-            let moved: Vec<(String, Times)> = times
-                .range(from.to_owned()..)
-                .take_while(|(p, _)| p.starts_with(from))
-                .filter(|(p, _)| below(p, from))
+            let moved: Vec<(String, Times)> = at_or_below(&times, from)
                 .map(|(p, t)| (p.clone(), *t))
                 .collect();
             for (p, t) in moved {
