@@ -29,17 +29,28 @@ pub const SPILL_THRESHOLD: u64 = 8 << 20;
 /// their commit), or a bare store in unit tests.
 pub trait BlobSource {
     fn blob_for_handle(&self, id: ObjectId) -> Result<Bytes, HandleError>;
+    /// The size of blob `id` without reading it (None: unknown).
+    fn blob_size_for_handle(&self, id: ObjectId) -> Option<u64>;
 }
 
 impl BlobSource for Store {
     fn blob_for_handle(&self, id: ObjectId) -> Result<Bytes, HandleError> {
         Ok(self.blob(id)?)
     }
+
+    fn blob_size_for_handle(&self, id: ObjectId) -> Option<u64> {
+        self.blob_size(id).ok()
+    }
 }
 
 impl BlobSource for crate::db::GitDb {
     fn blob_for_handle(&self, id: ObjectId) -> Result<Bytes, HandleError> {
         Ok(self.value(id)?)
+    }
+
+    fn blob_size_for_handle(&self, id: ObjectId) -> Option<u64> {
+        // Plain copies are kept only for values large enough to be blobs in the store.
+        self.store().blob_size(id).ok()
     }
 }
 
@@ -108,6 +119,9 @@ pub struct ValueHandle {
     /// When the buffer was last written or truncated: the file's mtime and ctime, kept when
     /// the value is flushed later (a close is no modification).
     pub modified: Option<SystemTime>,
+    /// The blob the db holds for exactly the bytes of this buffer (set by a flush, cleared
+    /// by the next write or truncate).
+    stored_as: Option<ObjectId>,
     content: Content,
     files: Arc<ValueFiles>,
 }
@@ -129,6 +143,7 @@ impl ValueHandle {
             closed: false,
             flushed: None,
             modified: None,
+            stored_as: None,
             content: Content::Source(id),
             files,
         }
@@ -137,7 +152,7 @@ impl ValueHandle {
     fn load(&mut self, store: &impl BlobSource) -> Result<(), HandleError> {
         if let Content::Source(id) = self.content {
             self.content = match id {
-                Some(id) => match self.files.get(id) {
+                Some(id) => match self.files.get(id, || store.blob_size_for_handle(id)) {
                     Some((file, len)) => Content::Plain { file, len },
                     None => {
                         let bytes = store.blob_for_handle(id)?;
@@ -274,6 +289,7 @@ impl ValueHandle {
             }
         }
         self.dirty = true;
+        self.stored_as = None;
         self.modified = Some(SystemTime::now());
         Ok(())
     }
@@ -297,6 +313,7 @@ impl ValueHandle {
             }
         }
         self.dirty = true;
+        self.stored_as = None;
         self.modified = Some(SystemTime::now());
         Ok(())
     }
@@ -320,21 +337,35 @@ impl ValueHandle {
         })
     }
 
-    /// The db now holds this handle's bytes as blob `id`: a spill file becomes the blob's
-    /// plain file (renamed, not copied), read-only from now on; a later write copies it.
+    /// The db now holds this handle's bytes as blob `id`.
     pub fn stored(&mut self, id: ObjectId) {
+        self.stored_as = Some(id);
+        self.settle();
+    }
+
+    /// Once the descriptor is closed, a spill file whose bytes the db holds becomes the
+    /// blob's plain file (renamed, not copied), read-only from then on. Before that (an
+    /// fsync while writing) it stays a spill, or the next write would copy the whole file
+    /// back. Refused by the value cache (over its budget), the spill stays too, so reads
+    /// never load the value into memory.
+    pub fn settle(&mut self) {
+        let Some(id) = self.stored_as else {
+            return;
+        };
+        if !self.closed || self.dirty || !matches!(self.content, Content::Spilled { .. }) {
+            return;
+        }
         let content = std::mem::replace(&mut self.content, Content::Source(Some(id)));
-        self.content = match content {
-            Content::Spilled { file, .. } => match self.files.adopt(id, file) {
-                Ok((file, len)) => Content::Plain { file, len },
-                // The spill file is gone with the failed adoption: the handle reads the blob
-                // back from the store if it is read again.
-                Err(e) => {
-                    log::debug!("no plain copy of blob {id}: {e}");
-                    Content::Source(Some(id))
-                }
-            },
-            other => other,
+        let Content::Spilled { file, len } = content else {
+            self.content = content;
+            return;
+        };
+        self.content = match self.files.adopt(id, file) {
+            Ok((file, len)) => Content::Plain { file, len },
+            Err((e, file)) => {
+                log::debug!("no plain copy of blob {id}: {e}");
+                Content::Spilled { file, len }
+            }
         };
     }
 }
@@ -412,5 +443,43 @@ mod tests {
         let mut all = Vec::new();
         r.read_to_end(&mut all).expect("read");
         assert_eq!(all.len(), 10 << 20);
+    }
+
+    /// A spill becomes the plain copy only once the descriptor is closed: an fsync in the
+    /// middle of writing keeps it, so the next write does not copy the file back. A cache
+    /// that refuses it leaves the spill in place.
+    #[test]
+    fn a_spill_becomes_the_plain_copy_at_close_only() {
+        let (dir, store) = store();
+        let values = dir.path().join("gitdb").join("values");
+        let chunk = vec![7u8; 9 << 20];
+        let id = store.write_blob(&chunk).expect("blob");
+        let mut h = ValueHandle::new(2, None, ValueMode::Regular, true, files(&dir));
+        h.write(&store, 0, &chunk).expect("write");
+        h.dirty = false; // as a flush leaves it
+        h.stored(id);
+        assert!(
+            matches!(h.content, Content::Spilled { .. }),
+            "fsync'ed, still open"
+        );
+        assert!(!values.join(id.to_string()).exists());
+        h.closed = true;
+        h.settle();
+        assert!(matches!(h.content, Content::Plain { .. }), "closed");
+        assert!(values.join(id.to_string()).exists());
+
+        let tiny = Arc::new(
+            ValueFiles::open(&dir.path().join("tiny"), 1 << 20, true).expect("value files"),
+        );
+        let mut h = ValueHandle::new(3, None, ValueMode::Regular, true, tiny);
+        h.write(&store, 0, &chunk).expect("write");
+        h.dirty = false;
+        h.closed = true;
+        h.stored(id);
+        assert!(
+            matches!(h.content, Content::Spilled { .. }),
+            "refused by the budget"
+        );
+        assert_eq!(h.read(&store, (9 << 20) - 1, 10).expect("read"), vec![7]);
     }
 }

@@ -1570,6 +1570,8 @@ impl Filesystem for GitDbFs {
                                 self.s.files.clone(),
                             );
                             v.truncate(store, size).map_err(|e| errno(e.errno()))?;
+                            // A one-shot handle: closed as soon as it is flushed.
+                            v.closed = true;
                             self.flush_value(&mut v)?;
                         }
                     }
@@ -2092,7 +2094,10 @@ impl Filesystem for GitDbFs {
             Handle::Value(v) => {
                 // FLUSH is sent on close(2); the RELEASE that follows is asynchronous.
                 v.closed = true;
-                self.flush_value(v)
+                let result = self.flush_value(v);
+                // Flushed by an earlier fsync, the bytes may be stored already.
+                v.settle();
+                result
             }
             _ => Ok(()),
         });
@@ -2116,7 +2121,9 @@ impl Filesystem for GitDbFs {
         let (result, ino) = match self.drop_handle(fh) {
             Some(h) => match &mut *lock(&h) {
                 Handle::Value(v) => {
+                    v.closed = true;
                     let result = self.flush_value(v);
+                    v.settle();
                     if let Some((token, data)) = v.flushed.take() {
                         self.s.tell_kernel(KernelTask::Prefill {
                             ino: v.ino,

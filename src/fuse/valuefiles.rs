@@ -150,13 +150,21 @@ impl ValueFiles {
         NamedTempFile::new_in(&self.tmp)
     }
 
-    /// The plain copy of blob `id`, if present.
-    pub fn get(&self, id: ObjectId) -> Option<(File, u64)> {
+    /// The plain copy of blob `id`, if present and `size()` bytes long, the blob's size
+    /// (asked only when a copy is there). Copies are written without an fsync, so one cut
+    /// short by a crash is dropped here rather than served as the value.
+    pub fn get(&self, id: ObjectId, size: impl FnOnce() -> Option<u64>) -> Option<(File, u64)> {
         if !self.lock().touch(id) {
             return None;
         }
         match File::open(self.path(id)).and_then(|f| Ok((f.metadata()?.len(), f))) {
-            Ok((len, file)) => Some((file, len)),
+            Ok((len, file)) if size() == Some(len) => Some((file, len)),
+            Ok(_) => {
+                log::warn!("plain copy of blob {id} has the wrong size: dropping it");
+                self.lock().remove(id);
+                let _ = std::fs::remove_file(self.path(id));
+                None
+            }
             Err(_) => {
                 // Deleted from outside: forget it.
                 self.lock().remove(id);
@@ -165,26 +173,39 @@ impl ValueFiles {
         }
     }
 
-    /// Takes `spill`, which holds exactly the bytes of blob `id`, as its copy.
-    pub fn adopt(&self, id: ObjectId, spill: NamedTempFile) -> std::io::Result<(File, u64)> {
-        let len = spill.as_file().metadata()?.len();
+    /// Takes `spill`, which holds exactly the bytes of blob `id`, as its copy. On refusal
+    /// (larger than the budget) or failure the spill file is handed back, still holding the
+    /// value.
+    pub fn adopt(
+        &self,
+        id: ObjectId,
+        spill: NamedTempFile,
+    ) -> Result<(File, u64), (std::io::Error, NamedTempFile)> {
+        let len = match spill.as_file().metadata() {
+            Ok(m) => m.len(),
+            Err(e) => return Err((e, spill)),
+        };
         if len > self.budget {
-            return Err(std::io::Error::other(
-                "value larger than the value-file budget",
-            ));
+            return Err((too_large(), spill));
         }
-        let file = spill.persist(self.path(id)).map_err(|e| e.error)?;
+        let file = spill
+            .persist(self.path(id))
+            .map_err(|e| (e.error, e.file))?;
         self.lock().insert(id, len);
         self.evict();
         Ok((file, len))
     }
 
-    /// Writes `bytes`, the contents of blob `id`, as its copy.
+    /// Writes `bytes`, the contents of blob `id`, as its copy (nothing is written for a value
+    /// the budget cannot hold).
     pub fn store(&self, id: ObjectId, bytes: &[u8]) -> std::io::Result<(File, u64)> {
+        if bytes.len() as u64 > self.budget {
+            return Err(too_large());
+        }
         let mut spill = self.spill_file()?;
         spill.as_file_mut().write_all(bytes)?;
         // The descriptor stays open for writing too; nothing writes to an adopted file.
-        self.adopt(id, spill)
+        self.adopt(id, spill).map_err(|(e, _)| e)
     }
 
     fn evict(&self) {
@@ -198,6 +219,10 @@ impl ValueFiles {
     pub fn size(&self) -> u64 {
         self.lock().total
     }
+}
+
+fn too_large() -> std::io::Error {
+    std::io::Error::other("value larger than the value-file budget")
 }
 
 #[cfg(test)]
@@ -216,7 +241,7 @@ mod tests {
         files.store(id(1), b"aaaa").expect("store");
         files.store(id(2), b"bbbb").expect("store");
         // Using 1 makes 2 the oldest.
-        let (f, len) = files.get(id(1)).expect("present");
+        let (f, len) = files.get(id(1), || Some(4)).expect("present");
         assert_eq!(len, 4);
         let mut buf = [0u8; 4];
         f.read_exact_at(&mut buf, 0).expect("read");
@@ -224,13 +249,22 @@ mod tests {
         let mut spill = files.spill_file().expect("spill");
         spill.write_all(b"cccc").expect("write");
         files.adopt(id(3), spill).expect("adopt");
-        assert!(files.get(id(2)).is_none());
-        assert!(files.get(id(1)).is_some() && files.get(id(3)).is_some());
+        assert!(files.get(id(2), || Some(4)).is_none());
+        assert!(files.get(id(1), || Some(4)).is_some() && files.get(id(3), || Some(4)).is_some());
         assert_eq!(files.size(), 8);
         assert!(
             files.store(id(4), &[0u8; 11]).is_err(),
             "larger than the budget"
         );
+        // A refused spill comes back whole.
+        let mut big = files.spill_file().expect("spill");
+        big.write_all(&[7u8; 11]).expect("write");
+        let (_, back) = files.adopt(id(4), big).expect_err("over budget");
+        assert_eq!(back.as_file().metadata().expect("len").len(), 11);
+        // A copy whose length is not the blob's (cut short by a crash) is dropped.
+        assert!(files.get(id(3), || Some(5)).is_none());
+        assert!(!dir.path().join("values").join(id(3).to_string()).exists());
+        files.store(id(3), b"cccc").expect("store again");
         // Reopening finds what is there and drops stray spill files.
         let stray = files.spill_file().expect("spill").keep().expect("keep").1;
         drop(files);
