@@ -194,14 +194,6 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
             other => log::warn!("ignoring unknown mount option {other:?}"),
         }
     }
-    // The daemon checks no permissions itself: once other users may enter, the kernel must
-    // check the modes it shows (values 644/755 owned by the mounting user), or any local user
-    // could change any key.
-    if p.acl.is_some_and(|acl| acl != SessionACL::Owner)
-        && !p.mount.contains(&MountOption::DefaultPermissions)
-    {
-        p.mount.push(MountOption::DefaultPermissions);
-    }
     Ok(p)
 }
 
@@ -342,7 +334,6 @@ mod tests {
                 .is_some_and(|a| a.0 == Some(Duration::from_secs(5)))
         );
         assert_eq!(p.acl, Some(SessionACL::All));
-        assert!(p.mount.contains(&MountOption::DefaultPermissions));
         let own = parse_options(&["noatime,noreaddirplus,value_cache=64,busy_poll=0".into()])
             .expect("parse");
         assert_eq!(own.readdirplus, Some(false));
@@ -360,7 +351,6 @@ mod tests {
                 .busy_poll_us,
             Some(250)
         );
-        assert!(!own.mount.contains(&MountOption::DefaultPermissions));
         assert!(parse_options(&["uid=x".into()]).is_err());
     }
 }

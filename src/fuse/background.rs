@@ -140,6 +140,24 @@ fn lazy_unmount(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The kernel mount options: the caller's, a `gitdb:<repo>` fsname and the `gitdb` subtype
+/// unless given, and `default_permissions` whenever users other than the owner may enter:
+/// the daemon checks no permissions itself, so the kernel must check the modes it shows
+/// (values 644/755 owned by the mounting user), or any local user could change any key.
+fn kernel_options(options: &MountOptions, git_dir: &Path) -> Vec<MountOption> {
+    let mut opts = options.mount_options.clone();
+    if !opts.iter().any(|o| matches!(o, MountOption::FSName(_))) {
+        opts.push(MountOption::FSName(format!("gitdb:{}", git_dir.display())));
+    }
+    if !opts.iter().any(|o| matches!(o, MountOption::Subtype(_))) {
+        opts.push(MountOption::Subtype("gitdb".into()));
+    }
+    if options.acl != SessionACL::Owner && !opts.contains(&MountOption::DefaultPermissions) {
+        opts.push(MountOption::DefaultPermissions);
+    }
+    opts
+}
+
 /// Mounts `db` at `mountpoint` (created if absent; a stale mount there is detached first) and
 /// starts the background threads.
 pub fn mount(
@@ -165,26 +183,7 @@ pub fn mount(
     );
     let events = db.subscribe();
     let mut config = Config::default();
-    config.mount_options = options.mount_options.clone();
-    if !config
-        .mount_options
-        .iter()
-        .any(|o| matches!(o, MountOption::FSName(_)))
-    {
-        config.mount_options.push(MountOption::FSName(format!(
-            "gitdb:{}",
-            db.git_dir().display()
-        )));
-    }
-    if !config
-        .mount_options
-        .iter()
-        .any(|o| matches!(o, MountOption::Subtype(_)))
-    {
-        config
-            .mount_options
-            .push(MountOption::Subtype("gitdb".into()));
-    }
+    config.mount_options = kernel_options(&options, db.git_dir());
     config.acl = options.acl;
     config.n_threads = Some(options.threads.max(1));
     config.clone_fd = options.threads > 1;
@@ -547,5 +546,26 @@ impl Drop for Mounted {
             drop(session);
         }
         let _ = self.shared.db().sync();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_users_make_the_kernel_check_permissions() {
+        let git_dir = Path::new("/r.git");
+        let own = kernel_options(&MountOptions::default(), git_dir);
+        assert!(!own.contains(&MountOption::DefaultPermissions));
+        assert!(own.contains(&MountOption::FSName("gitdb:/r.git".into())));
+        assert!(own.contains(&MountOption::Subtype("gitdb".into())));
+        for acl in [SessionACL::All, SessionACL::RootAndOwner] {
+            let shared = MountOptions {
+                acl,
+                ..MountOptions::default()
+            };
+            assert!(kernel_options(&shared, git_dir).contains(&MountOption::DefaultPermissions));
+        }
     }
 }
