@@ -452,9 +452,9 @@ impl GitDb {
         // but only tombstones over what the head holds matter.
         let absent: Vec<String> = working
             .iter()
-            .filter(|(path, c)| !path.is_empty() && **c == Change::Delete)
+            .filter(|(_, c)| **c == Change::Delete)
             .map(|(path, _)| path.clone())
-            .filter(|path| matches!(self.store.lookup(head_tree, path), Ok(None)))
+            .filter(|path| matches!(self.hides_nothing(head_tree, path), Ok(true)))
             .collect();
         for path in absent {
             working.remove(&path);
@@ -936,12 +936,12 @@ impl GitDb {
         self.check_writable()?;
         let key = Key::parse_value(key)?;
         let mut js = self.lock_journal();
-        match self.resolve(&key)? {
-            Visible::Value(..) => {}
+        let in_head = match self.resolve(&key)? {
+            Visible::Value(_, committed) => committed,
             Visible::Dir => return Err(DbError::IsDirectory { key }),
             Visible::Absent => return Err(DbError::NotFound { key }),
-        }
-        self.journal_delete(&mut js, &key)
+        };
+        self.journal_delete(&mut js, &key, in_head)
     }
 
     /// Deletes everything below and at `prefix` (the root: every key). Returns an error if
@@ -953,10 +953,12 @@ impl GitDb {
         if !key.is_root() && matches!(self.resolve(&key)?, Visible::Absent) {
             return Err(DbError::NotFound { key });
         }
-        self.journal_delete(&mut js, &key)
+        self.journal_delete(&mut js, &key, false)
     }
 
-    fn journal_delete(&self, js: &mut JournalState, key: &Key) -> Result<()> {
+    /// Stages the delete of `key`; `in_head`: the head is known to hold the value deleted, so
+    /// its tombstone is needed without looking.
+    fn journal_delete(&self, js: &mut JournalState, key: &Key, in_head: bool) -> Result<()> {
         self.append(
             js,
             &Record::Delete {
@@ -964,7 +966,9 @@ impl GitDb {
             },
         )?;
         apply_delete(&mut self.write_state().working, key.as_str());
-        self.drop_needless_tombstone(js, key.as_str())?;
+        if !in_head {
+            self.drop_needless_tombstone(js, key.as_str())?;
+        }
         self.maybe_compact(js)
     }
 
@@ -975,26 +979,22 @@ impl GitDb {
     /// for the root. The caller holds the journal lock, so the head cannot be adopted
     /// meanwhile.
     fn drop_needless_tombstone(&self, _js: &mut JournalState, path: &str) -> Result<()> {
-        if path.is_empty() {
-            return Ok(());
-        }
         let Ok(_no_commit) = self.commit_lock.try_lock() else {
             return Ok(());
         };
-        let head_tree = {
-            let st = self.read_state();
-            if st.working.get(path) != Some(&Change::Delete) {
-                return Ok(());
-            }
-            st.head_tree
-        };
-        if self.store.lookup(head_tree, path)?.is_none() {
-            let mut st = self.write_state();
-            if st.working.get(path) == Some(&Change::Delete) {
-                st.working.remove(path);
-            }
+        let head_tree = self.read_state().head_tree;
+        if self.hides_nothing(head_tree, path)? {
+            // The caller's journal lock serializes every change of the working layer: the
+            // tombstone just staged is still there.
+            self.write_state().working.remove(path);
         }
         Ok(())
+    }
+
+    /// Whether a tombstone at `path` hides nothing of the tree `head_tree` (the root's always
+    /// matters: it hides everything).
+    fn hides_nothing(&self, head_tree: ObjectId, path: &str) -> Result<bool> {
+        Ok(!path.is_empty() && self.store.lookup(head_tree, path)?.is_none())
     }
 
     /// Rewrites the journal from the working layer once overwritten and deleted entries make
@@ -1048,6 +1048,7 @@ impl GitDb {
         if let Visible::Absent = source {
             return Err(DbError::NotFound { key: from });
         }
+        let from_in_head = matches!(source, Visible::Value(_, true));
         if from == to {
             return Ok(());
         }
@@ -1082,7 +1083,9 @@ impl GitDb {
         } = &mut *st;
         apply_record(&self.store, working, pending, record)?;
         drop(st);
-        self.drop_needless_tombstone(&mut js, from.as_str())?;
+        if !from_in_head {
+            self.drop_needless_tombstone(&mut js, from.as_str())?;
+        }
         self.maybe_compact(&mut js)
     }
 
