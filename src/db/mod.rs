@@ -882,9 +882,10 @@ impl GitDb {
             {
                 let mut st = self.write_state();
                 st.pending.insert(id, Bytes::from(value));
-                st.working.insert(
+                apply_set(
+                    &mut st.working,
                     key.as_str().to_owned(),
-                    Change::Set(StagedValue { id, mode, size }),
+                    StagedValue { id, mode, size },
                 );
             }
             return self.maybe_compact(&mut js);
@@ -915,9 +916,11 @@ impl GitDb {
         self.check_can_hold_value(&key)?;
         self.append(&mut js, &set_record(key.as_str(), value))?;
         js.unsynced.push(value.id);
-        self.write_state()
-            .working
-            .insert(key.as_str().to_owned(), Change::Set(value));
+        apply_set(
+            &mut self.write_state().working,
+            key.as_str().to_owned(),
+            value,
+        );
         self.maybe_compact(&mut js)?;
         Ok(())
     }
@@ -1346,15 +1349,10 @@ impl GitDb {
             Some(Change::Delete) => (self.store.empty_tree(), true),
             _ => (base, false),
         };
-        // A value set where a directory was makes the tombstones still staged below it moot
-        // (and the tree writer refuses edits below a value).
-        let below_a_value = |path: &str| {
-            path.match_indices('/')
-                .any(|(i, _)| matches!(working.get(&path[..i]), Some(Change::Set(_))))
-        };
+        // Nothing is staged below a value (see `apply_set`), so no edit goes below one.
         let edits = working
             .iter()
-            .filter(|(path, _)| !(below_a_value(path) || skip_root && path.is_empty()))
+            .filter(|(path, _)| !(skip_root && path.is_empty()))
             .map(|(path, change)| match change {
                 Change::Set(v) => TreeEdit::Upsert {
                     path,
@@ -1678,14 +1676,29 @@ fn apply_delete(working: &mut Working, path: &str) {
     if path.is_empty() {
         working.clear();
     } else {
-        let start = format!("{path}/");
-        let end = format!("{path}0");
-        let doomed: Vec<String> = working.range(start..end).map(|(k, _)| k.clone()).collect();
-        for k in doomed {
-            working.remove(&k);
-        }
+        clear_below(working, path);
     }
     working.insert(path.to_owned(), Change::Delete);
+}
+
+/// Records a set of `path`. A value can only go where no directory is visible, so what is
+/// staged below it can only be tombstones of a directory it replaces: the value hides that
+/// directory itself, and they go (a commit then has no edits below a value).
+fn apply_set(working: &mut Working, path: String, value: StagedValue) {
+    clear_below(working, &path);
+    working.insert(path, Change::Set(value));
+}
+
+/// Drops everything staged strictly below `path` (not the root).
+fn clear_below(working: &mut Working, path: &str) {
+    // `0` follows `/` in byte order: the range is exactly the keys under `path/`.
+    let below: Vec<String> = working
+        .range(format!("{path}/")..format!("{path}0"))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in below {
+        working.remove(&k);
+    }
 }
 
 /// Applies one journal record (other than `Base`) to the working layer.
@@ -1701,7 +1714,7 @@ fn apply_record(
             let id = store.hash_blob(&data)?;
             let size = data.len() as u64;
             pending.insert(id, Bytes::from(data));
-            working.insert(key, Change::Set(StagedValue { id, mode, size }));
+            apply_set(working, key, StagedValue { id, mode, size });
         }
         Record::Set {
             key,
@@ -1714,7 +1727,7 @@ fn apply_record(
                 mode,
                 size,
             };
-            working.insert(key, Change::Set(value));
+            apply_set(working, key, value);
         }
         Record::Delete { key } => apply_delete(working, &key),
         Record::Batch(records) => {
