@@ -125,15 +125,9 @@ impl Store {
         }
         entries.sort();
         let tree = gix::objs::Tree { entries };
-        let id = self.with_repo(|repo| {
-            repo.write_object(&tree)
-                .map(|id| id.detach())
-                .map_err(|e| StoreError::Write {
-                    what: "tree",
-                    source: boxed(e),
-                })
+        let id = self.write_loose("tree", |repo| {
+            repo.write_object(&tree).map(|id| id.detach())
         })?;
-        self.note_written([self.loose_path(id)]);
         Ok(Some(id))
     }
 }

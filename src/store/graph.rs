@@ -74,16 +74,7 @@ impl Store {
     /// Writes an object from its kind and bytes; returns its id (computed from the bytes).
     pub fn write_raw(&self, kind: ObjectKind, data: &[u8]) -> Result<ObjectId> {
         use gix::objs::Write;
-        let id = self.with_repo(|repo| {
-            repo.objects
-                .write_buf(kind, data)
-                .map_err(|e| StoreError::Write {
-                    what: "object",
-                    source: boxed(e),
-                })
-        })?;
-        self.note_written([self.loose_path(id)]);
-        Ok(id)
+        self.write_loose("object", |repo| repo.objects.write_buf(kind, data))
     }
 
     /// Copies every object reachable from `tip` in `from` that this repository lacks, children

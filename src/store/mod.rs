@@ -599,15 +599,7 @@ impl Store {
 
     /// Writes a blob (a no-op if it exists) and returns its id.
     pub fn write_blob(&self, data: &[u8]) -> Result<ObjectId> {
-        let id = self.with_repo(|repo| {
-            repo.write_blob(data)
-                .map(|id| id.detach())
-                .map_err(|e| StoreError::Write {
-                    what: "blob",
-                    source: boxed(e),
-                })
-        })?;
-        self.note_written([self.loose_path(id)]);
+        let id = self.write_loose("blob", |repo| repo.write_blob(data).map(|id| id.detach()))?;
         self.caches.sizes.insert(id, data.len() as u64);
         Ok(id)
     }
@@ -703,15 +695,10 @@ impl Store {
             inner: reader,
             left: size,
         };
-        let id = self.with_repo(|repo| {
+        let id = self.write_loose("blob", |repo| {
             repo.objects
                 .write_stream(gix::object::Kind::Blob, size, &mut reader)
-                .map_err(|e| StoreError::Write {
-                    what: "blob",
-                    source: boxed(e),
-                })
         })?;
-        self.note_written([self.loose_path(id)]);
         self.caches.sizes.insert(id, size);
         Ok(id)
     }
@@ -728,6 +715,24 @@ impl Store {
     }
 
     /// Notes files this store wrote, for [`Store::sync_written`].
+    /// Runs one object write with a pooled repository and records its loose file for the next
+    /// sync: every write goes through here.
+    fn write_loose<E>(
+        &self,
+        what: &'static str,
+        write: impl FnOnce(&gix::Repository) -> std::result::Result<ObjectId, E>,
+    ) -> Result<ObjectId>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let id = self.with_repo(write).map_err(|e| StoreError::Write {
+            what,
+            source: boxed(e),
+        })?;
+        self.note_written([self.loose_path(id)]);
+        Ok(id)
+    }
+
     fn note_written(&self, files: impl IntoIterator<Item = PathBuf>) {
         self.unsynced
             .lock()
@@ -816,16 +821,9 @@ impl Store {
             message: message.into(),
             extra_headers: Vec::new(),
         };
-        let id = self.with_repo(|repo| {
-            repo.write_object(&commit)
-                .map(|id| id.detach())
-                .map_err(|e| StoreError::Write {
-                    what: "commit",
-                    source: boxed(e),
-                })
-        })?;
-        self.note_written([self.loose_path(id)]);
-        Ok(id)
+        self.write_loose("commit", |repo| {
+            repo.write_object(&commit).map(|id| id.detach())
+        })
     }
 
     /// Cache statistics for `status` and benchmarks.
