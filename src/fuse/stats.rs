@@ -32,38 +32,69 @@ pub enum Op {
     Ioctl,
     Access,
     Statfs,
-    /// mknod, link, opendir, fsyncdir, xattr calls: each answered once or rarely.
+    /// mknod, link, opendir, fsyncdir, xattr calls: each answered once or rarely. Last.
     Other,
 }
 
-const NAMES: [&str; 22] = [
-    "lookup",
-    "getattr",
-    "setattr",
-    "open",
-    "create",
-    "read",
-    "write",
-    "flush",
-    "release",
-    "fsync",
-    "mkdir",
-    "unlink",
-    "rmdir",
-    "rename",
-    "symlink",
-    "readlink",
-    "readdir",
-    "readdirplus",
-    "ioctl",
-    "access",
-    "statfs",
-    "other",
-];
+impl Op {
+    /// Every op, in declaration order (checked by a test), to walk the counters.
+    const ALL: [Op; 22] = [
+        Op::Lookup,
+        Op::Getattr,
+        Op::Setattr,
+        Op::Open,
+        Op::Create,
+        Op::Read,
+        Op::Write,
+        Op::Flush,
+        Op::Release,
+        Op::Fsync,
+        Op::Mkdir,
+        Op::Unlink,
+        Op::Rmdir,
+        Op::Rename,
+        Op::Symlink,
+        Op::Readlink,
+        Op::Readdir,
+        Op::Readdirplus,
+        Op::Ioctl,
+        Op::Access,
+        Op::Statfs,
+        Op::Other,
+    ];
+
+    /// The name `status` shows.
+    fn name(self) -> &'static str {
+        match self {
+            Op::Lookup => "lookup",
+            Op::Getattr => "getattr",
+            Op::Setattr => "setattr",
+            Op::Open => "open",
+            Op::Create => "create",
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Flush => "flush",
+            Op::Release => "release",
+            Op::Fsync => "fsync",
+            Op::Mkdir => "mkdir",
+            Op::Unlink => "unlink",
+            Op::Rmdir => "rmdir",
+            Op::Rename => "rename",
+            Op::Symlink => "symlink",
+            Op::Readlink => "readlink",
+            Op::Readdir => "readdir",
+            Op::Readdirplus => "readdirplus",
+            Op::Ioctl => "ioctl",
+            Op::Access => "access",
+            Op::Statfs => "statfs",
+            Op::Other => "other",
+        }
+    }
+}
 
 /// The counters of one mount. Relaxed atomics: they are statistics, not synchronization.
 pub struct Stats {
-    requests: [AtomicU64; NAMES.len()],
+    requests: [AtomicU64; Op::ALL.len()],
     prefilled: AtomicU64,
     warmed: AtomicU64,
 }
@@ -111,10 +142,14 @@ impl Stats {
 
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            requests: NAMES
+            requests: Op::ALL
                 .iter()
-                .zip(&self.requests)
-                .map(|(name, n)| (*name, n.load(Ordering::Relaxed)))
+                .map(|&op| {
+                    (
+                        op.name(),
+                        self.requests[op as usize].load(Ordering::Relaxed),
+                    )
+                })
                 .collect(),
             page_cache: PageCache {
                 prefilled: self.prefilled.load(Ordering::Relaxed),
@@ -130,7 +165,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_op_has_its_own_name() {
+    fn every_op_has_its_own_name_and_counter() {
+        for (i, op) in Op::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, i, "{op:?} out of place in Op::ALL");
+        }
+        // A variant added after `Other` but missing from ALL would index past the counters.
+        assert_eq!(
+            Op::Other as usize,
+            Op::ALL.len() - 1,
+            "Other must stay last"
+        );
+        let names: std::collections::BTreeSet<_> = Op::ALL.iter().map(|op| op.name()).collect();
+        assert_eq!(names.len(), Op::ALL.len());
         let stats = Stats::default();
         stats.request(Op::Readdirplus);
         stats.request(Op::Lookup);
@@ -138,7 +184,7 @@ mod tests {
         let snap = stats.snapshot();
         assert_eq!(snap.requests["lookup"], 2);
         assert_eq!(snap.requests["readdirplus"], 1);
-        assert_eq!(snap.requests.len(), NAMES.len());
-        assert_eq!(Op::Other as usize, NAMES.len() - 1);
+        assert_eq!(snap.requests["getattr"], 0);
+        assert_eq!(snap.requests.len(), Op::ALL.len());
     }
 }
