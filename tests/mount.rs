@@ -672,7 +672,12 @@ fn keep_both_conflicts_show_in_the_control_directory() {
 fn every_read_right_after_a_change_sees_it() {
     for delay_us in ["0", "400"] {
         let m = Mount::start_env(&[], &[("GITDB_TEST_PREFILL_DELAY_US", delay_us)]);
-        m.sh_ok(READ_AFTER_CHANGE);
+        assert_eq!(m.sh_ok(READ_AFTER_CHANGE), "ok\n");
+        // The reads above raced real prefills, not a mechanism that never ran.
+        let prefilled = m.sh_ok(
+            "python3 -c 'import json; print(json.load(open(\".gitdb/status\"))[\"page_cache\"][\"prefilled\"] > 0)'",
+        );
+        assert_eq!(prefilled, "True\n", "{}", m.log_text());
     }
 }
 
