@@ -172,11 +172,13 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
                 p.busy_poll_us = Some(us);
             }
             "value_cache" => {
-                p.value_cache_mib = Some(
-                    need(v)?
-                        .parse()
-                        .map_err(|_| "-o value_cache=MIB needs a number")?,
-                )
+                let mib: u64 = need(v)?
+                    .parse()
+                    .map_err(|_| "-o value_cache=MIB needs a number")?;
+                // In bytes it must fit a u64 (an unchecked shift would wrap to a small budget).
+                mib.checked_mul(1 << 20)
+                    .ok_or(format!("-o value_cache={mib}: too large"))?;
+                p.value_cache_mib = Some(mib);
             }
             // fstab-only words that mount(8) passes along; they mean nothing to the daemon.
             "defaults"
@@ -252,7 +254,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         options.threads = n.max(1);
     }
     if let Some(mib) = parsed.value_cache_mib {
-        options.fs.value_cache = mib << 20;
+        options.fs.value_cache = mib.saturating_mul(1 << 20);
     }
     if let Some(on) = parsed.readdirplus {
         options.fs.readdirplus = on;
@@ -342,6 +344,7 @@ mod tests {
         assert_eq!(own.value_cache_mib, Some(64));
         assert_eq!(own.busy_poll_us, Some(0));
         assert!(parse_options(&["value_cache=lots".into()]).is_err());
+        assert!(parse_options(&[format!("value_cache={}", u64::MAX >> 10)]).is_err());
         assert!(parse_options(&["busy_poll=fast".into()]).is_err());
         assert!(parse_options(&["busy_poll=5".into()]).is_err());
         assert!(parse_options(&["busy_poll=200000".into()]).is_err());
