@@ -238,23 +238,37 @@ pub struct HeadMove {
     pub new: Option<ObjectId>,
 }
 
-/// Why the head moved.
+/// Why what readers see changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadOrigin {
     /// A commit of this node's working layer: what readers see did not change.
     LocalCommit,
     /// A head made elsewhere was adopted (a merge, stock git, `refresh`): visible keys changed.
     Adopted,
+    /// The working layer was dropped (`rollback`): the head stayed, the dropped keys changed.
+    Rollback,
 }
 
-/// Sent to subscribers whenever the branch head moves.
+/// Sent to subscribers whenever the branch head moves or a rollback drops changes: the one
+/// news channel through which the mount (cache invalidation) and gossip learn of changes.
 #[derive(Debug, Clone)]
 pub struct HeadEvent {
     pub old: Option<ObjectId>,
     pub new: Option<ObjectId>,
     pub origin: HeadOrigin,
-    /// Keys (tree paths) whose committed value differs between the old and the new head.
+    /// Keys (tree paths) whose visible value may differ: between the old and the new head,
+    /// or, for a rollback, the uncommitted changes it dropped.
     pub changed: Vec<String>,
+}
+
+/// A receiver of [`HeadEvent`]s.
+enum Subscriber {
+    Channel(std::sync::mpsc::Sender<HeadEvent>),
+    /// Called on the thread that made the change, before that call (commit, rollback, ...)
+    /// returns: whoever must act before the change is acknowledged (the mount's kernel-cache
+    /// invalidation) queues its work here, in order. Must not block, take locks of its own
+    /// callers or call back into the db. Returns false once it wants no more news.
+    Callback(Box<dyn Fn(&HeadEvent) -> bool + Send>),
 }
 
 type Working = BTreeMap<String, Change>;
@@ -321,7 +335,7 @@ pub struct GitDb {
     journal: Mutex<JournalState>,
     state: RwLock<State>,
     /// Taken last, only to send: subscribers are never called under another lock.
-    subscribers: Mutex<Vec<std::sync::mpsc::Sender<HeadEvent>>>,
+    subscribers: Mutex<Vec<Subscriber>>,
     _writer_lock: Option<File>,
 }
 
@@ -1150,10 +1164,22 @@ impl GitDb {
         let head = self.read_state().head;
         self.rewrite_journal(&mut js, head, &Working::new(), &Pending::default())?;
         js.unsynced.clear();
-        let mut st = self.write_state();
-        let n = st.working.len();
-        st.working.clear();
-        st.pending = Pending::default();
+        let dropped: Vec<String> = {
+            let mut st = self.write_state();
+            st.pending = Pending::default();
+            std::mem::take(&mut st.working).into_keys().collect()
+        };
+        drop(js);
+        let n = dropped.len();
+        if n > 0 {
+            let head = self.head();
+            self.send(HeadEvent {
+                old: head,
+                new: head,
+                origin: HeadOrigin::Rollback,
+                changed: dropped,
+            });
+        }
         Ok(n)
     }
 
@@ -1424,14 +1450,29 @@ impl GitDb {
         self.adopt_head(Some(new))
     }
 
-    /// Receives a [`HeadEvent`] each time the head moves, from the thread that moved it.
+    /// Receives a [`HeadEvent`] each time the head moves or a rollback drops changes.
     pub fn subscribe(&self) -> std::sync::mpsc::Receiver<HeadEvent> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(tx);
+        self.lock_subscribers().push(Subscriber::Channel(tx));
         rx
+    }
+
+    /// Calls `f` with every [`HeadEvent`], on the thread that made the change and before the
+    /// call that made it returns (see [`Subscriber::Callback`]).
+    pub fn subscribe_with(&self, f: impl Fn(&HeadEvent) -> bool + Send + 'static) {
+        self.lock_subscribers()
+            .push(Subscriber::Callback(Box::new(f)));
+    }
+
+    fn lock_subscribers(&self) -> MutexGuard<'_, Vec<Subscriber>> {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send(&self, event: HeadEvent) {
+        self.lock_subscribers().retain(|sub| match sub {
+            Subscriber::Channel(tx) => tx.send(event.clone()).is_ok(),
+            Subscriber::Callback(f) => f(&event),
+        });
     }
 
     fn publish(
@@ -1442,8 +1483,7 @@ impl GitDb {
         new_tree: ObjectId,
         origin: HeadOrigin,
     ) {
-        let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        if subs.is_empty() || old == new {
+        if old == new || self.lock_subscribers().is_empty() {
             return;
         }
         let changed = match self.store.diff_trees(old_tree, new_tree) {
@@ -1453,13 +1493,12 @@ impl GitDb {
                 Vec::new()
             }
         };
-        let event = HeadEvent {
+        self.send(HeadEvent {
             old,
             new,
             origin,
             changed,
-        };
-        subs.retain(|tx| tx.send(event.clone()).is_ok());
+        });
     }
 
     // ----- history ----------------------------------------------------------------------------

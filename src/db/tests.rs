@@ -767,6 +767,40 @@ fn subscribers_hear_every_head_move_with_changed_keys() {
     assert_eq!(get(&db, "b/c"), Some(b"2".to_vec()));
 }
 
+/// A rollback is news too (what readers see changed), on the same channel; a callback
+/// subscriber hears it before `rollback` returns.
+#[test]
+fn rollback_is_announced_with_the_dropped_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let rx = db.subscribe();
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let heard = heard.clone();
+        db.subscribe_with(move |ev| {
+            heard.lock().unwrap().push((ev.origin, ev.changed.clone()));
+            true
+        });
+    }
+    db.set("a", b"1").unwrap();
+    db.commit("c1", 1_000).unwrap();
+    db.set("a", b"2").unwrap();
+    db.set("d/x", b"3").unwrap();
+    assert_eq!(db.rollback().unwrap(), 2);
+    let expect = vec!["a".to_string(), "d/x".to_string()];
+    assert_eq!(
+        heard.lock().unwrap().last().cloned(),
+        Some((HeadOrigin::Rollback, expect.clone()))
+    );
+    assert_eq!(rx.try_recv().unwrap().origin, HeadOrigin::LocalCommit);
+    let ev = rx.try_recv().unwrap();
+    assert_eq!((ev.origin, ev.changed), (HeadOrigin::Rollback, expect));
+    assert_eq!(ev.old, ev.new);
+    // Nothing to drop: no news.
+    assert_eq!(db.rollback().unwrap(), 0);
+    assert!(rx.try_recv().is_err());
+}
+
 #[test]
 fn rename_moves_values_and_directories_atomically() {
     let dir = tempfile::tempdir().unwrap();

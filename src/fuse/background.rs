@@ -2,10 +2,12 @@
 //!
 //! - `gitdb-refresh` calls [`GitDb::refresh`] every `refresh_interval` to adopt commits made
 //!   behind the mount's back (stock git today, gossip merges later).
-//! - `gitdb-events` consumes [`GitDb::subscribe`]: for a head *adopted* from elsewhere it
-//!   forwards exactly the changed paths to the invalidation thread (a local commit changes no
-//!   visible value, so it costs only the `history` listing).
-//! - `gitdb-inval` owns the fuser `Notifier` and serves `KernelTask`s in order: it drops the
+//! - `gitdb-inval` owns the fuser `Notifier` and serves `KernelTask`s in order. The db's news
+//!   ([`GitDb::subscribe_with`]) is queued there by the thread that made the change, before
+//!   that change returns: for a head *adopted* from elsewhere or a rollback it drops the
+//!   kernel's caches of exactly the changed paths (a local commit changes no visible value, so
+//!   it costs only the `history` listing), and a `ctl` command's reply is queued behind the
+//!   invalidation its change caused, so the command returns only once the kernel agrees. It drops the
 //!   kernel's entry cache for names that may have appeared or disappeared (`inval_entry`) and
 //!   the attribute/page cache of values that changed (`inval_inode`), and puts small values
 //!   just written in the page cache (`prefill`, `notify_store`). It runs outside every FUSE
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use fuser::{Config, INodeNo, MountOption, Notifier, SessionACL};
 
 use super::{FsConfig, GitDbFs, KernelTask, Shared};
-use crate::db::{GitDb, HeadOrigin};
+use crate::db::{GitDb, HeadEvent, HeadOrigin};
 
 /// Errors of mounting and unmounting.
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +183,6 @@ pub fn mount(
             }
         })?,
     );
-    let events = db.subscribe();
     let mut config = Config::default();
     config.mount_options = kernel_options(&options, db.git_dir());
     config.acl = options.acl;
@@ -226,46 +227,16 @@ pub fn mount(
     };
 
     {
-        let stop = stop.clone();
+        // The db's news reaches the invalidation thread straight from the thread that made
+        // the change, before that change returns to its caller: a ctl command queues its
+        // reply behind the invalidation its own change queued (see `KernelTask::Reply`).
         let tx = Mutex::new(inval_tx);
-        let shared = shared.clone();
-        threads.push(spawn(
-            "gitdb-events",
-            Box::new(move || {
-                let send = |task| {
-                    tx.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .send(task)
-                        .is_ok()
-                };
-                while !stop.load(Ordering::Relaxed) {
-                    match events.recv_timeout(Duration::from_millis(200)) {
-                        Ok(ev) => {
-                            // Every new commit changes the `history` listing.
-                            if let Some(ino) = shared.history_ino()
-                                && !send(KernelTask::Forget(ino))
-                            {
-                                return;
-                            }
-                            if ev.origin != HeadOrigin::Adopted {
-                                continue;
-                            }
-                            log::info!(
-                                "head moved {:?} -> {:?}: {} path(s) changed",
-                                ev.old,
-                                ev.new,
-                                ev.changed.len()
-                            );
-                            if !send(KernelTask::Invalidate(ev.changed)) {
-                                return;
-                            }
-                        }
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => return,
-                    }
-                }
-            }),
-        )?);
+        db.subscribe_with(move |ev| {
+            tx.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .send(KernelTask::News(ev.clone()))
+                .is_ok()
+        });
     }
     {
         let stop = stop.clone();
@@ -277,12 +248,8 @@ pub fn mount(
             Box::new(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match inval_rx.recv_timeout(Duration::from_millis(200)) {
-                        Ok(KernelTask::Invalidate(paths)) => invalidate(&shared, &notifier, &paths),
-                        Ok(KernelTask::Forget(ino)) => {
-                            if let Err(e) = notifier.inval_inode(INodeNo(ino), 0, 0) {
-                                log::trace!("inval_inode {ino}: {e}");
-                            }
-                        }
+                        Ok(KernelTask::News(ev)) => news(&shared, &notifier, ev),
+                        Ok(KernelTask::Reply(reply)) => reply(),
                         Ok(KernelTask::Prefill { ino, token, data }) => {
                             if prefill(&shared, &notifier, ino, token, &data, delay) {
                                 warm_attributes(&shared, &root, ino);
@@ -370,6 +337,31 @@ fn sleep_unless(stop: &AtomicBool, total: Duration) {
             return;
         }
         std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// Brings the kernel's caches in line with a change the db announced.
+fn news(shared: &Shared, notifier: &Notifier, ev: HeadEvent) {
+    // Every new commit changes the `history` listing.
+    if ev.old != ev.new
+        && let Some(ino) = shared.history_ino()
+        && let Err(e) = notifier.inval_inode(INodeNo(ino), 0, 0)
+    {
+        log::trace!("inval_inode {ino}: {e}");
+    }
+    match ev.origin {
+        // What readers see did not change.
+        HeadOrigin::LocalCommit => {}
+        HeadOrigin::Adopted => {
+            log::info!(
+                "head moved {:?} -> {:?}: {} path(s) changed",
+                ev.old,
+                ev.new,
+                ev.changed.len()
+            );
+            invalidate(shared, notifier, &ev.changed);
+        }
+        HeadOrigin::Rollback => invalidate(shared, notifier, &ev.changed),
     }
 }
 

@@ -70,15 +70,6 @@ impl CtlError {
     }
 }
 
-/// What a command did, for the caller to react (invalidate after a rollback).
-#[derive(Debug, Default)]
-pub struct CtlEffect {
-    /// Keys whose visible value changed (a rollback drops them).
-    pub changed: Vec<String>,
-    /// Whether anything was done at all.
-    pub ran: usize,
-}
-
 /// Whether a mount path is the control directory or anything below it.
 pub fn is_under(path: &str) -> bool {
     path == DIR || path.strip_prefix(DIR).is_some_and(|r| r.starts_with('/'))
@@ -190,10 +181,11 @@ fn conflicts(db: &GitDb) -> Vec<String> {
     }
 }
 
-/// Runs the commands in `data` (one per line).
-pub fn execute(db: &GitDb, data: &[u8], now_ms: u64) -> Result<CtlEffect, CtlError> {
+/// Runs the commands in `data` (one per line). What they change reaches the mount's caches
+/// through the db's news (see [`GitDb::subscribe_with`]). Returns how many ran.
+pub fn execute(db: &GitDb, data: &[u8], now_ms: u64) -> Result<usize, CtlError> {
     let text = std::str::from_utf8(data).map_err(|_| CtlError::NotUtf8)?;
-    let mut effect = CtlEffect::default();
+    let mut ran = 0;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let (cmd, arg) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         match cmd {
@@ -209,24 +201,17 @@ pub fn execute(db: &GitDb, data: &[u8], now_ms: u64) -> Result<CtlEffect, CtlErr
                 log::info!("ctl: commit: {outcome:?}");
             }
             "rollback" => {
-                let dirty: Vec<String> = db
-                    .status()
-                    .dirty
-                    .into_iter()
-                    .map(|d| d.key.trim_start_matches('/').to_owned())
-                    .collect();
                 let n = db.rollback().map_err(|source| CtlError::Failed {
                     command: "rollback",
                     source,
                 })?;
                 log::info!("ctl: rollback dropped {n} change(s)");
-                effect.changed.extend(dirty);
             }
             _ => return Err(CtlError::Unknown(line.to_owned())),
         }
-        effect.ran += 1;
+        ran += 1;
     }
-    Ok(effect)
+    Ok(ran)
 }
 
 #[cfg(test)]
@@ -258,13 +243,14 @@ mod tests {
         let node = crate::db::NodeId::new("n1").expect("node");
         let db = GitDb::open(dir.path().join("r.git"), node, Default::default()).expect("open");
         db.set("a", b"1").expect("set");
-        let effect = execute(&db, b"commit first one\n", 1_000).expect("commit");
-        assert_eq!(effect.ran, 1);
+        assert_eq!(
+            execute(&db, b"commit first one\n", 1_000).expect("commit"),
+            1
+        );
         assert!(db.head().is_some());
         assert_eq!(db.log(1).expect("log")[0].summary, "first one");
         db.set("b", b"2").expect("set");
-        let effect = execute(&db, b"rollback", 2_000).expect("rollback");
-        assert_eq!(effect.changed, vec!["b".to_owned()]);
+        assert_eq!(execute(&db, b"rollback", 2_000).expect("rollback"), 1);
         assert!(db.get("b").expect("get").is_none());
         let err = execute(&db, b"frobnicate", 3_000).expect_err("unknown");
         assert_eq!(err.errno(), libc::EINVAL);

@@ -191,10 +191,11 @@ pub(crate) struct ChangeToken {
 
 /// Work for the thread that owns the kernel notifier.
 pub(crate) enum KernelTask {
-    /// The values at these paths changed outside the kernel's view: drop its caches.
-    Invalidate(Vec<String>),
-    /// Drop the attributes and cached contents (or listing) of this inode.
-    Forget(u64),
+    /// The db announced a change (a commit, an adopted head, a rollback).
+    News(crate::db::HeadEvent),
+    /// Sends a deferred reply once every task queued before it is done: a `ctl` command
+    /// returns only after the kernel's caches agree with its result.
+    Reply(Box<dyn FnOnce() + Send>),
     /// `data` is the whole value of `ino` as of `token`: put it in the page cache unless the
     /// file changed since.
     Prefill {
@@ -1081,21 +1082,21 @@ impl GitDbFs {
         Some(h)
     }
 
-    /// Runs one control command written to `/.gitdb/ctl`.
-    fn ctl(&self, data: &[u8]) -> Result<(), Errno> {
-        match control::execute(self.db(), data, now_ms()) {
-            Ok(effect) => {
-                if !effect.changed.is_empty() {
-                    // Served by the invalidation thread, never from this callback.
-                    self.s.tell_kernel(KernelTask::Invalidate(effect.changed));
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.s.set_last_error(format!("ctl: {e}"));
-                Err(errno(e.errno()))
-            }
-        }
+    /// Runs one control command written to `/.gitdb/ctl`. The reply goes out from the
+    /// invalidation thread, after whatever the command's change queued there (a rollback's
+    /// or an adopted head's invalidations): once `echo rollback > ctl` returns, the kernel no
+    /// longer shows what was dropped.
+    fn ctl(&self, data: &[u8], reply: ReplyWrite) {
+        let len = data.len() as u32;
+        let result = control::execute(self.db(), data, now_ms()).map_err(|e| {
+            self.s.set_last_error(format!("ctl: {e}"));
+            errno(e.errno())
+        });
+        self.s
+            .tell_kernel(KernelTask::Reply(Box::new(move || match result {
+                Ok(_) => reply.written(len),
+                Err(e) => reply.error(e),
+            })));
     }
 
     /// Applies a dirty value handle to the db as one set.
@@ -2056,25 +2057,27 @@ impl Filesystem for GitDbFs {
         reply: ReplyWrite,
     ) {
         self.s.request(stats::Op::Write);
-        let result = self.handle(fh).and_then(|h| match &mut *lock(&h) {
+        let h = match self.handle(fh) {
+            Ok(h) => h,
+            Err(e) => return reply.error(e),
+        };
+        if matches!(&*lock(&h), Handle::Ctl) {
+            // A rollback replaces values without a write to their files.
+            self.s.all_change();
+            self.s.forget_nlinks();
+            return self.ctl(data, reply);
+        }
+        let result = match &mut *lock(&h) {
+            Handle::Value(v) if !v.writable => Err(Errno::EBADF),
             Handle::Value(v) => {
-                if !v.writable {
-                    return Err(Errno::EBADF);
-                }
                 // A write after a FLUSH comes from a dup'ed descriptor still open.
                 v.closed = false;
                 self.s.file_changes(v.ino);
                 v.write(self.db(), offset, data)
                     .map_err(|e| errno(e.errno()))
             }
-            Handle::Ctl => {
-                // A rollback replaces values without a write to their files.
-                self.s.all_change();
-                self.s.forget_nlinks();
-                self.ctl(data)
-            }
-            Handle::Data(_) => Err(Errno::EROFS),
-        });
+            Handle::Ctl | Handle::Data(_) => Err(Errno::EROFS),
+        };
         match result {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => reply.error(e),
