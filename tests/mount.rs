@@ -168,7 +168,7 @@ fn commit_makes_a_git_commit_git_accepts() {
             m.path(&format!(".gitdb/history/{}/new", head.trim())),
             "x"
         )),
-        libc::EROFS
+        libc::EPERM
     );
     // Rollback drops the uncommitted change, and the mount shows it at once.
     m.sh_ok("echo rollback > .gitdb/ctl");
@@ -218,12 +218,45 @@ fn control_files() {
     );
     assert_eq!(
         errno_of(std::fs::create_dir(m.path(".gitdb/d"))),
-        libc::EROFS
+        libc::EPERM
     );
     assert_eq!(
         errno_of(std::fs::write(m.path(".gitdb/new"), "x")),
-        libc::EROFS
+        libc::EPERM
     );
+    // The control tree is not the user's to rename or remove: EPERM, not EXDEV (which
+    // makes `mv` copy the whole tree, history included, into the store).
+    m.sh_ok("echo v > k && echo commit > .gitdb/ctl");
+    let mv = m.sh("mv .gitdb moved 2>&1; echo rc=$?");
+    assert!(
+        String::from_utf8_lossy(&mv.stdout).contains("rc=1"),
+        "{:?}",
+        mv
+    );
+    assert!(!m.path("moved").exists());
+    for (what, r) in [
+        (
+            "rename .gitdb",
+            std::fs::rename(m.path(".gitdb"), m.path("x")),
+        ),
+        (
+            "rename into .gitdb",
+            std::fs::rename(m.path("k"), m.path(".gitdb/k")),
+        ),
+        (
+            "rename out of .gitdb",
+            std::fs::rename(m.path(".gitdb/status"), m.path("s")),
+        ),
+        ("unlink", std::fs::remove_file(m.path(".gitdb/status"))),
+        ("rmdir", std::fs::remove_dir(m.path(".gitdb/history"))),
+        (
+            "symlink",
+            std::os::unix::fs::symlink("k", m.path(".gitdb/l")),
+        ),
+    ] {
+        assert_eq!(errno_of(r), libc::EPERM, "{what}");
+    }
+    assert_eq!(m.sh_ok("cat k"), "v\n");
 }
 
 #[test]

@@ -42,12 +42,16 @@ struct Cli {
     /// Mount read-only (no writer lock: works beside another writer).
     #[arg(long)]
     read_only: bool,
+    /// On SIGINT/SIGTERM, how long to wait for files still open on the mount to be closed
+    /// (what they hold is stored at once either way) before detaching it.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    stop_timeout: Duration,
     /// Stay in the foreground (the default and only mode; for compatibility with mount helpers).
     #[arg(short = 'f', long)]
     foreground: bool,
     /// Mount options, comma-separated, repeatable: ro, rw, allow_other, allow_root,
     /// default_permissions, uid=N, gid=N, fsname=S, noexec, nosuid, nodev, noatime, ...,
-    /// and repo=PATH, node_id=ID, branch=B, autocommit=DUR, threads=N (FUSE worker threads),
+    /// and repo=PATH, node_id=ID, branch=B, autocommit=DUR, stop_timeout=DUR, threads=N (FUSE worker threads),
     /// value_cache=MIB (plain copies of large values kept for fast reads; default 1024),
     /// readdirplus (listings carry attributes: faster cold `ls -l`, slower `ls`; default off),
     /// busy_poll=US (keep the
@@ -109,6 +113,7 @@ struct Parsed {
     value_cache_mib: Option<u64>,
     readdirplus: Option<bool>,
     busy_poll_us: Option<u64>,
+    stop_timeout: Option<Duration>,
 }
 
 fn parse_options(opts: &[String]) -> Result<Parsed, String> {
@@ -156,6 +161,7 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
                         .map_err(|_| "-o threads=N needs a number")?,
                 )
             }
+            "stop_timeout" => p.stop_timeout = Some(parse_duration(&need(v)?)?),
             "readdirplus" => p.readdirplus = Some(true),
             "noreaddirplus" => p.readdirplus = Some(false),
             "busy_poll" => {
@@ -265,6 +271,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(acl) = parsed.acl {
         options.acl = acl;
     }
+    options.stop_timeout = parsed.stop_timeout.unwrap_or(cli.stop_timeout);
 
     // Signals go to a plain thread (signal-hook), which tells the main loop to shut down.
     let mut signals = signal_hook::iterator::Signals::new([
@@ -355,5 +362,12 @@ mod tests {
             Some(250)
         );
         assert!(parse_options(&["uid=x".into()]).is_err());
+        assert_eq!(
+            parse_options(&["stop_timeout=2s".into()])
+                .expect("parse")
+                .stop_timeout,
+            Some(Duration::from_secs(2))
+        );
+        assert!(parse_options(&["stop_timeout=soon".into()]).is_err());
     }
 }

@@ -72,6 +72,9 @@ pub struct MountOptions {
     /// Busy-poll the FUSE device while requests come less than this apart (see
     /// [`super::busy`]); None: the worker always sleeps between requests.
     pub busy_poll: Option<Duration>,
+    /// At shutdown, how long to wait for files still open on the mount to be closed before
+    /// detaching it anyway (see [`Mounted::shutdown`]).
+    pub stop_timeout: Duration,
 }
 
 impl Default for MountOptions {
@@ -88,6 +91,7 @@ impl Default for MountOptions {
             // Requests of one busy application come 5–50 µs apart; 100 µs keeps polling on
             // through them, and ends it within 100–250 µs of the last.
             busy_poll: Some(Duration::from_micros(100)),
+            stop_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -99,6 +103,7 @@ pub struct Mounted {
     threads: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
     mountpoint: PathBuf,
+    stop_timeout: Duration,
 }
 
 /// If `path` is a dead FUSE mount (a killed daemon leaves "Transport endpoint is not
@@ -127,6 +132,19 @@ fn is_mounted(path: &Path) -> bool {
         info.lines()
             .any(|l| l.split(' ').nth(4).is_some_and(|m| m == want))
     })
+}
+
+/// `umount`: fails with EBUSY while something on the mount is open.
+fn unmount(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// `umount -l`: detach now, let the kernel finish when the last user leaves.
@@ -326,6 +344,7 @@ pub fn mount(
         threads,
         shared,
         mountpoint: mountpoint.to_owned(),
+        stop_timeout: options.stop_timeout,
     })
 }
 
@@ -478,49 +497,36 @@ impl Mounted {
         &self.mountpoint
     }
 
-    /// Stops the threads, unmounts (lazily if the mount is busy), and syncs the journal and
-    /// the values it references to disk.
+    /// Ends the mount without losing anything an application wrote, even to a file it still
+    /// has open:
+    /// 1. what open files hold is stored into the journal and synced, at once;
+    /// 2. the mount is unmounted; while files are still open the kernel answers EBUSY (as
+    ///    `umount` does), so it waits, saying so in the log, up to `stop_timeout` for them
+    ///    to be closed (each close stores its file as usual);
+    /// 3. if they are not, open files are stored one last time and writes into them fail
+    ///    from then on (EIO), so none is acknowledged and then lost; the mount is detached
+    ///    (`umount -l`): it goes away when the last process inside leaves;
+    /// 4. the threads stop and the journal is synced.
     pub fn shutdown(mut self) -> Result<(), MountError> {
         let db = self.shared.db().clone();
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        let stored = self.shared.flush_open_files(false);
+        if stored > 0 {
+            log::info!("stored {stored} file(s) still open into the journal");
         }
+        db.sync()?;
         if let Some(session) = self.session.take() {
             if session.guard.is_finished() && !is_mounted(&self.mountpoint) {
                 // Someone ran `umount`: the kernel side is gone and the FUSE thread ended.
                 // Dropping the session would try to unmount again (and warn); its fd closes
                 // at exit.
                 std::mem::forget(session);
-                log::info!("syncing the journal");
-                db.sync()?;
-                return Ok(());
+            } else {
+                self.unmount_waiting(session);
             }
-            // Unmount and wait for the FUSE threads, but never hang on a busy mount: a
-            // process still inside it keeps the connection open after a lazy unmount.
-            let (tx, rx) = mpsc::channel();
-            let _ = std::thread::Builder::new()
-                .name("gitdb-umount".into())
-                .spawn(move || {
-                    let _ = tx.send(session.umount_and_join());
-                });
-            match rx.recv_timeout(Duration::from_secs(5)) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    log::warn!(
-                        "unmount {}: {e}; detaching it (umount -l): it goes away when the last \
-                         process inside leaves",
-                        self.mountpoint.display()
-                    );
-                    if let Err(e) = lazy_unmount(&self.mountpoint) {
-                        log::warn!("umount -l {}: {e}", self.mountpoint.display());
-                    }
-                }
-                Err(_) => log::warn!(
-                    "{} is still busy; it was detached and goes away when the last user leaves",
-                    self.mountpoint.display()
-                ),
-            }
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
         }
         log::info!(
             "unmounted {}; syncing the journal",
@@ -529,10 +535,65 @@ impl Mounted {
         db.sync()?;
         Ok(())
     }
+
+    /// Steps 2 and 3 of [`Mounted::shutdown`].
+    fn unmount_waiting(&self, session: fuser::BackgroundSession) {
+        let deadline = Instant::now() + self.stop_timeout;
+        let mut told = false;
+        loop {
+            match unmount(&self.mountpoint) {
+                Ok(()) => {
+                    // The kernel ends the session: let its thread finish, then leave the
+                    // session's own (now pointless) unmount undone.
+                    let end = Instant::now() + Duration::from_secs(5);
+                    while !session.guard.is_finished() && Instant::now() < end {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    std::mem::forget(session);
+                    return;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    if !told {
+                        log::info!(
+                            "{} is busy ({} file handle(s) open): waiting up to {:?} for them \
+                             to be closed",
+                            self.mountpoint.display(),
+                            self.shared.open_value_handles(),
+                            self.stop_timeout
+                        );
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => {
+                    let stored = self.shared.flush_open_files(true);
+                    log::warn!(
+                        "unmount {}: {e}; stored {stored} file(s) still open, writes into \
+                         them fail from now on; detaching the mount (umount -l): it goes \
+                         away when the last process inside leaves",
+                        self.mountpoint.display()
+                    );
+                    if let Err(e) = self.shared.db().sync() {
+                        log::warn!("syncing the journal: {e}");
+                    }
+                    if let Err(e) = lazy_unmount(&self.mountpoint) {
+                        log::warn!("umount -l {}: {e}", self.mountpoint.display());
+                    }
+                    // The session thread serves the detached mount until the process exits.
+                    std::mem::forget(session);
+                    return;
+                }
+            }
+        }
+    }
 }
 
 impl Drop for Mounted {
     fn drop(&mut self) {
+        // Not shut down (a panic, an early return): still store what open files hold.
+        if self.session.is_some() {
+            self.shared.flush_open_files(true);
+        }
         self.stop.store(true, Ordering::Relaxed);
         if let Some(session) = self.session.take() {
             drop(session);

@@ -1,14 +1,20 @@
-//! Open-file buffers: what one `open` of a value sees and collects until it is flushed.
+//! Open files: the bytes of one open inode, shared by every descriptor and process that has
+//! it open, as a disk filesystem's page cache and inode are.
 //!
-//! A value is applied to the db as one `set` when the file is flushed (closed), so no reader
-//! ever sees half a value. Until then the handle holds:
-//! - nothing but the blob id it opened (reads load that exact blob once, so an open handle
-//!   keeps reading the value it opened even if HEAD moves under it): in memory when small, as
-//!   its plain file from [`ValueFiles`] beyond [`SPILL_THRESHOLD`], or
+//! Writes from any descriptor land at their offset in the one buffer, reads from any
+//! descriptor see all of them (two `>>` loops, SQLite in two processes, a second descriptor
+//! overwriting a byte), and the kernel's own locking of the inode makes O_APPEND atomic. The
+//! db gets the value as one `set` when a writer flushes (closes) the file, so no reader of the
+//! store ever sees half a value. Until the first write the [`OpenFile`] holds:
+//! - nothing but the blob id it opened (reads load that exact blob once, so an open file
+//!   keeps reading the value it opened even if HEAD moves under it: the path then gets a new
+//!   inode): in memory when small, as its plain file from [`ValueFiles`] beyond
+//!   [`SPILL_THRESHOLD`], or
 //! - an owned buffer after the first write or truncate: in memory while small, spilled to a
 //!   temp file beyond [`SPILL_THRESHOLD`], so a 256 MiB `cp` holds no copy in memory (the
-//!   flush streams the file into the object store). Once flushed, a spill file becomes the
-//!   value's plain file (a rename, see [`ValueHandle::stored`]).
+//!   flush streams the file into the object store). Once flushed and no longer open for
+//!   writing, a spill file becomes the value's plain file (a rename, see
+//!   [`OpenFile::settle`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -100,19 +106,14 @@ pub enum FlushData<'a> {
     Stream(std::io::Take<&'a mut File>),
 }
 
-/// One open value.
-pub struct ValueHandle {
-    /// The inode the handle was opened on (its path may change by rename).
+/// One open inode's value.
+pub struct OpenFile {
+    /// The inode (its path may change by rename).
     pub ino: u64,
     /// Mode the value gets when flushed.
     pub mode: ValueMode,
     /// Whether the buffer differs from what the db holds.
     pub dirty: bool,
-    /// Opened for writing (flush applies only such handles).
-    pub writable: bool,
-    /// Its file descriptor was closed (FLUSH seen) and only the asynchronous RELEASE is still
-    /// to come: it no longer speaks for the file's size and takes no truncation.
-    pub closed: bool,
     /// What the last flush stored, when small enough to put in the page cache at release,
     /// with the change counters taken before its bytes were read.
     pub(crate) flushed: Option<(super::ChangeToken, Vec<u8>)>,
@@ -126,26 +127,32 @@ pub struct ValueHandle {
     files: Arc<ValueFiles>,
 }
 
-impl ValueHandle {
-    /// A handle on the blob `id` (None: empty).
+impl OpenFile {
+    /// An open file on the blob `id` (None: empty), loaded at the first read.
     pub fn new(
         ino: u64,
         id: Option<ObjectId>,
         mode: ValueMode,
-        writable: bool,
         files: Arc<ValueFiles>,
-    ) -> ValueHandle {
-        ValueHandle {
+    ) -> OpenFile {
+        OpenFile {
             ino,
             mode,
             dirty: false,
-            writable,
-            closed: false,
             flushed: None,
             modified: None,
             stored_as: None,
             content: Content::Source(id),
             files,
+        }
+    }
+
+    /// An open file on bytes already at hand (a value that may no longer be readable by id,
+    /// such as an uncommitted one a rename replaced).
+    pub fn with_bytes(ino: u64, bytes: Bytes, mode: ValueMode, files: Arc<ValueFiles>) -> OpenFile {
+        OpenFile {
+            content: Content::Shared(bytes),
+            ..OpenFile::new(ino, None, mode, files)
         }
     }
 
@@ -337,22 +344,21 @@ impl ValueHandle {
         })
     }
 
-    /// The db now holds this handle's bytes as blob `id`.
+    /// The db now holds these bytes as blob `id`.
     pub fn stored(&mut self, id: ObjectId) {
         self.stored_as = Some(id);
-        self.settle();
     }
 
-    /// Once the descriptor is closed, a spill file whose bytes the db holds becomes the
-    /// blob's plain file (renamed, not copied), read-only from then on. Before that (an
-    /// fsync while writing) it stays a spill, or the next write would copy the whole file
-    /// back. Refused by the value cache (over its budget), the spill stays too, so reads
-    /// never load the value into memory.
+    /// Called once no descriptor has the file open for writing: a spill file whose bytes
+    /// the db holds becomes the blob's plain file (renamed, not copied), read-only from then
+    /// on. Before that (an fsync while writing) it stays a spill, or the next write would
+    /// copy the whole file back. Refused by the value cache (over its budget), the spill
+    /// stays too, so reads never load the value into memory.
     pub fn settle(&mut self) {
         let Some(id) = self.stored_as else {
             return;
         };
-        if !self.closed || self.dirty || !matches!(self.content, Content::Spilled { .. }) {
+        if self.dirty || !matches!(self.content, Content::Spilled { .. }) {
             return;
         }
         let content = std::mem::replace(&mut self.content, Content::Source(Some(id)));
@@ -414,7 +420,7 @@ mod tests {
     fn write_read_sparse_truncate() {
         let (dir, store) = store();
         let id = store.write_blob(b"hello").expect("blob");
-        let mut h = ValueHandle::new(2, Some(id), ValueMode::Regular, true, files(&dir));
+        let mut h = OpenFile::new(2, Some(id), ValueMode::Regular, files(&dir));
         assert_eq!(h.read(&store, 1, 3).expect("read"), b"ell");
         h.write(&store, 8, b"x").expect("write");
         assert_eq!(h.read(&store, 0, 100).expect("read"), b"hello\0\0\0x");
@@ -426,7 +432,7 @@ mod tests {
     #[test]
     fn large_values_spill_to_a_file() {
         let (dir, store) = store();
-        let mut h = ValueHandle::new(2, None, ValueMode::Regular, true, files(&dir));
+        let mut h = OpenFile::new(2, None, ValueMode::Regular, files(&dir));
         let chunk = vec![7u8; 1 << 20];
         for i in 0..10u64 {
             h.write(&store, i << 20, &chunk).expect("write");
@@ -445,7 +451,7 @@ mod tests {
         assert_eq!(all.len(), 10 << 20);
     }
 
-    /// A spill becomes the plain copy only once the descriptor is closed: an fsync in the
+    /// A spill becomes the plain copy only once no writer is left (`settle`): an fsync in the
     /// middle of writing keeps it, so the next write does not copy the file back. A cache
     /// that refuses it leaves the spill in place.
     #[test]
@@ -454,7 +460,7 @@ mod tests {
         let values = dir.path().join("gitdb").join("values");
         let chunk = vec![7u8; 9 << 20];
         let id = store.write_blob(&chunk).expect("blob");
-        let mut h = ValueHandle::new(2, None, ValueMode::Regular, true, files(&dir));
+        let mut h = OpenFile::new(2, None, ValueMode::Regular, files(&dir));
         h.write(&store, 0, &chunk).expect("write");
         h.dirty = false; // as a flush leaves it
         h.stored(id);
@@ -463,7 +469,6 @@ mod tests {
             "fsync'ed, still open"
         );
         assert!(!values.join(id.to_string()).exists());
-        h.closed = true;
         h.settle();
         assert!(matches!(h.content, Content::Plain { .. }), "closed");
         assert!(values.join(id.to_string()).exists());
@@ -471,11 +476,11 @@ mod tests {
         let tiny = Arc::new(
             ValueFiles::open(&dir.path().join("tiny"), 1 << 20, true).expect("value files"),
         );
-        let mut h = ValueHandle::new(3, None, ValueMode::Regular, true, tiny);
+        let mut h = OpenFile::new(3, None, ValueMode::Regular, tiny);
         h.write(&store, 0, &chunk).expect("write");
         h.dirty = false;
-        h.closed = true;
         h.stored(id);
+        h.settle();
         assert!(
             matches!(h.content, Content::Spilled { .. }),
             "refused by the budget"

@@ -42,6 +42,7 @@ pub mod control;
 pub mod dirs;
 pub mod handles;
 pub mod inodes;
+pub mod orphans;
 pub mod stats;
 pub mod valuefiles;
 
@@ -63,8 +64,9 @@ use fuser::{
 pub use background::{MountError, MountOptions, Mounted, clean_stale_mount, mount};
 use control::CtlNode;
 use dirs::DirSnapshots;
-use handles::{FlushData, ValueHandle};
+use handles::{FlushData, OpenFile};
 use inodes::{InodeTable, ROOT_INO, at_or_below, join, split};
+use orphans::{Orphan, Orphans};
 use valuefiles::ValueFiles;
 
 use crate::db::{DbError, GitDb, Key, KeyError, NodeKind, Stat};
@@ -111,18 +113,30 @@ impl Default for FsConfig {
 
 /// What an open file handle refers to.
 enum Handle {
-    Value(ValueHandle),
+    /// A key's value: the inode's open file, shared with every other descriptor on it.
+    Value {
+        ino: u64,
+        file: Arc<Mutex<OpenFile>>,
+        writable: bool,
+    },
     /// `/.gitdb/ctl`: each write is a command.
     Ctl,
     /// A generated control file or a history value: fixed bytes.
     Data(Bytes),
 }
 
+/// The open handles, and the one [`OpenFile`] of each open inode.
 #[derive(Default)]
 struct Handles {
-    map: HashMap<u64, Arc<Mutex<Handle>>>,
-    /// Value handles per inode, to report the size of a file being written.
-    by_ino: HashMap<u64, Vec<u64>>,
+    map: HashMap<u64, Arc<Handle>>,
+    files: HashMap<u64, OpenEntry>,
+}
+
+/// An open inode's file and how many handles use it (and how many of them may write).
+struct OpenEntry {
+    file: Arc<Mutex<OpenFile>>,
+    handles: usize,
+    writers: usize,
 }
 
 /// State shared by the filesystem callbacks and the background threads.
@@ -137,6 +151,11 @@ pub struct Shared {
     /// a commit never records the empty middle state of a file being written.
     pending: Mutex<BTreeMap<String, ValueMode>>,
     handles: Mutex<Handles>,
+    /// Inodes whose name a rename gave to another file, for whoever still holds them.
+    orphans: Mutex<Orphans>,
+    /// Set by [`Shared::flush_open_files`] at shutdown: writes into open files after the
+    /// last flush would be lost, so they fail instead.
+    closing: std::sync::atomic::AtomicBool,
     next_fh: AtomicU64,
     /// Times of what changed through the mount, per path: a value's last write, a directory's
     /// last added or removed name, any node's last chmod/utimens/rename (ctime). Committed
@@ -238,6 +257,8 @@ impl Shared {
             empty_dirs: Mutex::new(BTreeSet::new()),
             pending: Mutex::new(BTreeMap::new()),
             handles: Mutex::new(Handles::default()),
+            orphans: Mutex::new(Orphans::default()),
+            closing: std::sync::atomic::AtomicBool::new(false),
             next_fh: AtomicU64::new(1),
             times: Mutex::new(BTreeMap::new()),
             nlinks: Mutex::new(BTreeMap::new()),
@@ -325,16 +346,50 @@ impl Shared {
 
     /// Whether a handle that can write is open on `ino`.
     pub(crate) fn has_writer(&self, ino: u64) -> bool {
-        let handles: Vec<Arc<Mutex<Handle>>> = {
-            let hs = lock(&self.handles);
-            hs.by_ino
-                .get(&ino)
-                .map(|v| v.iter().filter_map(|f| hs.map.get(f).cloned()).collect())
-                .unwrap_or_default()
-        };
-        handles
-            .iter()
-            .any(|h| matches!(&*lock(h), Handle::Value(v) if v.writable))
+        lock(&self.handles)
+            .files
+            .get(&ino)
+            .is_some_and(|e| e.writers > 0)
+    }
+
+    /// The open file of `ino`, if a handle has it open.
+    fn open_file(&self, ino: u64) -> Option<Arc<Mutex<OpenFile>>> {
+        lock(&self.handles).files.get(&ino).map(|e| e.file.clone())
+    }
+
+    /// Stores what every open file holds that the db does not have yet (at shutdown, before
+    /// unmounting: a clean stop loses nothing an application wrote, even to a file it still
+    /// has open). With `last`, writes into open files fail from then on (EIO), so none can
+    /// be acknowledged and then lost when the daemon exits. Returns how many were stored.
+    pub(crate) fn flush_open_files(self: &Arc<Self>, last: bool) -> usize {
+        if last {
+            // Before the files are collected: a write that saw the flag unset holds its file's
+            // lock until it has landed, and that file is open (so in the list) while it writes.
+            self.closing.store(true, Ordering::SeqCst);
+        }
+        let fs = GitDbFs::new(self.clone());
+        let files: Vec<Arc<Mutex<OpenFile>>> = lock(&self.handles)
+            .files
+            .values()
+            .map(|e| e.file.clone())
+            .collect();
+        let mut stored = 0;
+        for file in files {
+            let mut f = lock(&file);
+            if !f.dirty {
+                continue;
+            }
+            match fs.flush_value(&mut f) {
+                Ok(()) => stored += 1,
+                Err(e) => log::warn!("storing open file (inode {}): {e:?}", f.ino),
+            }
+        }
+        stored
+    }
+
+    /// How many handles are open on values.
+    pub(crate) fn open_value_handles(&self) -> usize {
+        lock(&self.handles).files.values().map(|e| e.handles).sum()
     }
 
     /// Queues work for the notifier thread (never called with a lock a callback needs held
@@ -528,11 +583,15 @@ impl GitDbFs {
         }
     }
 
+    /// The path of `ino`. ESTALE for an inode whose name went away under the kernel
+    /// (unlinked, replaced by a rename): the kernel then looks the name up again, which
+    /// finds what is there now, instead of failing (a create in a directory that was just
+    /// replaced, say) with an ENOENT for a name that exists.
     fn path_of(&self, ino: INodeNo) -> Result<String, Errno> {
         lock(&self.s.inodes)
             .path(ino.0)
             .map(str::to_owned)
-            .ok_or(Errno::ENOENT)
+            .ok_or(Errno::ESTALE)
     }
 
     fn ino_of(&self, path: &str) -> u64 {
@@ -545,12 +604,13 @@ impl GitDbFs {
         Ok(join(&parent, name))
     }
 
-    /// The path of `name` in `parent`, for an operation that changes it: EROFS inside the
-    /// control directory and on a read-only mount.
+    /// The path of `name` in `parent`, for an operation that changes it: EPERM inside the
+    /// control directory (its names are not the user's to make or remove) and EROFS on a
+    /// read-only mount.
     fn writable_child(&self, parent: INodeNo, name: &OsStr) -> Result<String, Errno> {
         let path = self.child(parent, name)?;
         if control::is_under(&path) {
-            return Err(Errno::EROFS);
+            return Err(Errno::EPERM);
         }
         self.check_writable()?;
         Ok(path)
@@ -667,37 +727,22 @@ impl GitDbFs {
         }
     }
 
-    /// The value handles open on `ino`.
-    fn handles_of(&self, ino: u64) -> Vec<Arc<Mutex<Handle>>> {
-        let hs = lock(&self.s.handles);
-        hs.by_ino
-            .get(&ino)
-            .map(|v| v.iter().filter_map(|f| hs.map.get(f).cloned()).collect())
-            .unwrap_or_default()
-    }
-
-    /// Length and last write time of a dirty open handle on `ino`, if one is being written.
+    /// Length and last write time of the open file of `ino`, if it holds bytes the db does
+    /// not have yet (it then speaks for the file's size).
     fn dirty_len(&self, ino: u64) -> Option<(u64, SystemTime)> {
-        // Most files have no handle open: answer that without collecting any.
-        if !lock(&self.s.handles).by_ino.contains_key(&ino) {
+        let file = self.s.open_file(ino)?;
+        let mut f = lock(&file);
+        if !f.dirty {
             return None;
         }
-        for h in self.handles_of(ino) {
-            if let Handle::Value(v) = &mut *lock(&h)
-                && v.dirty
-                && !v.closed
-            {
-                let modified = v.modified.unwrap_or_else(SystemTime::now);
-                return v.len(self.db()).ok().map(|len| (len, modified));
-            }
-        }
-        None
+        let modified = f.modified.unwrap_or_else(SystemTime::now);
+        f.len(self.db()).ok().map(|len| (len, modified))
     }
 
-    /// Replies to a READ from `v`, lending the bytes to the reply instead of copying them out.
-    fn reply_read(&self, v: &mut ValueHandle, offset: u64, size: u32, reply: ReplyData) {
+    /// Replies to a READ from `f`, lending the bytes to the reply instead of copying them out.
+    fn reply_read(&self, f: &mut OpenFile, offset: u64, size: u32, reply: ReplyData) {
         let mut reply = Some(reply);
-        let result = v.read_with(self.db(), offset, size, |bytes| {
+        let result = f.read_with(self.db(), offset, size, |bytes| {
             if let Some(r) = reply.take() {
                 r.data(bytes);
             }
@@ -705,49 +750,6 @@ impl GitDbFs {
         if let (Err(e), Some(r)) = (result, reply.take()) {
             r.error(errno(e.errno()));
         }
-    }
-
-    /// A READ on a handle that has written nothing, answered from a writer still open on the
-    /// same file, if there is one (the one whose length `dirty_len` reports).
-    ///
-    /// The kernel keeps one page cache and one size per inode, and a WRITE updates both
-    /// except for pages it only partly wrote: those are read back through whichever handle
-    /// faults them in. Answered from the value this handle opened, such a READ is shorter
-    /// than the size the kernel knows, which it takes for the end of the file: it shrinks the
-    /// file, and even the writer's own reads of what it wrote come back empty. So while a
-    /// writer is open, every handle reads its bytes, as on a disk filesystem; the store still
-    /// gets them only when the writer closes. The caller holds no handle lock: a reader
-    /// holding its own while locking others could deadlock with another reader doing the same.
-    fn read_from_writer(
-        &self,
-        ino: u64,
-        own: &Arc<Mutex<Handle>>,
-        offset: u64,
-        size: u32,
-    ) -> Result<Option<Vec<u8>>, Errno> {
-        // Most reads are on a file with one handle open: answer that without collecting any.
-        if lock(&self.s.handles)
-            .by_ino
-            .get(&ino)
-            .is_none_or(|fhs| fhs.len() < 2)
-        {
-            return Ok(None);
-        }
-        for h in self.handles_of(ino) {
-            if Arc::ptr_eq(&h, own) {
-                continue;
-            }
-            if let Handle::Value(v) = &mut *lock(&h)
-                && v.dirty
-                && !v.closed
-            {
-                return v
-                    .read(self.db(), offset, size)
-                    .map(Some)
-                    .map_err(|e| errno(e.errno()));
-            }
-        }
-        Ok(None)
     }
 
     /// The times of `path`: what changed through the mount, else `base`. For something the
@@ -833,60 +835,50 @@ impl GitDbFs {
     }
 
     /// Attributes of a file whose name is gone (unlinked, replaced by a rename, rolled back,
-    /// removed from outside) while a descriptor is still open on it: the open handle still
-    /// holds the value, so `fstat` works and reports no links, as on a disk. The kernel's
-    /// `fstat` sends no file handle (only some setattr paths do), so any handle open on the
-    /// inode speaks for it.
-    fn orphan_attr(
-        &self,
-        ino: INodeNo,
-        fh: Option<FileHandle>,
-    ) -> Result<(FileAttr, Duration), Errno> {
-        let handle = match fh {
-            Some(fh) => Some(self.handle(fh)?),
-            None => self.handles_of(ino.0).into_iter().next(),
+    /// removed from outside) while the kernel still holds it: its open file, if a descriptor
+    /// has it open (`fstat` works and reports no links, as on a disk), else what a rename
+    /// that replaced it recorded (see [`orphans`]); ESTALE otherwise, so the kernel looks
+    /// the name up again. The kernel's `fstat` sends no file handle (only some setattr paths
+    /// do), so the inode's open file speaks for it.
+    fn orphan_attr(&self, ino: INodeNo) -> Result<(FileAttr, Duration), Errno> {
+        let (kind_mode, size) = match self.s.open_file(ino.0) {
+            Some(file) => {
+                let mut f = lock(&file);
+                let size = f.len(self.db()).map_err(|e| errno(e.errno()))?;
+                (f.mode, size)
+            }
+            None => {
+                let orphans = lock(&self.s.orphans);
+                let o = orphans.get(ino.0).ok_or(Errno::ESTALE)?;
+                (o.mode, o.size)
+            }
         };
-        let h = handle.ok_or(Errno::ENOENT)?;
-        let guard = &mut *lock(&h);
-        let Handle::Value(v) = guard else {
-            return Err(Errno::ENOENT);
-        };
-        let size = v.len(self.db()).map_err(|e| errno(e.errno()))?;
-        let (kind, perm) = kind_of(v.mode);
+        let (kind, perm) = kind_of(kind_mode);
         let mut attr = self.attr(ino.0, kind, perm, size, SystemTime::now());
         attr.nlink = 0;
         Ok((attr, ZERO_TTL))
     }
 
     /// `ftruncate`/`fchmod` on a descriptor whose name is gone (see [`Self::orphan_attr`]):
-    /// applied to the open handles, which is all that is left of the file.
+    /// applied to the open file, which is all that is left of it.
     fn orphan_setattr(
         &self,
         ino: INodeNo,
-        fh: Option<FileHandle>,
         size: Option<u64>,
         mode: Option<u32>,
     ) -> Result<(FileAttr, Duration), Errno> {
-        for h in self.handles_of(ino.0) {
-            if let Handle::Value(v) = &mut *lock(&h) {
-                if let Some(mode) = mode
-                    && v.mode != ValueMode::Symlink
-                {
-                    v.mode = if mode & 0o111 != 0 {
-                        ValueMode::Executable
-                    } else {
-                        ValueMode::Regular
-                    };
-                }
-                if let Some(size) = size
-                    && v.writable
-                    && !v.closed
-                {
-                    v.truncate(self.db(), size).map_err(|e| errno(e.errno()))?;
-                }
+        if let Some(file) = self.s.open_file(ino.0) {
+            let mut f = lock(&file);
+            if let Some(mode) = mode
+                && f.mode != ValueMode::Symlink
+            {
+                f.mode = value_mode(mode);
+            }
+            if let Some(size) = size {
+                f.truncate(self.db(), size).map_err(|e| errno(e.errno()))?;
             }
         }
-        self.orphan_attr(ino, fh)
+        self.orphan_attr(ino)
     }
 
     fn ctl_attr(&self, path: &str, node: &CtlNode) -> Result<(FileAttr, Duration), Errno> {
@@ -1054,17 +1046,14 @@ impl GitDbFs {
         }
     }
 
-    fn new_handle(&self, h: Handle, ino: Option<u64>) -> FileHandle {
+    /// A handle on something other than a value (control files, history).
+    fn new_handle(&self, h: Handle) -> FileHandle {
         let fh = self.s.next_fh.fetch_add(1, Ordering::Relaxed);
-        let mut hs = lock(&self.s.handles);
-        hs.map.insert(fh, Arc::new(Mutex::new(h)));
-        if let Some(ino) = ino {
-            hs.by_ino.entry(ino).or_default().push(fh);
-        }
+        lock(&self.s.handles).map.insert(fh, Arc::new(h));
         FileHandle(fh)
     }
 
-    fn handle(&self, fh: FileHandle) -> Result<Arc<Mutex<Handle>>, Errno> {
+    fn handle(&self, fh: FileHandle) -> Result<Arc<Handle>, Errno> {
         lock(&self.s.handles)
             .map
             .get(&fh.0)
@@ -1072,14 +1061,124 @@ impl GitDbFs {
             .ok_or(Errno::EBADF)
     }
 
-    fn drop_handle(&self, fh: FileHandle) -> Option<Arc<Mutex<Handle>>> {
-        let mut hs = lock(&self.s.handles);
-        let h = hs.map.remove(&fh.0)?;
-        hs.by_ino.retain(|_, fhs| {
-            fhs.retain(|f| *f != fh.0);
-            !fhs.is_empty()
-        });
-        Some(h)
+    /// Opens a handle on `ino`'s open file, joining the one already open or, for the first
+    /// opener, the one `first` makes (from what the db holds). `first` runs without locks;
+    /// if a release removed the open file meanwhile, it runs again.
+    fn open_value(
+        &self,
+        ino: u64,
+        writable: bool,
+        mut first: impl FnMut() -> Result<OpenFile, Errno>,
+    ) -> Result<(FileHandle, Arc<Mutex<OpenFile>>), Errno> {
+        loop {
+            let made = if lock(&self.s.handles).files.contains_key(&ino) {
+                None
+            } else {
+                Some(first()?)
+            };
+            let fh = self.s.next_fh.fetch_add(1, Ordering::Relaxed);
+            let mut hs = lock(&self.s.handles);
+            let file = match (hs.files.get_mut(&ino), made) {
+                (Some(entry), _) => {
+                    entry.handles += 1;
+                    entry.writers += usize::from(writable);
+                    entry.file.clone()
+                }
+                (None, Some(made)) => {
+                    let file = Arc::new(Mutex::new(made));
+                    hs.files.insert(
+                        ino,
+                        OpenEntry {
+                            file: file.clone(),
+                            handles: 1,
+                            writers: usize::from(writable),
+                        },
+                    );
+                    file
+                }
+                // Closed between the check and now: make it afresh.
+                (None, None) => continue,
+            };
+            hs.map.insert(
+                fh,
+                Arc::new(Handle::Value {
+                    ino,
+                    file: file.clone(),
+                    writable,
+                }),
+            );
+            return Ok((FileHandle(fh), file));
+        }
+    }
+
+    /// Ends handle `fh`. For a value: a writer's handle stores what the file holds that the
+    /// db does not have (a write through a shared mapping can come after the last FLUSH);
+    /// once no writer is left the file settles and its value may go to the page cache; the
+    /// last handle closes the open file. The file is removed from the table only after it
+    /// was flushed, so an opening meanwhile joins it instead of reading the old value.
+    fn release_handle(&self, fh: FileHandle) -> Result<(), Errno> {
+        let (handle, ino, writers_left, handles_left) = {
+            let mut hs = lock(&self.s.handles);
+            let Some(handle) = hs.map.remove(&fh.0) else {
+                return Ok(());
+            };
+            let Handle::Value { ino, writable, .. } = &*handle else {
+                return Ok(());
+            };
+            let ino = *ino;
+            let Some(entry) = hs.files.get_mut(&ino) else {
+                return Ok(());
+            };
+            entry.handles = entry.handles.saturating_sub(1);
+            entry.writers = entry.writers.saturating_sub(usize::from(*writable));
+            let (w, h) = (entry.writers, entry.handles);
+            drop(hs);
+            (handle.clone(), ino, w, h)
+        };
+        let Handle::Value { file, writable, .. } = &*handle else {
+            return Ok(());
+        };
+        let mut f = lock(file);
+        let result = if *writable {
+            self.flush_value(&mut f)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            log::warn!("storing inode {ino} at release: {e:?}");
+        }
+        let mut prefill = None;
+        if writers_left == 0 {
+            f.settle();
+            prefill = f.flushed.take();
+        }
+        let closed = handles_left == 0 && {
+            // The file lock is held: taking the table's lock after it is the allowed order.
+            let mut hs = lock(&self.s.handles);
+            let unused = hs
+                .files
+                .get(&ino)
+                .is_some_and(|e| e.handles == 0 && Arc::ptr_eq(&e.file, file));
+            if unused {
+                hs.files.remove(&ino);
+            }
+            unused
+        };
+        drop(f);
+        if let Some((token, data)) = prefill {
+            self.s.tell_kernel(KernelTask::Prefill { ino, token, data });
+        }
+        if closed {
+            // The last handle on a file that never reached the store (its flush failed):
+            // the file goes, rather than lingering as a name with nothing behind it.
+            let path = lock(&self.s.inodes).path(ino).map(str::to_owned);
+            if let Some(path) = path
+                && lock(&self.s.pending).remove(&path).is_some()
+            {
+                lock(&self.s.inodes).detach(&path);
+            }
+        }
+        result
     }
 
     /// Runs one control command written to `/.gitdb/ctl`. The reply goes out from the
@@ -1099,9 +1198,83 @@ impl GitDbFs {
             })));
     }
 
-    /// Applies a dirty value handle to the db as one set.
-    fn flush_value(&self, v: &mut ValueHandle) -> Result<(), Errno> {
-        if !v.dirty || !v.writable {
+    /// The open file of `ino` (at `path`) for its first opener: what the db holds there now.
+    fn load_file(&self, ino: u64, path: &str) -> Result<OpenFile, Errno> {
+        let files = self.s.files.clone();
+        match self.db().stat(path).map_err(|e| lookup_err(&e))? {
+            Some(Stat::Value {
+                mode,
+                id,
+                committed,
+                size,
+            }) => {
+                let mut f = OpenFile::new(ino, Some(id), mode, files);
+                // A small uncommitted value lives only in the db's memory until its commit;
+                // take it now so the open file keeps it even if a rollback drops it.
+                if !committed && size <= PREFILL_MAX as u64 {
+                    f.len(self.db()).map_err(|e| errno(e.errno()))?;
+                }
+                Ok(f)
+            }
+            Some(Stat::Dir) => Err(Errno::EISDIR),
+            None => match self.pending_mode(path) {
+                Some(mode) => Ok(OpenFile::new(ino, None, mode, files)),
+                None if self.is_empty_dir(path) => Err(Errno::EISDIR),
+                None => Err(Errno::ENOENT),
+            },
+        }
+    }
+
+    /// The open file of an inode the kernel holds but whose name a rename gave away: what
+    /// the rename recorded (see [`orphans`]). Writes to it go nowhere, as to an unlinked file.
+    fn load_orphan(&self, ino: u64) -> Result<OpenFile, Errno> {
+        let o = lock(&self.s.orphans)
+            .get(ino)
+            .cloned()
+            .ok_or(Errno::ESTALE)?;
+        let files = self.s.files.clone();
+        Ok(match o.data {
+            Some(bytes) => OpenFile::with_bytes(ino, bytes, o.mode, files),
+            None => OpenFile::new(ino, Some(o.id), o.mode, files),
+        })
+    }
+
+    /// Truncates `ino`'s value: the descriptor's open file (`ftruncate`), or, by path
+    /// (`truncate(2)`; O_TRUNC on a kernel without atomic O_TRUNC), the inode's open file,
+    /// which every descriptor shares. Writers still open store it when they close, so the
+    /// store never holds the empty middle state of `echo new > file`; with no writer open it
+    /// is stored now.
+    fn truncate_file(
+        &self,
+        ino: u64,
+        path: &str,
+        fh: Option<FileHandle>,
+        size: u64,
+    ) -> Result<(), Errno> {
+        if let Some(fh) = fh {
+            return match &*self.handle(fh)? {
+                Handle::Value { file, .. } => lock(file)
+                    .truncate(self.db(), size)
+                    .map_err(|e| errno(e.errno())),
+                _ => Err(Errno::EBADF),
+            };
+        }
+        let (pfh, file) = self.open_value(ino, false, || self.load_file(ino, path))?;
+        let result = (|| {
+            let mut f = lock(&file);
+            f.truncate(self.db(), size).map_err(|e| errno(e.errno()))?;
+            if !self.s.has_writer(ino) {
+                self.flush_value(&mut f)?;
+            }
+            Ok(())
+        })();
+        let released = self.release_handle(pfh);
+        result.and(released)
+    }
+
+    /// Stores what an open file holds in the db, as one set, if the db does not have it yet.
+    fn flush_value(&self, v: &mut OpenFile) -> Result<(), Errno> {
+        if !v.dirty {
             return Ok(());
         }
         let path = match lock(&self.s.inodes).path(v.ino) {
@@ -1146,11 +1319,7 @@ impl GitDbFs {
     /// Creates an empty value at `path` (create/mknod).
     fn create_value(&self, path: &str, mode: u32) -> Result<ValueMode, Errno> {
         self.check_writable()?;
-        let vmode = if mode & 0o111 != 0 {
-            ValueMode::Executable
-        } else {
-            ValueMode::Regular
-        };
+        let vmode = value_mode(mode);
         if self.is_empty_dir(path) {
             return Err(Errno::EEXIST);
         }
@@ -1165,11 +1334,7 @@ impl GitDbFs {
     /// Registers a file made by `create`: the store gets it when its writer flushes.
     fn create_pending(&self, path: &str, mode: u32) -> Result<ValueMode, Errno> {
         self.check_writable()?;
-        let vmode = if mode & 0o111 != 0 {
-            ValueMode::Executable
-        } else {
-            ValueMode::Regular
-        };
+        let vmode = value_mode(mode);
         Key::parse_value(path).map_err(|e| db_err(&DbError::Key(e)))?;
         if self.is_empty_dir(path) {
             return Err(Errno::EEXIST);
@@ -1352,8 +1517,32 @@ impl GitDbFs {
         // The node keeps its times under its new name (a committed value renamed becomes an
         // uncommitted one, which would otherwise show the mount's start time).
         let before = self.getattr_path(from).map(|(a, _)| Times::of(&a)).ok();
+        let replaced = match dst {
+            Some(Stat::Value {
+                mode,
+                size,
+                id,
+                committed,
+            }) => lock(&self.s.inodes).get(to).map(|ino| {
+                (
+                    ino,
+                    Orphan {
+                        id,
+                        mode,
+                        size,
+                        // The db may forget an uncommitted value once nothing names it.
+                        data: (!committed).then(|| db.value(id).ok()).flatten(),
+                    },
+                )
+            }),
+            _ => None,
+        };
         if !src_empty {
             db.rename(from, to).map_err(|e| db_err(&e))?;
+        }
+        if let Some((ino, orphan)) = replaced {
+            // A reader that looked `to` up just before holds this inode: it stays readable.
+            lock(&self.s.orphans).insert(ino, orphan);
         }
         {
             // Empty directories at and below `from` move along; a replaced empty `to` goes.
@@ -1434,6 +1623,15 @@ fn node_kind(kind: NodeKind) -> FileType {
     }
 }
 
+/// The git mode a file with permission bits `mode` gets: git keeps only the executable bit.
+fn value_mode(mode: u32) -> ValueMode {
+    if mode & 0o111 != 0 {
+        ValueMode::Executable
+    } else {
+        ValueMode::Regular
+    }
+}
+
 fn writable(flags: OpenFlags) -> bool {
     !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY) || flags.0 & libc::O_TRUNC != 0
 }
@@ -1477,10 +1675,11 @@ impl Filesystem for GitDbFs {
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.s.request(stats::Op::Getattr);
+        // An inode whose name is gone (or holds something else now) answers for itself.
         let result = match self.path_of(ino).and_then(|p| self.getattr_path(&p)) {
-            Err(Errno::ENOENT) => self.orphan_attr(ino, fh),
+            Err(Errno::ENOENT | Errno::ESTALE) => self.orphan_attr(ino),
             other => other,
         };
         match result {
@@ -1511,7 +1710,7 @@ impl Filesystem for GitDbFs {
         self.s.changing(ino.0);
         let result = (|| -> Result<(FileAttr, Duration), Errno> {
             let path = match self.path_of(ino) {
-                Err(Errno::ENOENT) => return self.orphan_setattr(ino, fh, size, mode),
+                Err(Errno::ESTALE) => return self.orphan_setattr(ino, size, mode),
                 other => other?,
             };
             if let Some(node) = control::parse(&path) {
@@ -1520,7 +1719,7 @@ impl Filesystem for GitDbFs {
                     CtlNode::Ctl if mode.is_none() && uid.is_none() && gid.is_none() => {
                         self.ctl_attr(&path, &node)
                     }
-                    _ => Err(Errno::EROFS),
+                    _ => Err(Errno::EPERM),
                 };
             }
             if uid.is_some_and(|u| u != self.s.cfg.uid) || gid.is_some_and(|g| g != self.s.cfg.gid)
@@ -1530,53 +1729,8 @@ impl Filesystem for GitDbFs {
             if mode.is_some() || size.is_some() {
                 self.check_writable()?;
             }
-            let store = self.db();
             if let Some(size) = size {
-                let handle = fh.map(|fh| self.handle(fh)).transpose()?;
-                match handle {
-                    Some(h) => match &mut *lock(&h) {
-                        Handle::Value(v) => {
-                            v.truncate(store, size).map_err(|e| errno(e.errno()))?
-                        }
-                        _ => return Err(Errno::EBADF),
-                    },
-                    None => {
-                        // O_TRUNC arrives as an open followed by a truncate by path: the
-                        // writers open on the file take the new length and the store keeps the
-                        // old value until they flush, so it never holds the empty middle state
-                        // of `echo new > file`. A plain truncate(2) with no writer open goes
-                        // straight to the store.
-                        let mut writers = 0;
-                        for h in self.handles_of(ino.0) {
-                            if let Handle::Value(v) = &mut *lock(&h)
-                                && v.writable
-                                && !v.closed
-                            {
-                                v.truncate(store, size).map_err(|e| errno(e.errno()))?;
-                                writers += 1;
-                            }
-                        }
-                        if writers == 0 {
-                            self.materialize(&path)?;
-                            let (vmode, id) = match self.db().stat(&path).map_err(|e| db_err(&e))? {
-                                Some(Stat::Value { mode, id, .. }) => (mode, id),
-                                Some(Stat::Dir) => return Err(Errno::EISDIR),
-                                None => return Err(Errno::ENOENT),
-                            };
-                            let mut v = ValueHandle::new(
-                                ino.0,
-                                Some(id),
-                                vmode,
-                                true,
-                                self.s.files.clone(),
-                            );
-                            v.truncate(store, size).map_err(|e| errno(e.errno()))?;
-                            // A one-shot handle: closed as soon as it is flushed.
-                            v.closed = true;
-                            self.flush_value(&mut v)?;
-                        }
-                    }
-                }
+                self.truncate_file(ino.0, &path, fh, size)?;
                 self.content_changed(&path, SystemTime::now());
             }
             // chmod and chown (to the owner it has: nothing else is allowed) change the ctime
@@ -1588,38 +1742,20 @@ impl Filesystem for GitDbFs {
                 None
             };
             if let Some(mode) = mode {
-                let exec = mode & 0o111 != 0;
-                let new = if exec {
-                    ValueMode::Executable
-                } else {
-                    ValueMode::Regular
-                };
+                let new = value_mode(mode);
                 if let Some(m) = lock(&self.s.pending).get_mut(&path) {
                     *m = new;
                 }
-                if self.pending_mode(&path).is_some() {
-                    for h in self.handles_of(ino.0) {
-                        if let Handle::Value(v) = &mut *lock(&h) {
-                            v.mode = new;
-                        }
-                    }
-                }
-                if let Ok(Some(Stat::Value { mode: cur, id, .. })) = self.db().stat(&path)
-                    && cur != ValueMode::Symlink
-                {
-                    let new = if exec {
-                        ValueMode::Executable
-                    } else {
-                        ValueMode::Regular
-                    };
-                    if new != cur {
+                let mut file_mode = Some(new);
+                if let Ok(Some(Stat::Value { mode: cur, id, .. })) = self.db().stat(&path) {
+                    if cur == ValueMode::Symlink {
+                        file_mode = None;
+                    } else if new != cur {
                         self.db().set_blob(&path, id, new).map_err(|e| db_err(&e))?;
                     }
-                    for h in self.handles_of(ino.0) {
-                        if let Handle::Value(v) = &mut *lock(&h) {
-                            v.mode = new;
-                        }
-                    }
+                }
+                if let (Some(m), Some(file)) = (file_mode, self.s.open_file(ino.0)) {
+                    lock(&file).mode = m;
                 }
             }
             if let Some(before) = status_before {
@@ -1642,15 +1778,14 @@ impl Filesystem for GitDbFs {
                 };
                 self.note_change();
                 lock(&self.s.times).insert(path.clone(), t);
-                if mtime.is_some() {
+                if mtime.is_some()
+                    && let Some(file) = self.s.open_file(ino.0)
+                {
                     // A writer still open (`cp -p` sets times before it closes) flushes with
                     // this mtime rather than the time of its last write.
-                    for h in self.handles_of(ino.0) {
-                        if let Handle::Value(v) = &mut *lock(&h)
-                            && v.dirty
-                        {
-                            v.modified = Some(t.mtime);
-                        }
+                    let mut f = lock(&file);
+                    if f.dirty {
+                        f.modified = Some(t.mtime);
                     }
                 }
             }
@@ -1701,7 +1836,7 @@ impl Filesystem for GitDbFs {
         }
         let result = self.child(parent, name).and_then(|path| {
             if control::is_under(&path) {
-                return Err(Errno::EROFS);
+                return Err(Errno::EPERM);
             }
             self.create_value(&path, mode)?;
             self.getattr_path(&path)
@@ -1845,13 +1980,10 @@ impl Filesystem for GitDbFs {
         let result = (|| {
             let from = self.child(parent, name)?;
             let to = self.child(newparent, newname)?;
-            match (
-                control::parse(&from).is_some(),
-                control::parse(&to).is_some(),
-            ) {
-                (false, false) => {}
-                (true, true) => return Err(Errno::EROFS),
-                _ => return Err(Errno::EXDEV),
+            // Not EXDEV: `mv` would fall back to copying the whole control tree, history
+            // included, into the store as keys.
+            if control::is_under(&from) || control::is_under(&to) {
+                return Err(Errno::EPERM);
             }
             let bits = flags.bits();
             if bits & !libc::RENAME_NOREPLACE != 0 {
@@ -1881,14 +2013,25 @@ impl Filesystem for GitDbFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.s.request(stats::Op::Open);
         let result = (|| {
-            let path = self.path_of(ino)?;
             let write = writable(flags);
+            // A reader has nothing to flush: spare close() that round trip.
+            let value_flags = if write {
+                FopenFlags::FOPEN_KEEP_CACHE
+            } else {
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+            };
+            let path = match self.path_of(ino) {
+                Ok(path) => path,
+                // Held by the kernel, its name given away by a rename since the lookup.
+                Err(Errno::ESTALE) => {
+                    let (fh, _) = self.open_value(ino.0, write, || self.load_orphan(ino.0))?;
+                    return Ok((fh, value_flags));
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(node) = control::parse(&path) {
                 return match node {
-                    CtlNode::Ctl => Ok((
-                        self.new_handle(Handle::Ctl, None),
-                        FopenFlags::FOPEN_DIRECT_IO,
-                    )),
+                    CtlNode::Ctl => Ok((self.new_handle(Handle::Ctl), FopenFlags::FOPEN_DIRECT_IO)),
                     CtlNode::Dir | CtlNode::HistoryDir => Err(Errno::EISDIR),
                     _ if write => Err(Errno::EROFS),
                     CtlNode::History { commit, path } => {
@@ -1898,14 +2041,14 @@ impl Filesystem for GitDbFs {
                             .map_err(|e| db_err(&e))?
                             .ok_or(Errno::ENOENT)?;
                         Ok((
-                            self.new_handle(Handle::Data(data), None),
+                            self.new_handle(Handle::Data(data)),
                             FopenFlags::FOPEN_KEEP_CACHE,
                         ))
                     }
                     node => {
                         let data: Bytes = self.render(&node).into();
                         Ok((
-                            self.new_handle(Handle::Data(data), None),
+                            self.new_handle(Handle::Data(data)),
                             FopenFlags::FOPEN_DIRECT_IO,
                         ))
                     }
@@ -1916,40 +2059,17 @@ impl Filesystem for GitDbFs {
                 // O_TRUNC empties the kernel's pages once this open returns.
                 self.s.changing(ino.0);
             }
-            let mut waiting = false;
-            let (mode, id) = match self.db().stat(&path).map_err(|e| lookup_err(&e))? {
-                Some(Stat::Value {
-                    mode,
-                    id,
-                    committed,
-                    size,
-                }) => {
-                    // A small uncommitted value lives only in the db's memory until its commit;
-                    // take it now so this handle keeps it even if a rollback drops it.
-                    waiting = !committed && size <= 64 << 10;
-                    (mode, Some(id))
-                }
-                Some(Stat::Dir) => return Err(Errno::EISDIR),
-                None => match self.pending_mode(&path) {
-                    Some(mode) => (mode, None),
-                    None if self.is_empty_dir(&path) => return Err(Errno::EISDIR),
-                    None => return Err(Errno::ENOENT),
-                },
-            };
-            let mut v = ValueHandle::new(ino.0, id, mode, write, self.s.files.clone());
-            if waiting {
-                v.len(self.db()).map_err(|e| errno(e.errno()))?;
-            }
+            let (fh, file) = self.open_value(ino.0, write, || self.load_file(ino.0, &path))?;
             if write && flags.0 & libc::O_TRUNC != 0 {
-                v.truncate(self.db(), 0).map_err(|e| errno(e.errno()))?;
+                let truncated = lock(&file)
+                    .truncate(self.db(), 0)
+                    .map_err(|e| errno(e.errno()));
+                if let Err(e) = truncated {
+                    let _ = self.release_handle(fh);
+                    return Err(e);
+                }
             }
-            // A reader has nothing to flush: spare close() that round trip.
-            let flags = if write {
-                FopenFlags::FOPEN_KEEP_CACHE
-            } else {
-                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
-            };
-            Ok((self.new_handle(Handle::Value(v), Some(ino.0)), flags))
+            Ok((fh, value_flags))
         })();
         match result {
             Ok((fh, flags)) => reply.opened(fh, flags),
@@ -1971,31 +2091,43 @@ impl Filesystem for GitDbFs {
         let result = (|| {
             let path = self.child(parent, name)?;
             if control::is_under(&path) {
-                return Err(Errno::EROFS);
+                return Err(Errno::EPERM);
             }
             if !self.is_dir(split(&path).0)? {
                 return Err(Errno::ENOTDIR);
             }
             let existing = self.db().stat(&path).map_err(|e| db_err(&e))?;
-            let (vmode, id) = match existing {
-                Some(_) if flags & libc::O_EXCL != 0 => return Err(Errno::EEXIST),
-                Some(Stat::Dir) => return Err(Errno::EISDIR),
-                Some(Stat::Value { mode, id, .. }) if flags & libc::O_TRUNC == 0 => {
-                    self.check_writable()?;
-                    (mode, Some(id))
-                }
-                _ => (self.create_pending(&path, mode)?, None),
+            // A file still being written by another process exists too: joining it keeps
+            // both writers' bytes (the kernel sends CREATE when its dentry is not cached).
+            let exists = match existing {
+                Some(Stat::Dir) if flags & libc::O_EXCL == 0 => return Err(Errno::EISDIR),
+                Some(_) => true,
+                None => self.pending_mode(&path).is_some(),
             };
+            if exists && flags & libc::O_EXCL != 0 {
+                return Err(Errno::EEXIST);
+            }
+            if exists {
+                self.check_writable()?;
+            } else {
+                self.create_pending(&path, mode)?;
+            }
             let (attr, ttl) = self.getattr_path(&path)?;
-            self.s.changing(attr.ino.0);
-            let mut v = ValueHandle::new(attr.ino.0, id, vmode, true, self.s.files.clone());
-            if id.is_none() {
+            let ino = attr.ino.0;
+            self.s.changing(ino);
+            let (fh, file) = self.open_value(ino, true, || self.load_file(ino, &path))?;
+            if !exists || flags & libc::O_TRUNC != 0 {
                 // A new (or truncated) file: its first flush stores it, even if empty, with
                 // the times it was created with.
-                v.truncate(self.db(), 0).map_err(|e| errno(e.errno()))?;
-                v.modified = Some(attr.mtime);
+                let mut f = lock(&file);
+                let truncated = f.truncate(self.db(), 0).map_err(|e| errno(e.errno()));
+                f.modified = Some(attr.mtime);
+                drop(f);
+                if let Err(e) = truncated {
+                    let _ = self.release_handle(fh);
+                    return Err(e);
+                }
             }
-            let fh = self.new_handle(Handle::Value(v), Some(attr.ino.0));
             Ok((attr, ttl, fh))
         })();
         match result {
@@ -2022,25 +2154,14 @@ impl Filesystem for GitDbFs {
             Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        let ino = match &mut *lock(&h) {
-            Handle::Value(v) if v.dirty => return self.reply_read(v, offset, size, reply),
-            Handle::Value(v) => v.ino,
+        match &*h {
+            Handle::Value { file, .. } => self.reply_read(&mut lock(file), offset, size, reply),
             Handle::Data(d) => {
                 let start = (offset as usize).min(d.len());
                 let end = start.saturating_add(size as usize).min(d.len());
-                return reply.data(&d[start..end]);
+                reply.data(&d[start..end])
             }
-            Handle::Ctl => return reply.data(&[]),
-        };
-        // Taken with this handle's lock released: see `read_from_writer`.
-        match self.read_from_writer(ino, &h, offset, size) {
-            Ok(Some(data)) => return reply.data(&data),
-            Ok(None) => {}
-            Err(e) => return reply.error(e),
-        }
-        match &mut *lock(&h) {
-            Handle::Value(v) => self.reply_read(v, offset, size, reply),
-            _ => reply.error(Errno::EBADF),
+            Handle::Ctl => reply.data(&[]),
         }
     }
 
@@ -2061,22 +2182,28 @@ impl Filesystem for GitDbFs {
             Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        if matches!(&*lock(&h), Handle::Ctl) {
-            // A rollback replaces values without a write to their files.
-            self.s.all_change();
-            self.s.forget_nlinks();
-            return self.ctl(data, reply);
-        }
-        let result = match &mut *lock(&h) {
-            Handle::Value(v) if !v.writable => Err(Errno::EBADF),
-            Handle::Value(v) => {
-                // A write after a FLUSH comes from a dup'ed descriptor still open.
-                v.closed = false;
-                self.s.file_changes(v.ino);
-                v.write(self.db(), offset, data)
-                    .map_err(|e| errno(e.errno()))
+        let result = match &*h {
+            Handle::Ctl => {
+                // A rollback replaces values without a write to their files.
+                self.s.all_change();
+                self.s.forget_nlinks();
+                return self.ctl(data, reply);
             }
-            Handle::Ctl | Handle::Data(_) => Err(Errno::EROFS),
+            Handle::Value {
+                writable: false, ..
+            } => Err(Errno::EBADF),
+            Handle::Value { ino, file, .. } => {
+                let mut f = lock(file);
+                if self.s.closing.load(Ordering::SeqCst) {
+                    // The daemon is stopping and has stored open files for the last time.
+                    Err(Errno::EIO)
+                } else {
+                    self.s.file_changes(*ino);
+                    f.write(self.db(), offset, data)
+                        .map_err(|e| errno(e.errno()))
+                }
+            }
+            Handle::Data(_) => Err(Errno::EROFS),
         };
         match result {
             Ok(()) => reply.written(data.len() as u32),
@@ -2093,15 +2220,14 @@ impl Filesystem for GitDbFs {
         reply: ReplyEmpty,
     ) {
         self.s.request(stats::Op::Flush);
-        let result = self.handle(fh).and_then(|h| match &mut *lock(&h) {
-            Handle::Value(v) => {
-                // FLUSH is sent on close(2); the RELEASE that follows is asynchronous.
-                v.closed = true;
-                let result = self.flush_value(v);
-                // Flushed by an earlier fsync, the bytes may be stored already.
-                v.settle();
-                result
-            }
+        // FLUSH is sent on close(2) of a writer's descriptor (readers opt out); the RELEASE
+        // that follows is asynchronous.
+        let result = self.handle(fh).and_then(|h| match &*h {
+            Handle::Value {
+                file,
+                writable: true,
+                ..
+            } => self.flush_value(&mut lock(file)),
             _ => Ok(()),
         });
         match result {
@@ -2121,40 +2247,18 @@ impl Filesystem for GitDbFs {
         reply: ReplyEmpty,
     ) {
         self.s.request(stats::Op::Release);
-        let (result, ino) = match self.drop_handle(fh) {
-            Some(h) => match &mut *lock(&h) {
-                Handle::Value(v) => {
-                    v.closed = true;
-                    let result = self.flush_value(v);
-                    v.settle();
-                    if let Some((token, data)) = v.flushed.take() {
-                        self.s.tell_kernel(KernelTask::Prefill {
-                            ino: v.ino,
-                            token,
-                            data,
-                        });
-                    }
-                    (result, Some(v.ino))
-                }
-                _ => (Ok(()), None),
-            },
-            None => (Ok(()), None),
-        };
-        if let Some(ino) = ino
-            && !lock(&self.s.handles).by_ino.contains_key(&ino)
-        {
-            // The last handle on a file that never reached the store (its flush failed):
-            // the file goes, rather than lingering as a name with nothing behind it.
-            let path = lock(&self.s.inodes).path(ino).map(str::to_owned);
-            if let Some(path) = path
-                && lock(&self.s.pending).remove(&path).is_some()
-            {
-                lock(&self.s.inodes).detach(&path);
-            }
-        }
-        match result {
+        match self.release_handle(fh) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
+        // An inode the kernel forgets is never named again (a replaced one has no name that
+        // would hand it out), so what a rename recorded for it can go.
+        let mut orphans = lock(&self.s.orphans);
+        if !orphans.is_empty() {
+            orphans.forget(ino.0);
         }
     }
 
@@ -2169,8 +2273,8 @@ impl Filesystem for GitDbFs {
         self.s.request(stats::Op::Fsync);
         let result = self
             .handle(fh)
-            .and_then(|h| match &mut *lock(&h) {
-                Handle::Value(v) => self.flush_value(v),
+            .and_then(|h| match &*h {
+                Handle::Value { file, .. } => self.flush_value(&mut lock(file)),
                 _ => Ok(()),
             })
             .and_then(|()| self.db().sync().map_err(|e| db_err(&e)));
