@@ -396,6 +396,40 @@ fn rename_over_a_file_is_atomic_for_its_readers_with_every_cpu_busy() {
     rename_over_is_atomic_for_readers();
 }
 
+/// A descriptor opened before another one appended reads the appended bytes, and a fresh
+/// open reads to what stat says: it used to answer from the value it had opened, shorter
+/// than the size the kernel knew, which the kernel took for the end of the file and shrank
+/// the file to (69,632 bytes of 70,000 until an uncached stat).
+#[test]
+fn a_reader_open_before_an_append_reads_it_all() {
+    let m = Mount::start(&[]);
+    m.sh_ok("head -c 60000 /dev/zero | tr '\\0' x > v && echo commit > .gitdb/ctl");
+    let out = python(
+        &m,
+        r#"
+import os
+r = os.open("v", os.O_RDONLY)
+w = os.open("v", os.O_WRONLY | os.O_APPEND)
+os.write(w, b"y" * 10000)
+os.close(w)
+def read_all(fd):
+    out, off = b"", 0
+    while True:
+        b = os.pread(fd, 1 << 16, off)
+        if not b:
+            return out
+        out += b
+        off += len(b)
+old = read_all(r)
+os.close(r)
+with open("v", "rb") as f:
+    fresh = f.read()
+print(len(old), old == b"x" * 60000 + b"y" * 10000, len(fresh), os.stat("v").st_size)
+"#,
+    );
+    assert_eq!(out.trim(), "70000 True 70000 70000");
+}
+
 /// A 70,000-byte value rewritten in place while two readers loop; once everyone stopped, a
 /// fresh open and read to EOF returns what stat says (it used to return 69,632 bytes for up
 /// to 42 s: a reader's short answer had shrunk the kernel's idea of the file).
