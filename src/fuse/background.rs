@@ -260,7 +260,16 @@ pub fn mount(
         let stop = stop.clone();
         let shared = shared.clone();
         let delay = prefill_test_delay();
-        let root = mountpoint.to_owned();
+        let warmer = match super::warmer::Warmer::start(mountpoint) {
+            Ok(w) => {
+                shared.warmer_pid.store(w.pid(), Ordering::Relaxed);
+                Some(w)
+            }
+            Err(e) => {
+                log::warn!("no attribute warmer (stat after write costs a round trip): {e}");
+                None
+            }
+        };
         threads.push(spawn(
             "gitdb-inval",
             Box::new(move || {
@@ -269,8 +278,12 @@ pub fn mount(
                         Ok(KernelTask::News(ev)) => news(&shared, &notifier, ev),
                         Ok(KernelTask::Reply(reply)) => reply(),
                         Ok(KernelTask::Prefill { ino, token, data }) => {
-                            if prefill(&shared, &notifier, ino, token, &data, delay) {
-                                warm_attributes(&shared, &root, ino);
+                            if prefill(&shared, &notifier, ino, token, &data, delay)
+                                && let (Some(w), Some(path)) = (&warmer, shared.path_of_ino(ino))
+                            {
+                                // Harmless if the file was renamed or removed meanwhile:
+                                // another file's attributes get fetched, or none.
+                                w.warm(&path);
                             }
                         }
                         Err(RecvTimeoutError::Timeout) => {}
@@ -435,28 +448,18 @@ fn prefill(
     stored
 }
 
-/// The writes to `ino` made the kernel drop its attributes, so the `stat` that usually
-/// follows a write would be a round trip on the writer's path. Asking for them here, through
-/// the mount and off that path, puts them back in the kernel's cache. Harmless if the file
-/// was renamed or removed meanwhile (another file's attributes get fetched, or none).
-fn warm_attributes(shared: &Shared, root: &Path, ino: u64) {
-    if let Some(path) = shared.path_of_ino(ino)
-        && std::fs::symlink_metadata(root.join(path)).is_ok()
-    {
-        shared.stats.warmed();
-    }
-}
-
 /// Debug builds only: `GITDB_TEST_PREFILL_DELAY_US` slows every prefill down (before and
 /// after its first check), so tests can make a late prefill race with the changes after it.
 fn prefill_test_delay() -> Option<Duration> {
+    test_delay("GITDB_TEST_PREFILL_DELAY_US")
+}
+
+/// Debug builds only: the duration in µs that the environment variable `var` asks for.
+pub(crate) fn test_delay(var: &str) -> Option<Duration> {
     if !cfg!(debug_assertions) {
         return None;
     }
-    let us = std::env::var("GITDB_TEST_PREFILL_DELAY_US")
-        .ok()?
-        .parse()
-        .ok()?;
+    let us = std::env::var(var).ok()?.parse().ok()?;
     Some(Duration::from_micros(us))
 }
 

@@ -15,7 +15,9 @@
 //! - [`busy`]: busy polling of the FUSE device while requests keep coming, so that a round
 //!   trip costs one wake-up instead of two;
 //! - [`dirs`], [`valuefiles`], [`stats`]: listing snapshots for READDIR, plain copies of large
-//!   values, request counters.
+//!   values, request counters;
+//! - [`orphans`]: what inodes replaced by a rename held, for readers that still hold them;
+//! - [`warmer`]: the child process that fetches attributes back into the kernel's cache.
 //!
 //! Speed comes from the kernel: entries and attributes get a long TTL, values are opened with
 //! `FOPEN_KEEP_CACHE` and key directories with `FOPEN_CACHE_DIR`, so repeated `stat`/`read`/
@@ -45,6 +47,7 @@ pub mod inodes;
 pub mod orphans;
 pub mod stats;
 pub mod valuefiles;
+pub mod warmer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
@@ -193,6 +196,9 @@ pub struct Shared {
     pub(crate) stats: stats::Stats,
     /// Set once the session exists, when busy polling is on.
     pub(crate) busy: OnceLock<busy::BusyPoll>,
+    /// The process id of the attribute warmer (see [`warmer`]), 0 until it runs: its
+    /// GETATTRs are counted as warmings.
+    pub(crate) warmer_pid: std::sync::atomic::AtomicU32,
 }
 
 const CHANGE_STRIPES: usize = 64;
@@ -275,6 +281,7 @@ impl Shared {
             dirs: DirSnapshots::default(),
             stats: stats::Stats::default(),
             busy: OnceLock::new(),
+            warmer_pid: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -614,6 +621,20 @@ impl GitDbFs {
         }
         self.check_writable()?;
         Ok(path)
+    }
+
+    /// The path of a name to make in `parent` (create, mknod, mkdir, symlink, a rename's
+    /// target), as [`Self::writable_child`]. The kernel only makes names in what it knows as
+    /// a directory; if that is no longer one here (a rollback or a head move took it away
+    /// and the kernel has not dropped it yet), ESTALE makes the kernel look the directory
+    /// up again, so `mkdir -p d && echo > d/f` ends well instead of failing on a stale `d`.
+    fn new_child(&self, parent: INodeNo, name: &OsStr) -> Result<String, Errno> {
+        let path = self.writable_child(parent, name)?;
+        match self.is_dir(split(&path).0) {
+            Ok(true) => Ok(path),
+            Ok(false) | Err(Errno::ENOENT) => Err(Errno::ESTALE),
+            Err(e) => Err(e),
+        }
     }
 
     /// The commit time of the head (mtime of committed values and directories).
@@ -1495,8 +1516,9 @@ impl GitDbFs {
         if src.is_none() && !src_empty {
             return Err(Errno::ENOENT);
         }
+        // As for any new name (see `new_child`): a target directory gone under the kernel.
         if !self.is_dir(split(to).0)? {
-            return Err(Errno::ENOTDIR);
+            return Err(Errno::ESTALE);
         }
         let dst = db.stat(to).map_err(|e| lookup_err(&e))?;
         let dst_empty = dst.is_none() && self.is_empty_dir(to);
@@ -1675,8 +1697,20 @@ impl Filesystem for GitDbFs {
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.s.request(stats::Op::Getattr);
+        if req.pid() == self.s.warmer_pid.load(Ordering::Relaxed) {
+            self.s.stats.warmed();
+            // Debug builds: hold the warmer's request, so a test can kill the daemon while a
+            // worker has it (see `warmer`).
+            static DELAY: OnceLock<Option<Duration>> = OnceLock::new();
+            if let Some(d) =
+                *DELAY.get_or_init(|| background::test_delay("GITDB_TEST_WARM_DELAY_US"))
+            {
+                log::info!("test: holding the warmer's GETATTR for {d:?}");
+                std::thread::sleep(d);
+            }
+        }
         // An inode whose name is gone (or holds something else now) answers for itself.
         let result = match self.path_of(ino).and_then(|p| self.getattr_path(&p)) {
             Err(Errno::ENOENT | Errno::ESTALE) => self.orphan_attr(ino),
@@ -1834,10 +1868,7 @@ impl Filesystem for GitDbFs {
             reply.error(Errno::EPERM);
             return;
         }
-        let result = self.child(parent, name).and_then(|path| {
-            if control::is_under(&path) {
-                return Err(Errno::EPERM);
-            }
+        let result = self.new_child(parent, name).and_then(|path| {
             self.create_value(&path, mode)?;
             self.getattr_path(&path)
         });
@@ -1857,7 +1888,7 @@ impl Filesystem for GitDbFs {
         reply: ReplyEntry,
     ) {
         self.s.request(stats::Op::Mkdir);
-        let result = self.writable_child(parent, name).and_then(|path| {
+        let result = self.new_child(parent, name).and_then(|path| {
             Key::parse_value(&path).map_err(|e| db_err(&DbError::Key(e)))?;
             if self.db().stat(&path).map_err(|e| db_err(&e))?.is_some() || self.is_empty_dir(&path)
             {
@@ -1947,7 +1978,7 @@ impl Filesystem for GitDbFs {
         reply: ReplyEntry,
     ) {
         self.s.request(stats::Op::Symlink);
-        let result = self.writable_child(parent, link_name).and_then(|path| {
+        let result = self.new_child(parent, link_name).and_then(|path| {
             if self.db().stat(&path).map_err(|e| db_err(&e))?.is_some() || self.is_empty_dir(&path)
             {
                 return Err(Errno::EEXIST);
@@ -2089,13 +2120,7 @@ impl Filesystem for GitDbFs {
     ) {
         self.s.request(stats::Op::Create);
         let result = (|| {
-            let path = self.child(parent, name)?;
-            if control::is_under(&path) {
-                return Err(Errno::EPERM);
-            }
-            if !self.is_dir(split(&path).0)? {
-                return Err(Errno::ENOTDIR);
-            }
+            let path = self.new_child(parent, name)?;
             let existing = self.db().stat(&path).map_err(|e| db_err(&e))?;
             // A file still being written by another process exists too: joining it keeps
             // both writers' bytes (the kernel sends CREATE when its dentry is not cached).
