@@ -23,14 +23,78 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_gitdb-mount")
 }
 
+/// One mount at a mount point, as `/proc/self/mountinfo` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    /// The mount's id (unique while it exists).
+    pub id: u64,
+    pub fstype: String,
+    pub source: String,
+}
+
+/// The kernel writes space, tab, newline and backslash in mountinfo as `\040`, `\011`,
+/// `\012`, `\134`. (A separate decoder from the daemon's, so the tests check it rather than
+/// share its mistakes.)
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = field;
+    while let Some((&b, tail)) = rest.split_first() {
+        let octal = tail
+            .get(..3)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal.map(|d| d.iter().fold(0u32, |a, c| a * 8 + u32::from(c - b'0'))) {
+            Some(v) if b == b'\\' && v < 256 => {
+                out.push(v as u8);
+                rest = &tail[3..];
+            }
+            _ => {
+                out.push(b);
+                rest = tail;
+            }
+        }
+    }
+    out
+}
+
+/// Every mount whose mount point is `path` now, bottom first (the kernel lists them in the
+/// order they were made).
+pub fn mounts_at(path: &Path) -> Vec<MountInfo> {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(info) = std::fs::read("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let want = path.as_os_str().as_bytes();
+    info.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+            let dash = fields.iter().position(|f| *f == b"-")?;
+            if unescape(fields.get(4)?) != want {
+                return None;
+            }
+            let text = |f: &[u8]| String::from_utf8_lossy(&unescape(f)).into_owned();
+            Some(MountInfo {
+                id: std::str::from_utf8(fields.first()?).ok()?.parse().ok()?,
+                fstype: text(fields.get(dash + 1)?),
+                source: text(fields.get(dash + 2)?),
+            })
+        })
+        .collect()
+}
+
 /// Whether `path` is a mountpoint now (per /proc/self/mountinfo).
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    info.lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|m| m == want))
+    !mounts_at(path).is_empty()
+}
+
+/// Detaches every mount at `path` (`umount -l`, topmost first), however many are stacked: the
+/// last resort of every guard, so a failing test leaves nothing behind.
+pub fn detach_all(path: &Path) {
+    for _ in 0..1000 {
+        if !is_mounted(path) {
+            return;
+        }
+        let _ = Command::new("umount").arg("-l").arg(path).status();
+    }
 }
 
 /// Polls `cond` until it holds or `DEADLINE` passes.
@@ -53,11 +117,19 @@ impl Mount {
 
     /// Mounts a fresh repository with extra `args` and environment variables for the daemon.
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Mount {
+        let mut m = Mount::prepare("mnt", env);
+        m.spawn(args);
+        m
+    }
+
+    /// A fresh temp dir with a repository path and the mountpoint `mnt_name` in it (not created),
+    /// and no daemon yet: [`Mount::spawn`] starts one. Dropping it still cleans up.
+    pub fn prepare(mnt_name: &str, env: &[(&str, &str)]) -> Mount {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mnt = dir.path().join("mnt");
+        let mnt = dir.path().join(mnt_name);
         let repo = dir.path().join("repo.git");
         let log = dir.path().join("mount.log");
-        let mut m = Mount {
+        Mount {
             dir,
             mnt,
             repo,
@@ -67,9 +139,14 @@ impl Mount {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        };
-        m.spawn(args);
-        m
+        }
+    }
+
+    /// Whether the daemon started last is still running.
+    pub fn daemon_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Starts the daemon on this mount's repository and mountpoint.
@@ -232,9 +309,8 @@ impl Drop for Mount {
                 }
             }
         }
-        if is_mounted(&self.mnt) {
-            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
-        }
+        // Several, if a test failed by stacking mounts.
+        detach_all(&self.mnt);
     }
 }
 
