@@ -30,12 +30,12 @@
 //! Control files are served with direct I/O and a zero TTL instead.
 //!
 //! Locks (all `std::sync::Mutex`, none held while calling the notifier): `inodes`,
-//! `empty_dirs`, `pending`, `times`, `nlinks`, `handles` (the map), `kernel` (the task sender)
-//! and those inside [`DirSnapshots`], [`ValueFiles`] and [`busy::BusyPoll`] are leaves taken
-//! briefly; a single handle's lock may be held across a db call but never while taking the
-//! `handles` map lock.
-//! The notifier thread takes the `handles` map, then (after releasing it) single handles.
-//! Openings for writing and truncates may wait, bounded, for that thread (see
+//! `empty_dirs`, `pending`, `times`, `nlinks`, `handles` (the handle and open-file tables),
+//! `orphans`, `kernel` (the task sender) and those inside [`DirSnapshots`], [`ValueFiles`] and
+//! [`busy::BusyPoll`] are leaves taken briefly. An open file's lock ([`OpenFile`], one per
+//! open inode) may be held across a db call and while taking a leaf (the `handles` table
+//! included), never the other way round, and never two open files' locks at once.
+//! Openings for writing and truncates may wait, bounded, for the notifier thread (see
 //! `Shared::changing`), never while holding a lock.
 
 pub mod background;
