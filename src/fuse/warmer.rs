@@ -113,6 +113,8 @@ fn child_loop(rx: i32, parent: libc::pid_t, path: &mut [u8], base: usize, buf: &
     // the fork; nothing here allocates, locks or unwinds.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // What `ps`, `top` and `pgrep` (without -f) show, so it is not taken for the daemon.
+        libc::prctl(libc::PR_SET_NAME, c"gitdb-warmer".as_ptr());
         if libc::getppid() != parent {
             libc::_exit(0);
         }
