@@ -116,6 +116,7 @@ fn gitdb_works_on_a_repository_made_by_stock_git() {
 fn cli_errors_are_clear_and_exit_codes_are_shell_friendly() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("db.git");
+    gitdb_ok(&repo, &["set", "/a", "1"]);
     let missing = gitdb(&repo, &["get", "/nope"]);
     assert_eq!(missing.status.code(), Some(1));
     assert_eq!(
@@ -123,7 +124,6 @@ fn cli_errors_are_clear_and_exit_codes_are_shell_friendly() {
         "gitdb: no such key: /nope\n"
     );
 
-    gitdb_ok(&repo, &["set", "/a", "1"]);
     let bad = gitdb(&repo, &["set", "/a/b", "2"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("/a is a value, not a directory"));

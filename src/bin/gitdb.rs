@@ -120,14 +120,22 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         cli.cmd,
         Cmd::Set { .. } | Cmd::Rm { .. } | Cmd::Commit { .. } | Cmd::Rollback | Cmd::Merge { .. }
     );
-    // Readers never take the writer lock, so they work beside a running gitdb-mount.
-    let read_only = !writes && repo.exists();
+    // Readers never take the writer lock, so they work beside a running gitdb-mount, and
+    // never create a repository: a typo in --repo is an error, not an empty store.
+    if !writes && !repo.exists() {
+        return Err(format!(
+            "no repository at {} (commands that write create one)",
+            repo.display()
+        )
+        .into());
+    }
     let db = GitDb::open(
         &repo,
         node,
         Options {
             branch: cli.branch.clone(),
-            read_only,
+            read_only: !writes,
+            create: writes,
             ..Options::default()
         },
     )?;

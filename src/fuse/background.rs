@@ -36,6 +36,10 @@ pub enum MountError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("mountpoint {path} is not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("listening for SIGINT/SIGTERM: {0}")]
+    Signals(std::io::Error),
     #[error("mounting on {path}: {source}")]
     Mount {
         path: PathBuf,
@@ -457,6 +461,61 @@ fn kernel_options(options: &MountOptions, git_dir: &Path) -> Vec<MountOption> {
     opts
 }
 
+/// Makes `path` ready to mount on: dead FUSE mounts there detached, a live one refused (see
+/// [`clean_stale_mount`]), the directory created if absent. A daemon calls it before it opens
+/// (or creates) the repository, so a wrong mountpoint costs nothing.
+pub fn prepare_mountpoint(path: &Path) -> Result<(), MountError> {
+    clean_stale_mount(path)?;
+    let io = |source| MountError::Mountpoint {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(MountError::NotADirectory {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(path).map_err(io)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// SIGINT and SIGTERM, delivered to a plain thread (signal-hook) rather than handled in an
+/// async-signal context: registered before mounting, so a stop that comes early is not lost.
+pub struct StopSignals {
+    rx: mpsc::Receiver<i32>,
+    handle: signal_hook::iterator::Handle,
+}
+
+impl StopSignals {
+    pub fn new() -> Result<StopSignals, MountError> {
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])
+        .map_err(MountError::Signals)?;
+        let handle = signals.handle();
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("gitdb-signals".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    let _ = tx.send(sig);
+                }
+            })
+            .map_err(MountError::Thread)?;
+        Ok(StopSignals { rx, handle })
+    }
+}
+
+impl Drop for StopSignals {
+    fn drop(&mut self) {
+        self.handle.close();
+    }
+}
+
 /// Mounts `db` at `mountpoint` (created if absent; dead FUSE mounts there are detached first,
 /// a live one is an error: see [`clean_stale_mount`]) and starts the background threads.
 pub fn mount(
@@ -464,11 +523,7 @@ pub fn mount(
     mountpoint: &Path,
     options: MountOptions,
 ) -> Result<Mounted, MountError> {
-    clean_stale_mount(mountpoint)?;
-    std::fs::create_dir_all(mountpoint).map_err(|source| MountError::Mountpoint {
-        path: mountpoint.to_owned(),
-        source,
-    })?;
+    prepare_mountpoint(mountpoint)?;
     let absolute = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_owned());
     let mountpoint = absolute.as_path();
     let (inval_tx, inval_rx) = mpsc::channel::<KernelTask>();
@@ -770,6 +825,28 @@ fn store(
 }
 
 impl Mounted {
+    /// Serves until SIGINT/SIGTERM or an external `umount`, then shuts down (see
+    /// [`Mounted::shutdown`]).
+    pub fn serve_until_stopped(self, signals: StopSignals) -> Result<(), MountError> {
+        loop {
+            match signals.rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(sig) => {
+                    log::info!("signal {sig}: storing open files, unmounting");
+                    break;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.is_finished() {
+                        log::info!("{} was unmounted", self.mountpoint.display());
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        drop(signals);
+        self.shutdown()
+    }
+
     /// Whether the kernel ended the session (someone ran `umount`).
     pub fn is_finished(&self) -> bool {
         self.session.as_ref().is_none_or(|s| s.guard.is_finished())

@@ -17,7 +17,8 @@
 //! - [`dirs`], [`valuefiles`], [`stats`]: listing snapshots for READDIR, plain copies of large
 //!   values, request counters;
 //! - [`orphans`]: what inodes replaced by a rename held, for readers that still hold them;
-//! - [`warmer`]: the child process that fetches attributes back into the kernel's cache.
+//! - [`warmer`]: the child process that fetches attributes back into the kernel's cache;
+//! - [`options`]: `gitdb-mount`'s flags and `-o` options.
 //!
 //! Speed comes from the kernel: entries and attributes get a long TTL, values are opened with
 //! `FOPEN_KEEP_CACHE` and key directories with `FOPEN_CACHE_DIR`, so repeated `stat`/`read`/
@@ -44,6 +45,7 @@ pub mod control;
 pub mod dirs;
 pub mod handles;
 pub mod inodes;
+pub mod options;
 pub mod orphans;
 pub mod stats;
 pub mod valuefiles;
@@ -64,7 +66,9 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-pub use background::{MountError, MountOptions, Mounted, clean_stale_mount, mount};
+pub use background::{
+    MountError, MountOptions, Mounted, StopSignals, clean_stale_mount, mount, prepare_mountpoint,
+};
 use control::CtlNode;
 use dirs::DirSnapshots;
 use handles::{FlushData, OpenFile};
