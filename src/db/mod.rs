@@ -32,6 +32,8 @@
 pub mod clock;
 pub mod journal;
 pub mod key;
+#[cfg(test)]
+mod testfs;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -41,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use crate::db::clock::{ClockError, ClockOrdering, CommitStamp, Hlc, NodeId, VectorClock};
-use crate::db::journal::{Journal, Record};
+use crate::db::journal::{Journal, JournalError, Record};
 pub use crate::db::key::{Key, KeyError};
 use crate::store::{
     Bytes, CacheConfig, EntryKind, ObjectId, Signature, Store, StoreError, TreeEdit, ValueMode,
@@ -80,10 +82,7 @@ pub enum DbError {
     #[error("repository {path} was opened read-only")]
     ReadOnly { path: PathBuf },
     #[error("journal {path}: {source}")]
-    Journal {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Journal { path: PathBuf, source: JournalError },
     #[error("commit on {branch} failed: the branch kept moving under us ({attempts} attempts)")]
     CommitRace { branch: String, attempts: u32 },
 }
@@ -105,6 +104,14 @@ impl DbError {
             DbError::ReadOnly { .. } => libc::EROFS,
             DbError::Store(_) | DbError::Journal { .. } | DbError::CommitRace { .. } => libc::EIO,
         }
+    }
+}
+
+/// A `DbError::Journal` for an I/O error on `path`.
+fn journal_io(path: &Path) -> impl FnOnce(std::io::Error) -> DbError + '_ {
+    move |source| DbError::Journal {
+        path: path.to_owned(),
+        source: source.into(),
     }
 }
 
@@ -353,10 +360,7 @@ impl GitDb {
         let writer_lock = if options.read_only {
             None
         } else {
-            std::fs::create_dir_all(&meta_dir).map_err(|source| DbError::Journal {
-                path: meta_dir.clone(),
-                source,
-            })?;
+            std::fs::create_dir_all(&meta_dir).map_err(journal_io(&meta_dir))?;
             let lock = take_writer_lock(&meta_dir.join("lock"), store.git_dir())?;
             if store.read_ref(&branch_ref)?.is_none() {
                 store.point_head_at(&branch_ref)?;
@@ -1636,10 +1640,7 @@ fn nearest_stamp(store: &Store, mut id: ObjectId) -> Result<CommitStamp> {
 }
 
 fn take_writer_lock(path: &Path, git_dir: &Path) -> Result<File> {
-    let io_err = |source| DbError::Journal {
-        path: path.to_owned(),
-        source,
-    };
+    let io_err = |source: std::io::Error| journal_io(path)(source);
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
