@@ -102,8 +102,28 @@ impl DbError {
             DbError::Key(_) | DbError::Clock(_) | DbError::InvalidRename { .. } => libc::EINVAL,
             DbError::Locked { .. } => libc::EBUSY,
             DbError::ReadOnly { .. } => libc::EROFS,
-            DbError::Store(_) | DbError::Journal { .. } | DbError::CommitRace { .. } => libc::EIO,
+            DbError::Journal { source, .. } => source.io().map_or(libc::EIO, io_errno),
+            DbError::Store(e) => e.io_error().map_or(libc::EIO, io_errno),
+            DbError::CommitRace { .. } => libc::EIO,
         }
+    }
+}
+
+/// The errno for an I/O error underneath a db error: what the caller can act on (free space,
+/// a quota, a read-only filesystem) passes through, anything else is EIO.
+fn io_errno(e: &std::io::Error) -> i32 {
+    use std::io::ErrorKind;
+    match e.raw_os_error() {
+        Some(code @ (libc::ENOSPC | libc::EDQUOT | libc::EROFS)) => code,
+        Some(_) => libc::EIO,
+        // An error that wraps the OS error with context (tempfile names the path, as in gix's
+        // object writes) keeps only its kind.
+        None => match e.kind() {
+            ErrorKind::StorageFull => libc::ENOSPC,
+            ErrorKind::QuotaExceeded => libc::EDQUOT,
+            ErrorKind::ReadOnlyFilesystem => libc::EROFS,
+            _ => libc::EIO,
+        },
     }
 }
 

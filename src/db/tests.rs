@@ -883,3 +883,82 @@ fn a_value_replacing_a_directory_commits_past_unrelated_siblings() {
     assert_eq!(get(&db, "a"), Some(b"value".to_vec()));
     assert_eq!(names(&db, ""), vec!["a", "a-b"]);
 }
+
+// ----- errno --------------------------------------------------------------------------------
+
+fn io(code: i32) -> std::io::Error {
+    std::io::Error::from_raw_os_error(code)
+}
+
+#[test]
+fn errno_passes_a_full_disk_a_quota_and_a_read_only_filesystem_through() {
+    let journal = |code| DbError::Journal {
+        path: "j".into(),
+        source: journal::JournalError::Io(io(code)),
+    };
+    for code in [libc::ENOSPC, libc::EDQUOT, libc::EROFS] {
+        assert_eq!(journal(code).errno(), code);
+        assert_eq!(
+            DbError::Store(StoreError::Io {
+                path: "o".into(),
+                source: io(code),
+            })
+            .errno(),
+            code
+        );
+        // Boxed inside a store error, and deeper inside another error's sources.
+        #[derive(Debug, thiserror::Error)]
+        #[error("wrapped")]
+        struct Wrapped(#[source] std::io::Error);
+        assert_eq!(
+            DbError::Store(StoreError::Write {
+                what: "blob",
+                source: Box::new(Wrapped(io(code))),
+            })
+            .errno(),
+            code
+        );
+    }
+    assert_eq!(journal(libc::EACCES).errno(), libc::EIO);
+    // An OS error wrapped with context (as tempfile does for gix's object writes) keeps only
+    // its kind.
+    let wrapped = std::io::Error::new(std::io::ErrorKind::StorageFull, "at path x");
+    assert_eq!(
+        DbError::Store(StoreError::Write {
+            what: "blob",
+            source: Box::new(wrapped),
+        })
+        .errno(),
+        libc::ENOSPC
+    );
+    assert_eq!(
+        DbError::Journal {
+            path: "j".into(),
+            source: journal::JournalError::Poisoned { cause: "x".into() },
+        }
+        .errno(),
+        libc::EIO
+    );
+    assert_eq!(
+        DbError::Store(StoreError::Write {
+            what: "blob",
+            source: "no io error here".into(),
+        })
+        .errno(),
+        libc::EIO
+    );
+}
+
+/// The same through gix for real: a blob written to a full disk is ENOSPC, not EIO (gix wraps
+/// the OS error with the temp file's path, several sources down).
+#[test]
+fn a_blob_written_to_a_full_disk_is_enospc() {
+    let Some(fs) = testfs::Tmpfs::mount(1 << 20) else {
+        return;
+    };
+    let store = Store::open_or_create(&fs.path().join("r.git"), CacheConfig::default()).unwrap();
+    let _filler = fs.fill();
+    let value: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+    let err = DbError::from(store.write_blob(&value).unwrap_err());
+    assert_eq!(err.errno(), libc::ENOSPC, "{err}");
+}

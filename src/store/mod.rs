@@ -76,6 +76,45 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+impl StoreError {
+    /// The I/O error underneath, if there is one (a full disk, a read-only filesystem), found
+    /// through the chain of sources, gix's error trees included.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            StoreError::Io { source, .. } => Some(source),
+            StoreError::Open { source, .. }
+            | StoreError::Create { source, .. }
+            | StoreError::Read { source, .. }
+            | StoreError::Write { source, .. }
+            | StoreError::Ref { source, .. }
+            | StoreError::RefUpdate { source, .. } => io_error_in(source.as_ref()),
+            StoreError::Missing { .. }
+            | StoreError::WrongKind { .. }
+            | StoreError::RefMoved { .. }
+            | StoreError::UnknownRevision { .. } => None,
+        }
+    }
+}
+
+/// The first [`std::io::Error`] in `error`'s chain of sources. gix errors are trees whose
+/// `source()` follows one path; their own search covers every branch.
+pub fn io_error_in<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        if let Some(io) = e
+            .downcast_ref::<gix::Error>()
+            .and_then(|g| g.downcast_any_ref::<std::io::Error>())
+        {
+            return Some(io);
+        }
+        current = e.source();
+    }
+    None
+}
+
 /// Above this many objects, [`Store::sync_objects`] syncs the filesystem once instead of
 /// fsyncing each object.
 pub const SYNCFS_THRESHOLD: usize = 256;
