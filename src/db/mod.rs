@@ -331,11 +331,18 @@ struct JournalState {
     unsynced: Vec<ObjectId>,
     /// Records appended since the journal was last rewritten, to decide when to compact it.
     appended: usize,
+    /// The file still holds changes a commit has since put in the head (rewriting it after the
+    /// commit failed, e.g. on a full disk). It is rewritten from the working layer before
+    /// anything is appended to it or the head moves again (see `settle_journal`).
+    stale: bool,
 }
 
 /// The journal is compacted once it holds this many records more than the working layer has
 /// entries, so a key rewritten all day without a commit costs neither disk nor memory.
 const COMPACT_SLACK: usize = 4096;
+
+#[cfg(test)]
+type TestHook = Box<dyn FnOnce(&GitDb) + Send>;
 
 /// The key-value store. See the module docs for the model and the lock order.
 pub struct GitDb {
@@ -350,6 +357,9 @@ pub struct GitDb {
     /// Taken last, only to send: subscribers are never called under another lock.
     subscribers: Mutex<Vec<std::sync::mpsc::Sender<HeadEvent>>>,
     _writer_lock: Option<File>,
+    /// Tests: run once right after a commit has moved the ref (to fill the disk there).
+    #[cfg(test)]
+    after_ref_moved: Mutex<Option<TestHook>>,
 }
 
 /// Where the visible state puts a path.
@@ -361,7 +371,8 @@ enum Visible {
 
 impl GitDb {
     /// Opens the repository at `path` (creating a bare one if absent and `options.create`),
-    /// takes the writer lock unless read-only, and replays the journal.
+    /// takes the writer lock unless read-only, and replays the journal. Needs no free space
+    /// when the repository and journal exist (a full disk must not keep the daemon down).
     pub fn open(path: impl AsRef<Path>, node: NodeId, options: Options) -> Result<GitDb> {
         let path = path.as_ref();
         let store = if options.create && !options.read_only {
@@ -421,6 +432,7 @@ impl GitDb {
                 journal,
                 unsynced: Vec::new(),
                 appended: 0,
+                stale: false,
             }),
             state: RwLock::new(State {
                 head,
@@ -432,6 +444,8 @@ impl GitDb {
             }),
             subscribers: Mutex::new(Vec::new()),
             _writer_lock: writer_lock,
+            #[cfg(test)]
+            after_ref_moved: Mutex::new(None),
         };
         db.replay(records)?;
         Ok(db)
@@ -439,41 +453,80 @@ impl GitDb {
 
     /// Rebuilds the working layer from journal records. If the journal was made on an older
     /// head and that head plus the journal is exactly the current head, the process died after
-    /// committing but before truncating the journal: the changes are committed, drop them.
+    /// committing but before emptying the journal: the changes are committed, drop them.
+    ///
+    /// The file is left as it is wherever replaying it again gives the same working layer, so
+    /// opening writes nothing that needs space: a journal on an older head gets a `Base`
+    /// record for the current one appended (owed if the disk is full), a committed one is
+    /// reset in place, and the count of its records lets compaction shrink it later.
     fn replay(&self, records: Vec<Record>) -> Result<()> {
+        let count = records.len();
         let mut working = Working::new();
         let mut pending = Pending::default();
         let mut base: Option<Option<ObjectId>> = None;
-        for record in records {
-            if let Record::Base { head } = record {
-                base = Some(head.as_ref().map(journal::from_raw));
-            } else {
-                apply_record(&self.store, &mut working, &mut pending, record)?;
-            }
-        }
+        apply_records(&self.store, &mut working, &mut pending, &mut base, records)?;
         let (head, head_tree) = {
             let st = self.read_state();
             (st.head, st.head_tree)
         };
+        let mut committed = false;
         if let Some(base) = base
             && base != head
             && !working.is_empty()
+            && self.journal_committed(base, head_tree, &working)
         {
-            let base_tree = match base {
-                Some(id) => self.store.commit_info(id).map(|c| c.tree).ok(),
-                None => Some(self.store.empty_tree()),
-            };
-            if let Some(base_tree) = base_tree
-                && self.materialize(&working, &pending).is_ok()
-                && self.build_tree(base_tree, &working).ok() == Some(head_tree)
-            {
-                log::info!("journal already committed as {head:?}; dropping it");
-                working.clear();
-                pending = Pending::default();
+            log::info!("journal already committed as {head:?}; dropping it");
+            working.clear();
+            pending = Pending::default();
+            committed = true;
+        }
+        self.prune_tombstones(&mut working, head_tree);
+        let referenced = staged_ids(&working);
+        pending.retain(|id| referenced.contains(id));
+        {
+            let mut st = self.write_state();
+            st.working = working;
+            st.pending = pending;
+        }
+        let mut js = self.lock_journal();
+        if let Some(j) = js.journal.as_mut() {
+            if committed {
+                if let Err(e) = j.reset(Record::base(head)) {
+                    // Replaying the old file again finds it committed again.
+                    log::warn!("journal {}: cannot empty it: {e}", j.path().display());
+                    js.stale = true;
+                }
+            } else if base != Some(head) {
+                j.append_base(Record::base(head));
             }
         }
-        // As at every delete (see `drop_needless_tombstone`): the journal records each delete,
-        // but only tombstones over what the head holds matter.
+        js.appended = count;
+        Ok(())
+    }
+
+    /// Whether `working` on top of commit `base` gives exactly `head_tree` (computed without
+    /// writing: opening needs no free space). The blobs need not be written for that: if the
+    /// journal was committed, that commit wrote them.
+    fn journal_committed(
+        &self,
+        base: Option<ObjectId>,
+        head_tree: ObjectId,
+        working: &Working,
+    ) -> bool {
+        let base_tree = match base {
+            Some(id) => match self.store.commit_info(id) {
+                Ok(c) => c.tree,
+                Err(_) => return false,
+            },
+            None => self.store.empty_tree(),
+        };
+        self.working_tree(base_tree, working, false).ok() == Some(head_tree)
+    }
+
+    /// Drops the tombstones over what `head_tree` does not hold. As at every delete (see
+    /// `drop_needless_tombstone`): the journal records each delete, but only tombstones over
+    /// what the head holds matter.
+    fn prune_tombstones(&self, working: &mut Working, head_tree: ObjectId) {
         let absent: Vec<String> = working
             .iter()
             .filter(|(_, c)| **c == Change::Delete)
@@ -483,26 +536,6 @@ impl GitDb {
         for path in absent {
             working.remove(&path);
         }
-        let dirty = !working.is_empty();
-        {
-            let mut st = self.write_state();
-            st.working = working;
-            st.pending = pending;
-        }
-        // Start every journal from a base record naming the head the overlay sits on.
-        let mut js = self.lock_journal();
-        if let Some(j) = js.journal.as_mut() {
-            let st = self.read_state();
-            let mut records = vec![Record::base(st.head)];
-            records.extend(working_records(&st.working, &st.pending));
-            if dirty || base != Some(st.head) {
-                j.rewrite(&records).map_err(|source| DbError::Journal {
-                    path: j.path().to_owned(),
-                    source,
-                })?;
-            }
-        }
-        Ok(())
     }
 
     // ----- accessors --------------------------------------------------------------------------
@@ -1025,7 +1058,8 @@ impl GitDb {
     }
 
     /// Rewrites the journal from the working layer once overwritten and deleted entries make
-    /// up most of it, and forgets pending values nothing refers to any more.
+    /// up most of it, and forgets pending values nothing refers to any more. A compaction that fails (a full disk) is only logged and
+    /// tried again after as many appends again: the change that triggered it is journaled.
     fn maybe_compact(&self, js: &mut JournalState) -> Result<()> {
         let live = self.read_state().working.len();
         if js.appended <= live + COMPACT_SLACK {
@@ -1038,15 +1072,31 @@ impl GitDb {
             pending.retain(|id| referenced.contains(id));
             (st.head, st.working.clone(), pending)
         };
-        self.rewrite_journal(js, head, &working, &pending)?;
+        if let Err(e) = self.rewrite_journal(js, head, &working, &pending) {
+            log::warn!("journal compaction failed, retried later: {e}");
+            js.appended = live;
+            return Ok(());
+        }
         self.write_state().pending = pending;
         Ok(())
     }
 
+    /// Appends `record` to the journal. A journal left stale by a commit is first rewritten
+    /// from the working layer, so the record never follows changes already committed.
     fn append(&self, js: &mut JournalState, record: &Record) -> Result<()> {
-        let j = js.journal.as_mut().ok_or_else(|| DbError::ReadOnly {
-            path: self.git_dir().to_owned(),
-        })?;
+        if js.journal.is_none() {
+            return Err(DbError::ReadOnly {
+                path: self.git_dir().to_owned(),
+            });
+        }
+        if js.stale {
+            self.rewrite_from_state(js)?;
+        }
+        let Some(j) = js.journal.as_mut() else {
+            return Err(DbError::ReadOnly {
+                path: self.git_dir().to_owned(),
+            });
+        };
         j.append(record).map_err(|source| DbError::Journal {
             path: j.path().to_owned(),
             source,
@@ -1154,7 +1204,13 @@ impl GitDb {
     pub fn sync(&self) -> Result<()> {
         let mut js = self.lock_journal();
         let ids = std::mem::take(&mut js.unsynced);
-        self.store.sync_objects(ids)?;
+        if let Err(e) = self.store.sync_objects(ids.iter().copied()) {
+            js.unsynced.extend(ids);
+            return Err(e.into());
+        }
+        if js.stale {
+            self.rewrite_from_state(&mut js)?;
+        }
         if let Some(j) = js.journal.as_mut() {
             j.sync().map_err(|source| DbError::Journal {
                 path: j.path().to_owned(),
@@ -1164,7 +1220,8 @@ impl GitDb {
         Ok(())
     }
 
-    /// Drops every uncommitted change. Returns how many were dropped.
+    /// Drops every uncommitted change. Returns how many were dropped. Needs no free space: the
+    /// journal is emptied in place.
     pub fn rollback(&self) -> Result<usize> {
         self.check_writable()?;
         // After any commit in progress: it has taken its snapshot, and a rollback must not
@@ -1172,12 +1229,25 @@ impl GitDb {
         let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut js = self.lock_journal();
         let head = self.read_state().head;
-        self.rewrite_journal(&mut js, head, &Working::new(), &Pending::default())?;
+        if let Some(j) = js.journal.as_mut()
+            && let Err(source) = j.reset(Record::base(head))
+        {
+            // The working layer stays; whatever the file holds now, the next append or sync
+            // rewrites it from memory first.
+            let path = j.path().to_owned();
+            js.stale = true;
+            return Err(DbError::Journal { path, source });
+        }
+        js.stale = false;
+        js.appended = 0;
         js.unsynced.clear();
-        let mut st = self.write_state();
-        let n = st.working.len();
-        st.working.clear();
-        st.pending = Pending::default();
+        let n = {
+            let mut st = self.write_state();
+            let n = st.working.len();
+            st.working.clear();
+            st.pending = Pending::default();
+            n
+        };
         Ok(n)
     }
 
@@ -1198,7 +1268,62 @@ impl GitDb {
             source,
         })?;
         js.appended = 0;
+        js.stale = false;
         Ok(())
+    }
+
+    /// Rewrites a stale journal from the in-memory working layer and head.
+    fn rewrite_from_state(&self, js: &mut JournalState) -> Result<()> {
+        let (head, working, pending) = {
+            let st = self.read_state();
+            (st.head, st.working.clone(), st.pending.clone())
+        };
+        self.rewrite_journal(js, head, &working, &pending)
+    }
+
+    /// Makes the journal hold `remaining` on top of `head` once a commit has moved the ref (or
+    /// found nothing to commit): a reset in place when nothing remains (the usual case, which
+    /// needs no free space), else a rewrite. Never fails the commit, which has happened. If
+    /// this fails the old file stays — every change it holds is either in the head now or
+    /// still in the working layer, so nothing is lost — and it is marked stale: rewritten from
+    /// memory before the next append, sync or merge, so no record ever follows it and no merge
+    /// lands on top of it. Until then a restart replays it over the new head: when nothing
+    /// remained (a reset that failed) replay recognises it as committed and drops it; otherwise
+    /// the committed changes are staged again over a head that already holds them, which
+    /// changes no visible value and commits to nothing (only a stock-git commit of the same
+    /// keys in that window would be overridden by them).
+    fn settle_journal(
+        &self,
+        js: &mut JournalState,
+        head: Option<ObjectId>,
+        remaining: &Working,
+        pending: &Pending,
+    ) {
+        let result = if remaining.is_empty() {
+            match js.journal.as_mut() {
+                None => Ok(()),
+                Some(j) => j
+                    .reset(Record::base(head))
+                    .map_err(|source| DbError::Journal {
+                        path: j.path().to_owned(),
+                        source,
+                    }),
+            }
+        } else {
+            self.rewrite_journal(js, head, remaining, pending)
+        };
+        match result {
+            Ok(()) => {
+                js.appended = 0;
+                js.stale = false;
+            }
+            Err(e) => {
+                log::warn!(
+                    "after the commit the journal could not be rewritten (retried before the next change): {e}"
+                );
+                js.stale = true;
+            }
+        }
     }
 
     /// Commits the working layer with `message` at physical time `now_ms` (Unix milliseconds;
@@ -1251,6 +1376,15 @@ impl GitDb {
             ) {
                 Ok(()) => {
                     self.store.sync_ref(&self.branch_ref)?;
+                    #[cfg(test)]
+                    if let Some(hook) = self
+                        .after_ref_moved
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take()
+                    {
+                        hook(self);
+                    }
                     committed = Some((id, tree, new_clock, new_hlc));
                     break;
                 }
@@ -1294,7 +1428,7 @@ impl GitDb {
         match committed {
             None => {
                 // Nothing changed relative to the head (which may have moved under us).
-                self.rewrite_journal(&mut js, head, &remaining, &still_pending)?;
+                self.settle_journal(&mut js, head, &remaining, &still_pending);
                 let moved = {
                     let mut st = self.write_state();
                     st.working = remaining;
@@ -1308,7 +1442,8 @@ impl GitDb {
                 Ok(CommitOutcome::NothingToCommit)
             }
             Some((id, tree, new_clock, new_hlc)) => {
-                self.rewrite_journal(&mut js, Some(id), &remaining, &still_pending)?;
+                // The commit has happened: from here nothing fails it.
+                self.settle_journal(&mut js, Some(id), &remaining, &still_pending);
                 let old_tree = {
                     let mut st = self.write_state();
                     let old_tree = st.head_tree;
@@ -1366,9 +1501,14 @@ impl GitDb {
         }
     }
 
-    /// The tree `base` with the working layer applied. Entries are visited in path order, so a
-    /// delete of a prefix comes before sets below it.
+    /// The tree `base` with the working layer applied, written.
     fn build_tree(&self, base: ObjectId, working: &Working) -> Result<ObjectId> {
+        self.working_tree(base, working, true)
+    }
+
+    /// The tree `base` with the working layer applied, written if `write` (else only its id).
+    /// Entries are visited in path order, so a delete of a prefix comes before sets below it.
+    fn working_tree(&self, base: ObjectId, working: &Working, write: bool) -> Result<ObjectId> {
         let (base, skip_root) = match working.get("") {
             Some(Change::Delete) => (self.store.empty_tree(), true),
             _ => (base, false),
@@ -1385,7 +1525,11 @@ impl GitDb {
                 },
                 Change::Delete => TreeEdit::Remove { path },
             });
-        Ok(self.store.write_tree(base, edits)?)
+        Ok(if write {
+            self.store.write_tree(base, edits)?
+        } else {
+            self.store.hash_tree(base, edits)?
+        })
     }
 
     /// Re-reads the branch ref; if something else moved it (stock git, a merge), adopts the new
@@ -1406,7 +1550,9 @@ impl GitDb {
         Ok(Some(HeadMove { old, new }))
     }
 
-    /// Makes `new` the head this node works on (the ref already points there).
+    /// Makes `new` the head this node works on (the ref already points there). The journal
+    /// gets a `Base` record for it (owed if the disk is full: the ref has moved, so this must
+    /// not fail).
     fn adopt_head(&self, new: Option<ObjectId>) -> Result<()> {
         let (tree, stamp) = match new {
             Some(id) => (
@@ -1416,9 +1562,6 @@ impl GitDb {
             None => (self.store.empty_tree(), CommitStamp::default()),
         };
         let mut js = self.lock_journal();
-        if js.journal.is_some() {
-            self.append(&mut js, &Record::base(new))?;
-        }
         let (old, old_tree) = {
             let mut st = self.write_state();
             let old = (st.head, st.head_tree);
@@ -1430,6 +1573,13 @@ impl GitDb {
             }
             old
         };
+        if js.stale {
+            if let Err(e) = self.rewrite_from_state(&mut js) {
+                log::warn!("journal still stale after adopting {new:?}: {e}");
+            }
+        } else if let Some(j) = js.journal.as_mut() {
+            j.append_base(Record::base(new));
+        }
         drop(js);
         self.publish(old, new, old_tree, tree, HeadOrigin::Adopted);
         Ok(())
@@ -1441,6 +1591,14 @@ impl GitDb {
     pub fn move_head(&self, expected: Option<ObjectId>, new: ObjectId, reason: &str) -> Result<()> {
         self.check_writable()?;
         let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            // A stale journal (see `settle_journal`) must not outlive a head it was not made
+            // for: replayed over the merge it could bring back what the merge replaced.
+            let mut js = self.lock_journal();
+            if js.stale {
+                self.rewrite_from_state(&mut js)?;
+            }
+        }
         self.store.sync_written()?;
         self.store
             .update_ref(&self.branch_ref, expected, new, reason)?;
@@ -1685,9 +1843,15 @@ fn take_writer_lock(path: &Path, git_dir: &Path) -> Result<File> {
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
     }
-    file.set_len(0).map_err(io_err)?;
-    file.seek(std::io::SeekFrom::Start(0)).map_err(io_err)?;
-    write!(file, "{}", std::process::id()).map_err(io_err)?;
+    // The pid is only for the message a second writer gets: on a full disk it may not fit,
+    // which must not keep the writer from opening.
+    let pid = file
+        .set_len(0)
+        .and_then(|()| file.seek(std::io::SeekFrom::Start(0)))
+        .and_then(|_| write!(file, "{}", std::process::id()));
+    if let Err(e) = pid {
+        log::warn!("cannot write the pid into {}: {e}", path.display());
+    }
     Ok(file)
 }
 
@@ -1755,6 +1919,24 @@ fn apply_record(
             for r in records {
                 apply_record(store, working, pending, r)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Applies journal records in order; `base` ends as the head the last `Base` record names.
+fn apply_records(
+    store: &Store,
+    working: &mut Working,
+    pending: &mut Pending,
+    base: &mut Option<Option<ObjectId>>,
+    records: Vec<Record>,
+) -> Result<()> {
+    for record in records {
+        if let Record::Base { head } = record {
+            *base = Some(head.as_ref().map(journal::from_raw));
+        } else {
+            apply_record(store, working, pending, record)?;
         }
     }
     Ok(())
