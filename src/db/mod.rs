@@ -1591,6 +1591,9 @@ impl GitDb {
     pub fn move_head(&self, expected: Option<ObjectId>, new: ObjectId, reason: &str) -> Result<()> {
         self.check_writable()?;
         let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.store.commit_info(new)?.tree == self.store.empty_tree() {
+            self.store.ensure_empty_tree()?;
+        }
         {
             // A stale journal (see `settle_journal`) must not outlive a head it was not made
             // for: replayed over the merge it could bring back what the merge replaced.

@@ -180,6 +180,8 @@ pub struct Store {
     empty_tree: ObjectId,
     /// Object files written since the last [`Store::sync_written`].
     unsynced: Mutex<Vec<PathBuf>>,
+    /// The empty tree is known to be in the object database (see [`Store::write_commit`]).
+    empty_tree_stored: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -227,6 +229,7 @@ impl Store {
             caches: Caches::new(caches),
             empty_tree,
             unsynced: Mutex::new(Vec::new()),
+            empty_tree_stored: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -837,6 +840,29 @@ impl Store {
         Ok(())
     }
 
+    /// Writes the empty tree unless it is known to be stored. git's fsck wants every tree a
+    /// commit names to exist, the empty one included, while gix (and `has_object`) treat it as
+    /// always there: a commit of an empty store must write it.
+    pub fn ensure_empty_tree(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.empty_tree_stored.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let id = self.empty_tree;
+        let stored = self.with_repo(|repo| {
+            use gix::objs::Exists as _;
+            repo.objects.exists(&id)
+        });
+        if !stored {
+            let tree = gix::objs::Tree::empty();
+            self.write_loose("tree", |repo| {
+                repo.write_object(&tree).map(|id| id.detach())
+            })?;
+        }
+        self.empty_tree_stored.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Writes a commit object (moving no ref) and returns its id.
     pub fn write_commit(
         &self,
@@ -845,6 +871,9 @@ impl Store {
         author: &Signature,
         message: &str,
     ) -> Result<ObjectId> {
+        if tree == self.empty_tree {
+            self.ensure_empty_tree()?;
+        }
         let time = gix::date::Time::new(author.seconds, 0);
         let sig = gix::actor::Signature {
             name: author.name.as_str().into(),

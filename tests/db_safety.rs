@@ -1,0 +1,41 @@
+//! Integration: stock git's housekeeping (`gc`, `prune`, `repack`, `pack-refs`, `fsck`) on a
+//! repository gitdb is writing: it keeps everything gitdb still needs, finds nothing broken,
+//! and finds nothing of gitdb's in its way.
+
+mod support;
+
+use std::path::Path;
+
+use gitdb::db::{GitDb, NodeId, Options};
+use support::{git, git_all};
+
+fn open(repo: &Path) -> GitDb {
+    GitDb::open(repo, NodeId::new("node-a").unwrap(), Options::default()).unwrap()
+}
+
+fn fsck(repo: &Path) {
+    let out = git_all(repo, &["fsck", "--strict", "--no-dangling"]);
+    assert!(
+        !out.contains("missing") && !out.contains("error"),
+        "fsck: {out}"
+    );
+}
+
+/// Deleting every key commits the empty tree, which must then exist (gix treats it as always
+/// present; `git fsck` reports a missing tree).
+#[test]
+fn a_commit_of_nothing_left_writes_the_empty_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("db.git");
+    let db = open(&repo);
+    db.set("/a", b"1").unwrap();
+    db.commit("one key", 1_000).unwrap();
+    db.delete("/a").unwrap();
+    db.commit("no keys", 2_000).unwrap();
+    assert_eq!(
+        git(&repo, &["rev-parse", "main^{tree}"]).trim(),
+        "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+    );
+    // (`git cat-file` knows the empty tree without having it: only fsck tells.)
+    fsck(&repo);
+}
