@@ -39,3 +39,40 @@ fn a_commit_of_nothing_left_writes_the_empty_tree() {
     // (`git cat-file` knows the empty tree without having it: only fsck tells.)
     fsck(&repo);
 }
+
+fn packs(repo: &Path, ext: &str) -> usize {
+    std::fs::read_dir(repo.join("objects/pack"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A bulk commit's pack keeps no `.keep` once the branch names it, so `git repack -a -d`
+/// consolidates gitdb's packs like any others.
+#[test]
+fn bulk_commits_leave_no_keep_files_and_repack_consolidates_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("db.git");
+    let db = open(&repo);
+    for round in 0..2 {
+        for i in 0..40 {
+            db.set(
+                &format!("/bulk/{round}/{i}"),
+                format!("v{round}-{i}").as_bytes(),
+            )
+            .unwrap();
+        }
+        db.commit(&format!("bulk {round}"), 1_000 + round).unwrap();
+    }
+    assert_eq!(packs(&repo, "pack"), 2);
+    assert_eq!(packs(&repo, "keep"), 0, "a .keep file stayed");
+    git(&repo, &["repack", "-q", "-a", "-d"]);
+    assert_eq!(packs(&repo, "pack"), 1);
+    fsck(&repo);
+    drop(db);
+    let db = open(&repo);
+    assert_eq!(&db.get("/bulk/1/39").unwrap().unwrap()[..], b"v1-39");
+}

@@ -1376,6 +1376,8 @@ impl GitDb {
             ) {
                 Ok(()) => {
                     self.store.sync_ref(&self.branch_ref)?;
+                    // The branch names the new pack's objects now: `git gc` may repack it.
+                    self.store.release_packs();
                     #[cfg(test)]
                     if let Some(hook) = self
                         .after_ref_moved

@@ -180,6 +180,9 @@ pub struct Store {
     empty_tree: ObjectId,
     /// Object files written since the last [`Store::sync_written`].
     unsynced: Mutex<Vec<PathBuf>>,
+    /// The `.keep` files gix-pack left beside packs this store wrote, removed by
+    /// [`Store::release_packs`] once a ref names what they hold.
+    keeps: Mutex<Vec<PathBuf>>,
     /// The empty tree is known to be in the object database (see [`Store::write_commit`]).
     empty_tree_stored: std::sync::atomic::AtomicBool,
 }
@@ -229,6 +232,7 @@ impl Store {
             caches: Caches::new(caches),
             empty_tree,
             unsynced: Mutex::new(Vec::new()),
+            keeps: Mutex::new(Vec::new()),
             empty_tree_stored: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -723,6 +727,12 @@ impl Store {
         )
         .map_err(|e| pack_err(boxed(e)))?;
         self.note_written(outcome.data_path.into_iter().chain(outcome.index_path));
+        if let Some(keep) = outcome.keep_path {
+            self.keeps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(keep);
+        }
         Ok(n)
     }
 
@@ -838,6 +848,21 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Removes the `.keep` files gix-pack left beside the packs this store wrote. Call once a
+    /// ref names their objects (a commit moved the branch): from then on `git gc` may repack
+    /// them like any other pack, while before it a `git repack -a -d` would have dropped them
+    /// as unreachable.
+    pub fn release_packs(&self) {
+        let keeps = std::mem::take(&mut *self.keeps.lock().unwrap_or_else(|p| p.into_inner()));
+        for keep in keeps {
+            match std::fs::remove_file(&keep) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("cannot remove {}: {e}", keep.display()),
+            }
+        }
     }
 
     /// Writes the empty tree unless it is known to be stored. git's fsck wants every tree a
