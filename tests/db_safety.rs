@@ -76,3 +76,42 @@ fn bulk_commits_leave_no_keep_files_and_repack_consolidates_them() {
     let db = open(&repo);
     assert_eq!(&db.get("/bulk/1/39").unwrap().unwrap()[..], b"v1-39");
 }
+
+/// Temp files a killed gix writer left (loose objects, packs) go when the writer opens, if
+/// they are old; stock git's temp files and young ones stay.
+#[test]
+fn stale_gix_temp_files_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("db.git");
+    drop(open(&repo));
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let plant = |rel: &str, aged: bool| {
+        let path = repo.join(rel);
+        std::fs::write(&path, b"partial").unwrap();
+        if aged {
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(old).unwrap();
+        }
+        path
+    };
+    let gone = [
+        plant("objects/.tmpAbC123", true),
+        plant("objects/pack/.tmpXyZ789", true),
+    ];
+    let kept = [
+        plant("objects/.tmpNew123", false),
+        plant("objects/tmp_obj_abcdef", true),
+        plant("objects/pack/tmp_pack_abcdef", true),
+        plant("objects/pack/tmp_idx_abcdef", true),
+        plant("objects/pack/.tmp-123-pack-abc.pack", true),
+        plant("objects/.tmpTooLong1", true),
+    ];
+    let db = open(&repo);
+    for p in &gone {
+        assert!(!p.exists(), "{} stayed", p.display());
+    }
+    for p in &kept {
+        assert!(p.exists(), "{} was removed", p.display());
+    }
+    drop(db);
+}

@@ -337,6 +337,9 @@ struct JournalState {
     stale: bool,
 }
 
+/// Temp files of gix writers older than this are left over from a killed process.
+const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The journal is compacted once it holds this many records more than the working layer has
 /// entries, so a key rewritten all day without a commit costs neither disk nor memory.
 const COMPACT_SLACK: usize = 4096;
@@ -396,6 +399,9 @@ impl GitDb {
             if store.read_ref(&branch_ref)?.is_none() {
                 store.point_head_at(&branch_ref)?;
             }
+            // We hold the writer lock: no gix writer of ours is running, and the age spares
+            // one of another tool.
+            store.remove_stale_temp_files(STALE_TEMP_AGE);
             Some(lock)
         };
         let head = store.read_ref(&branch_ref)?;

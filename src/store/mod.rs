@@ -888,6 +888,47 @@ impl Store {
         Ok(())
     }
 
+    /// Removes temp files a killed gix writer left in `objects/` and `objects/pack/` (loose
+    /// objects and packs being written), if older than `min_age`. Only gix's names are
+    /// touched — tempfile's `.tmp` and six letters or digits — never stock git's
+    /// (`tmp_obj_*`, `tmp_pack_*`, `tmp_idx_*`, `.tmp-<pid>-pack*` from repack), and the age
+    /// spares a file another gix process is writing right now. Returns how many went.
+    pub fn remove_stale_temp_files(&self, min_age: std::time::Duration) -> usize {
+        let objects = self.git_dir.join("objects");
+        let mut removed = 0;
+        for dir in [objects.join("pack"), objects] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if !is_gix_temp_name(&entry.file_name()) {
+                    continue;
+                }
+                let old = entry
+                    .metadata()
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= min_age);
+                if !old {
+                    continue;
+                }
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) => log::warn!("cannot remove {}: {e}", entry.path().display()),
+                }
+            }
+        }
+        if removed > 0 {
+            log::info!(
+                "removed {removed} stale temp file(s) under {}",
+                self.git_dir.display()
+            );
+        }
+        removed
+    }
+
     /// Writes a commit object (moving no ref) and returns its id.
     pub fn write_commit(
         &self,
@@ -936,6 +977,15 @@ pub fn join(prefix: &str, name: &str) -> String {
         s.push_str(name);
         s
     }
+}
+
+/// Whether `name` is what the `tempfile` crate (gix's loose-object and pack writers) names a
+/// temp file by default: `.tmp` and six ASCII letters or digits, nothing else.
+fn is_gix_temp_name(name: &std::ffi::OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    name.len() == 10
+        && name.starts_with(b".tmp")
+        && name[4..].iter().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// A reader of exactly `left` more bytes: an early end is an error, extra bytes are not read.
