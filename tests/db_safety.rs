@@ -6,11 +6,36 @@ mod support;
 
 use std::path::Path;
 
-use gitdb::db::{GitDb, NodeId, Options};
+use gitdb::db::{CommitOutcome, GitDb, NodeId, Options, Stat};
+use gitdb::store::ObjectId;
 use support::{git, git_all};
 
 fn open(repo: &Path) -> GitDb {
     GitDb::open(repo, NodeId::new("node-a").unwrap(), Options::default()).unwrap()
+}
+
+/// A value larger than what the journal carries inline: written as a loose blob when set.
+fn large(seed: u8) -> Vec<u8> {
+    (0..200_000u32)
+        .map(|i| (i as u8).wrapping_mul(13) ^ seed)
+        .collect()
+}
+
+fn id_of(db: &GitDb, key: &str) -> ObjectId {
+    match db.stat(key).unwrap() {
+        Some(Stat::Value { id, .. }) => id,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+fn staged_refs(repo: &Path) -> Vec<String> {
+    git(
+        repo,
+        &["for-each-ref", "--format=%(refname)", "refs/gitdb/"],
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
 }
 
 fn fsck(repo: &Path) {
@@ -18,6 +43,113 @@ fn fsck(repo: &Path) {
     assert!(
         !out.contains("missing") && !out.contains("error"),
         "fsck: {out}"
+    );
+}
+
+/// `git prune`, `git gc --prune=now` and `git repack -a -d` while large values are staged (one
+/// set from memory, one streamed like the mount does): the blobs stay, reads and the commit
+/// work, and the commit passes fsck. The staged refs may have been packed by gc by then: the
+/// commit still deletes them.
+#[test]
+fn gc_and_prune_keep_the_blobs_of_staged_large_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("db.git");
+    let db = open(&repo);
+    db.set("/base", b"committed").unwrap();
+    db.commit("base", 1_000).unwrap();
+    db.set("/big", &large(1)).unwrap();
+    let streamed = large(2);
+    let sid = db
+        .store()
+        .write_blob_stream(streamed.len() as u64, &streamed[..])
+        .unwrap();
+    db.set_blob("/streamed", sid, gitdb::store::ValueMode::Regular)
+        .unwrap();
+    // Overwritten before any commit: its ref may stay until then, harmlessly.
+    db.set("/over", &large(3)).unwrap();
+    db.set("/over", &large(4)).unwrap();
+    db.sync().unwrap();
+    let big = id_of(&db, "/big");
+    let refs = staged_refs(&repo);
+    assert!(
+        refs.contains(&format!("refs/gitdb/staged/{big}"))
+            && refs.contains(&format!("refs/gitdb/staged/{sid}")),
+        "{refs:?}"
+    );
+    git(&repo, &["prune", "--expire=now"]);
+    git(&repo, &["gc", "-q", "--prune=now"]);
+    git(&repo, &["repack", "-q", "-a", "-d"]);
+    git(&repo, &["prune", "--expire=now"]);
+    fsck(&repo);
+    // A fresh handle, so nothing comes from a cache.
+    drop(db);
+    let db = open(&repo);
+    assert_eq!(&db.get("/big").unwrap().unwrap()[..], &large(1)[..]);
+    assert_eq!(&db.get("/streamed").unwrap().unwrap()[..], &streamed[..]);
+    assert_eq!(&db.get("/over").unwrap().unwrap()[..], &large(4)[..]);
+    assert!(
+        std::fs::read_to_string(repo.join("packed-refs"))
+            .unwrap_or_default()
+            .contains("refs/gitdb/staged/"),
+        "gc packs the staged refs"
+    );
+    let CommitOutcome::Committed { .. } = db.commit("large values", 2_000).unwrap() else {
+        panic!("expected a commit");
+    };
+    assert_eq!(staged_refs(&repo), Vec::<String>::new());
+    fsck(&repo);
+    git(&repo, &["gc", "-q", "--prune=now"]);
+    assert_eq!(
+        git(&repo, &["cat-file", "-s", "main:big"]).trim(),
+        large(1).len().to_string()
+    );
+    let mirror = dir.path().join("mirror.git");
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--mirror",
+            repo.to_str().unwrap(),
+            mirror.to_str().unwrap(),
+        ],
+    );
+    fsck(&mirror);
+}
+
+/// A rollback deletes the staged refs; a reopen re-creates the refs of what the journal still
+/// stages, even after `git pack-refs` and a deletion behind gitdb's back.
+#[test]
+fn staged_refs_follow_rollback_and_reopen_in_packed_refs_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("db.git");
+    let db = open(&repo);
+    db.set("/big", &large(5)).unwrap();
+    db.rollback().unwrap();
+    assert_eq!(staged_refs(&repo), Vec::<String>::new());
+    db.set("/big", &large(6)).unwrap();
+    db.sync().unwrap();
+    let id = id_of(&db, "/big");
+    drop(db);
+    git(&repo, &["pack-refs", "--all"]);
+    assert!(!repo.join(format!("refs/gitdb/staged/{id}")).exists());
+    let db = open(&repo);
+    assert_eq!(staged_refs(&repo), vec![format!("refs/gitdb/staged/{id}")]);
+    drop(db);
+    git(
+        &repo,
+        &["update-ref", "-d", &format!("refs/gitdb/staged/{id}")],
+    );
+    let db = open(&repo);
+    assert_eq!(staged_refs(&repo), vec![format!("refs/gitdb/staged/{id}")]);
+    git(&repo, &["gc", "-q", "--prune=now"]);
+    db.rollback().unwrap();
+    assert_eq!(staged_refs(&repo), Vec::<String>::new());
+    assert!(
+        !std::fs::read_to_string(repo.join("packed-refs"))
+            .unwrap_or_default()
+            .contains("refs/gitdb/"),
+        "the packed staged ref is gone too"
     );
 }
 
@@ -114,4 +246,58 @@ fn stale_gix_temp_files_are_removed_at_open() {
         assert!(p.exists(), "{} was removed", p.display());
     }
     drop(db);
+}
+
+/// Not a check: what the staged refs cost a large `set` (run with `--ignored --nocapture`,
+/// in release). Times `set` + `sync` of 100 KiB values, and the ref part alone (creating one
+/// ref and fsyncing it, then deleting it as a commit does).
+#[test]
+#[ignore]
+fn cost_of_staged_refs() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("db.git");
+    let db = open(&repo);
+    let n = 200u8;
+    let values: Vec<Vec<u8>> = (0..n).map(|i| large(i)[..100_000].to_vec()).collect();
+    let t = std::time::Instant::now();
+    for (i, v) in values.iter().enumerate() {
+        db.set(&format!("/big/{i}"), v).unwrap();
+        db.sync().unwrap();
+    }
+    let per_set = t.elapsed() / u32::from(n);
+    let ids: Vec<ObjectId> = (0..n).map(|i| id_of(&db, &format!("/big/{i}"))).collect();
+    let t = std::time::Instant::now();
+    db.commit("big", 1_000).unwrap();
+    let commit = t.elapsed();
+    let store = db.store();
+    let names: Vec<String> = ids
+        .iter()
+        .map(|id| format!("refs/gitdb/probe/{id}"))
+        .collect();
+    let t = std::time::Instant::now();
+    for (name, id) in names.iter().zip(&ids) {
+        store
+            .force_refs(&[(name.clone(), *id)], &[], "probe")
+            .unwrap();
+        store.sync_refs(std::slice::from_ref(name)).unwrap();
+    }
+    let per_ref = t.elapsed() / u32::from(n);
+    let t = std::time::Instant::now();
+    store.force_refs(&[], &names, "probe").unwrap();
+    let delete_all = t.elapsed();
+    let t = std::time::Instant::now();
+    for (name, id) in names.iter().zip(&ids) {
+        store
+            .force_refs(&[(name.clone(), *id)], &[], "probe")
+            .unwrap();
+    }
+    let per_ref_unsynced = t.elapsed() / u32::from(n);
+    let t = std::time::Instant::now();
+    for (i, v) in values.iter().enumerate() {
+        db.set(&format!("/again/{i}"), &v[..99_999]).unwrap();
+    }
+    let per_set_unsynced = t.elapsed() / u32::from(n);
+    println!(
+        "100 KiB set+sync: {per_set:?} each; set alone: {per_set_unsynced:?}; commit of {n}: {commit:?}; one ref created: {per_ref_unsynced:?}, created and fsynced: {per_ref:?}; {n} deleted in one transaction: {delete_all:?}"
+    );
 }

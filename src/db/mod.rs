@@ -335,6 +335,17 @@ struct JournalState {
     /// commit failed, e.g. on a full disk). It is rewritten from the working layer before
     /// anything is appended to it or the head moves again (see `settle_journal`).
     stale: bool,
+    /// Blobs that a ref `refs/gitdb/staged/<id>` keeps reachable (see `protect`).
+    protected: std::collections::HashSet<ObjectId>,
+    /// Staged refs created since the last `sync`, fsynced by it before the journal.
+    unsynced_refs: Vec<String>,
+}
+
+/// Where staged blobs' refs live: `refs/gitdb/staged/<hex id>`.
+const STAGED_REFS: &str = "refs/gitdb/staged/";
+
+fn staged_ref(id: ObjectId) -> String {
+    format!("{STAGED_REFS}{id}")
 }
 
 /// Temp files of gix writers older than this are left over from a killed process.
@@ -439,6 +450,8 @@ impl GitDb {
                 unsynced: Vec::new(),
                 appended: 0,
                 stale: false,
+                protected: std::collections::HashSet::new(),
+                unsynced_refs: Vec::new(),
             }),
             state: RwLock::new(State {
                 head,
@@ -507,6 +520,9 @@ impl GitDb {
             }
         }
         js.appended = count;
+        if js.journal.is_some() {
+            self.reconcile_staged_refs(&mut js);
+        }
         Ok(())
     }
 
@@ -541,6 +557,119 @@ impl GitDb {
             .collect();
         for path in absent {
             working.remove(&path);
+        }
+    }
+
+    /// Makes the refs under `refs/gitdb/staged/` match the staged blobs after a replay: one for
+    /// each staged blob that is still there, none for anything else. Failures only log: the refs are a safety net
+    /// against `git gc`, and the next commit or rollback tries again.
+    fn reconcile_staged_refs(&self, js: &mut JournalState) {
+        let on_disk = match self.store.refs_under(STAGED_REFS) {
+            Ok(refs) => refs,
+            Err(e) => {
+                log::warn!("cannot list {STAGED_REFS}: {e}");
+                return;
+            }
+        };
+        let wanted = self.wanted_staged_refs();
+        let mut have = std::collections::HashSet::new();
+        let mut delete = Vec::new();
+        for (name, target) in on_disk {
+            let id = name
+                .strip_prefix(STAGED_REFS)
+                .and_then(|hex| ObjectId::from_hex(hex.as_bytes()).ok());
+            match id {
+                Some(id) if wanted.contains(&id) => {
+                    if target == Some(id) {
+                        have.insert(id);
+                    }
+                }
+                _ => delete.push(name),
+            }
+        }
+        let mut set = Vec::new();
+        for &id in wanted.difference(&have) {
+            if self.store.has_object(id) {
+                set.push((staged_ref(id), id));
+            } else {
+                log::warn!("staged blob {id} is missing from the repository");
+            }
+        }
+        match self
+            .store
+            .force_refs(&set, &delete, "gitdb: staged values after replay")
+        {
+            Ok(()) => {
+                have.extend(set.iter().map(|(_, id)| *id));
+                js.unsynced_refs
+                    .extend(set.into_iter().map(|(name, _)| name));
+            }
+            Err(e) => log::warn!("cannot update {STAGED_REFS}: {e}"),
+        }
+        js.protected = have;
+    }
+
+    /// The staged blobs that need a ref: those already in the object database (a pending small
+    /// value is only in the journal and memory until its commit writes it).
+    fn wanted_staged_refs(&self) -> std::collections::HashSet<ObjectId> {
+        let st = self.read_state();
+        let mut ids = staged_ids(&st.working);
+        ids.retain(|id| !st.pending.blobs.contains_key(id));
+        ids
+    }
+
+    /// Gives each of `ids` that has none a ref `refs/gitdb/staged/<id>`, so that `git gc` and
+    /// `git prune` keep the blob while only the working layer names it. Called before the set
+    /// is journaled; `sync` makes the refs durable before the journal.
+    fn protect(&self, js: &mut JournalState, ids: &[ObjectId]) -> Result<()> {
+        let mut new: Vec<ObjectId> = ids
+            .iter()
+            .copied()
+            .filter(|id| !js.protected.contains(id))
+            .collect();
+        new.sort();
+        new.dedup();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let set: Vec<(String, ObjectId)> = new.iter().map(|&id| (staged_ref(id), id)).collect();
+        self.store.force_refs(&set, &[], "gitdb: staged value")?;
+        js.protected.extend(new);
+        js.unsynced_refs
+            .extend(set.into_iter().map(|(name, _)| name));
+        Ok(())
+    }
+
+    /// Deletes the refs of blobs no longer staged (committed, overwritten, rolled back). Lazy
+    /// and forgiving: a ref left behind only keeps a blob a little longer, and is tried again
+    /// at the next commit, rollback or compaction, or dropped at the next open.
+    fn drop_unstaged_refs(&self, js: &mut JournalState) {
+        if js.protected.is_empty() {
+            return;
+        }
+        let wanted = self.wanted_staged_refs();
+        let gone: Vec<ObjectId> = js
+            .protected
+            .iter()
+            .copied()
+            .filter(|id| !wanted.contains(id))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let names: Vec<String> = gone.iter().map(|&id| staged_ref(id)).collect();
+        match self
+            .store
+            .force_refs(&[], &names, "gitdb: value no longer staged")
+        {
+            Ok(()) => {
+                for id in gone {
+                    js.protected.remove(&id);
+                }
+                let names: std::collections::HashSet<&String> = names.iter().collect();
+                js.unsynced_refs.retain(|n| !names.contains(n));
+            }
+            Err(e) => log::warn!("cannot delete {} staged ref(s): {e}", names.len()),
         }
     }
 
@@ -977,6 +1106,7 @@ impl GitDb {
     fn stage(&self, key: Key, value: StagedValue) -> Result<()> {
         let mut js = self.lock_journal();
         self.check_can_hold_value(&key)?;
+        self.protect(&mut js, &[value.id])?;
         self.append(&mut js, &set_record(key.as_str(), value))?;
         js.unsynced.push(value.id);
         apply_set(
@@ -1064,7 +1194,8 @@ impl GitDb {
     }
 
     /// Rewrites the journal from the working layer once overwritten and deleted entries make
-    /// up most of it, and forgets pending values nothing refers to any more. A compaction that fails (a full disk) is only logged and
+    /// up most of it, forgets pending values nothing refers to any more, and drops the refs of
+    /// overwritten large values. A compaction that fails (a full disk) is only logged and
     /// tried again after as many appends again: the change that triggered it is journaled.
     fn maybe_compact(&self, js: &mut JournalState) -> Result<()> {
         let live = self.read_state().working.len();
@@ -1084,6 +1215,7 @@ impl GitDb {
             return Ok(());
         }
         self.write_state().pending = pending;
+        self.drop_unstaged_refs(js);
         Ok(())
     }
 
@@ -1158,6 +1290,20 @@ impl GitDb {
             }
             (Visible::Absent, _) => unreachable!("checked above"),
         }
+        // Values moved to a new name keep their blobs: those in the object database need a
+        // staged ref like any other set (committed ones too: the head may move on without them).
+        let stored: Vec<ObjectId> = {
+            let st = self.read_state();
+            batch
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Set { id, .. } => Some(journal::from_raw(id)),
+                    _ => None,
+                })
+                .filter(|id| !st.pending.blobs.contains_key(id))
+                .collect()
+        };
+        self.protect(&mut js, &stored)?;
         let record = Record::Batch(batch);
         self.append(&mut js, &record)?;
         let mut st = self.write_state();
@@ -1206,12 +1352,18 @@ impl GitDb {
         Ok(out)
     }
 
-    /// Makes every change made so far durable: the blobs, then the journal.
+    /// Makes every change made so far durable: the blobs, the refs that keep them from `git
+    /// gc`, then the journal (so a journal naming a blob is never on disk before either).
     pub fn sync(&self) -> Result<()> {
         let mut js = self.lock_journal();
         let ids = std::mem::take(&mut js.unsynced);
         if let Err(e) = self.store.sync_objects(ids.iter().copied()) {
             js.unsynced.extend(ids);
+            return Err(e.into());
+        }
+        let refs = std::mem::take(&mut js.unsynced_refs);
+        if let Err(e) = self.store.sync_refs(&refs) {
+            js.unsynced_refs.extend(refs);
             return Err(e.into());
         }
         if js.stale {
@@ -1254,6 +1406,8 @@ impl GitDb {
             st.pending = Pending::default();
             n
         };
+        // Only now that the journal names none of them durably.
+        self.drop_unstaged_refs(&mut js);
         Ok(n)
     }
 
@@ -1443,6 +1597,7 @@ impl GitDb {
                     st.pending = still_pending;
                     st.head != head
                 };
+                self.drop_unstaged_refs(&mut js);
                 drop(js);
                 if moved {
                     self.adopt_head(head)?;
@@ -1463,6 +1618,8 @@ impl GitDb {
                     st.hlc = new_hlc;
                     old_tree
                 };
+                // The branch keeps the committed blobs now.
+                self.drop_unstaged_refs(&mut js);
                 drop(js);
                 self.publish(head, Some(id), old_tree, tree, HeadOrigin::LocalCommit);
                 Ok(CommitOutcome::Committed {

@@ -185,6 +185,9 @@ pub struct Store {
     keeps: Mutex<Vec<PathBuf>>,
     /// The empty tree is known to be in the object database (see [`Store::write_commit`]).
     empty_tree_stored: std::sync::atomic::AtomicBool,
+    /// Ref directories whose entry in their parent [`Store::sync_refs`] has synced, with the
+    /// inode they had then (a directory removed and made again is synced again).
+    synced_ref_dirs: Mutex<std::collections::HashMap<PathBuf, u64>>,
 }
 
 impl Store {
@@ -234,6 +237,7 @@ impl Store {
             unsynced: Mutex::new(Vec::new()),
             keeps: Mutex::new(Vec::new()),
             empty_tree_stored: std::sync::atomic::AtomicBool::new(false),
+            synced_ref_dirs: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -348,6 +352,82 @@ impl Store {
             std::fs::write(&path, want).map_err(|source| StoreError::Io { path, source })?;
         }
         Ok(())
+    }
+
+    /// Every ref whose name starts with `prefix` (loose or packed), with the object it points
+    /// at (`None` for a symbolic ref).
+    pub fn refs_under(&self, prefix: &str) -> Result<Vec<(String, Option<ObjectId>)>> {
+        self.with_repo(|repo| {
+            let err = |e: BoxError| StoreError::Ref {
+                name: prefix.to_owned(),
+                source: e,
+            };
+            let platform = repo.references().map_err(|e| err(boxed(e)))?;
+            let mut out = Vec::new();
+            for r in platform.prefixed(prefix).map_err(|e| err(boxed(e)))? {
+                let r = r.map_err(|e| err(boxed(e)))?;
+                out.push((
+                    r.name().as_bstr().to_string(),
+                    r.try_id().map(|id| id.detach()),
+                ));
+            }
+            Ok(out)
+        })
+    }
+
+    /// In one transaction, points each ref of `set` at its object and deletes each ref of
+    /// `delete`, whatever they held before and wherever they are (a ref `git pack-refs` moved
+    /// into `packed-refs` is deleted there). A deleted ref that does not exist is fine.
+    pub fn force_refs(
+        &self,
+        set: &[(String, ObjectId)],
+        delete: &[String],
+        log_message: &str,
+    ) -> Result<()> {
+        if set.is_empty() && delete.is_empty() {
+            return Ok(());
+        }
+        let full_name = |name: &str| -> Result<gix::refs::FullName> {
+            name.try_into().map_err(|e| StoreError::RefUpdate {
+                name: name.to_owned(),
+                source: boxed(e),
+            })
+        };
+        let mut edits = Vec::with_capacity(set.len() + delete.len());
+        for (name, id) in set {
+            edits.push(RefEdit {
+                change: Change::Update {
+                    log: LogChange {
+                        mode: RefLog::AndReference,
+                        force_create_reflog: false,
+                        message: log_message.into(),
+                    },
+                    expected: PreviousValue::Any,
+                    new: Target::Object(*id),
+                },
+                name: full_name(name)?,
+                deref: false,
+            });
+        }
+        for name in delete {
+            edits.push(RefEdit {
+                change: Change::Delete {
+                    expected: PreviousValue::Any,
+                    log: RefLog::AndReference,
+                },
+                name: full_name(name)?,
+                deref: false,
+            });
+        }
+        self.with_repo(|repo| repo.edit_references(edits).map(|_| ()))
+            .map_err(|e| StoreError::RefUpdate {
+                name: set
+                    .first()
+                    .map(|(n, _)| n.clone())
+                    .or_else(|| delete.first().cloned())
+                    .unwrap_or_default(),
+                source: boxed(e),
+            })
     }
 
     /// Resolves a revision (`main`, `main~2`, an id or a unique prefix) to a commit id.
@@ -803,6 +883,54 @@ impl Store {
     /// Forces the file of a loose ref (and its directory entry) to disk after it moved.
     pub fn sync_ref(&self, name: &str) -> Result<()> {
         self.sync_files(vec![self.git_dir.join(name)])
+    }
+
+    /// Forces loose refs to disk with their directories, and the entries of those directories
+    /// in theirs up to `refs/` whenever a directory is new since this store last synced it
+    /// (ref directories come and go with their refs): a ref that `sync` returned for is there
+    /// after a machine crash, for the price of one fsync of the file and one of its directory.
+    pub fn sync_refs(&self, names: &[String]) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        if names.is_empty() {
+            return Ok(());
+        }
+        let files: Vec<PathBuf> = names.iter().map(|n| self.git_dir.join(n)).collect();
+        let refs = self.git_dir.join("refs");
+        let mut dirs = std::collections::BTreeSet::new();
+        for f in &files {
+            if let Some(d) = f.parent() {
+                dirs.insert(d.to_owned());
+            }
+        }
+        let many = files.len() > SYNCFS_THRESHOLD;
+        self.sync_files(files)?;
+        let mut synced = self
+            .synced_ref_dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for dir in dirs {
+            let mut child = dir;
+            while child != refs && child.starts_with(&refs) {
+                let Some(parent) = child.parent().map(Path::to_owned) else {
+                    break;
+                };
+                let Ok(ino) = std::fs::metadata(&child).map(|m| m.ino()) else {
+                    break;
+                };
+                if synced.get(&child) != Some(&ino) {
+                    // After a syncfs only the bookkeeping is left to do.
+                    if !many && let Ok(d) = std::fs::File::open(&parent) {
+                        d.sync_all().map_err(|source| StoreError::Io {
+                            path: parent.clone(),
+                            source,
+                        })?;
+                    }
+                    synced.insert(child.clone(), ino);
+                }
+                child = parent;
+            }
+        }
+        Ok(())
     }
 
     /// fsyncs `files` and their directories (missing files are skipped); beyond
