@@ -4,9 +4,9 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use gitdb::db::{CommitOutcome, GitDb, NodeId, Options, Stat};
+use gitdb::db::{CommitOutcome, DbError, GitDb, NodeId, Options, Stat};
 use gitdb::store::ObjectId;
 use support::{git, git_all};
 
@@ -36,6 +36,11 @@ fn staged_refs(repo: &Path) -> Vec<String> {
     .lines()
     .map(str::to_owned)
     .collect()
+}
+
+fn loose_path(repo: &Path, id: ObjectId) -> PathBuf {
+    let hex = id.to_string();
+    repo.join("objects").join(&hex[..2]).join(&hex[2..])
 }
 
 fn fsck(repo: &Path) {
@@ -151,6 +156,38 @@ fn staged_refs_follow_rollback_and_reopen_in_packed_refs_too() {
             .contains("refs/gitdb/"),
         "the packed staged ref is gone too"
     );
+}
+
+/// A staged blob deleted behind gitdb's back (its ref too): the commit fails with the key and
+/// the id, the branch does not move, and the repository stays valid.
+#[test]
+fn a_commit_refuses_a_value_whose_blob_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("db.git");
+    let db = open(&repo);
+    db.set("/kept", b"1").unwrap();
+    db.commit("c1", 1_000).unwrap();
+    let head = db.head();
+    db.set("/lost", &large(7)).unwrap();
+    db.sync().unwrap();
+    let id = id_of(&db, "/lost");
+    git(
+        &repo,
+        &["update-ref", "-d", &format!("refs/gitdb/staged/{id}")],
+    );
+    std::fs::remove_file(loose_path(&repo, id)).unwrap();
+    match db.commit("c2", 2_000) {
+        Err(DbError::MissingValue { key, id: missing }) => {
+            assert_eq!((key.as_str(), missing), ("lost", id));
+        }
+        other => panic!("expected MissingValue, got {other:?}"),
+    }
+    assert_eq!(db.head(), head);
+    assert_eq!(
+        git(&repo, &["rev-parse", "main"]).trim(),
+        head.unwrap().to_string()
+    );
+    fsck(&repo);
 }
 
 /// Deleting every key commits the empty tree, which must then exist (gix treats it as always

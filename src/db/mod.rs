@@ -83,6 +83,10 @@ pub enum DbError {
     ReadOnly { path: PathBuf },
     #[error("journal {path}: {source}")]
     Journal { path: PathBuf, source: JournalError },
+    /// A staged value's blob is not in the repository (something deleted it behind gitdb's
+    /// back): committing would write a tree naming a missing object.
+    #[error("the value of /{key} is missing: blob {id} is not in the repository")]
+    MissingValue { key: String, id: ObjectId },
     #[error("commit on {branch} failed: the branch kept moving under us ({attempts} attempts)")]
     CommitRace { branch: String, attempts: u32 },
 }
@@ -104,7 +108,7 @@ impl DbError {
             DbError::ReadOnly { .. } => libc::EROFS,
             DbError::Journal { source, .. } => source.io().map_or(libc::EIO, io_errno),
             DbError::Store(e) => e.io_error().map_or(libc::EIO, io_errno),
-            DbError::CommitRace { .. } => libc::EIO,
+            DbError::MissingValue { .. } | DbError::CommitRace { .. } => libc::EIO,
         }
     }
 }
@@ -561,7 +565,8 @@ impl GitDb {
     }
 
     /// Makes the refs under `refs/gitdb/staged/` match the staged blobs after a replay: one for
-    /// each staged blob that is still there, none for anything else. Failures only log: the refs are a safety net
+    /// each staged blob (unless the blob is gone: then the next commit refuses with
+    /// `MissingValue`), none for anything else. Failures only log: the refs are a safety net
     /// against `git gc`, and the next commit or rollback tries again.
     fn reconcile_staged_refs(&self, js: &mut JournalState) {
         let on_disk = match self.store.refs_under(STAGED_REFS) {
@@ -1505,6 +1510,20 @@ impl GitDb {
         if snapshot.is_empty() {
             return Ok(CommitOutcome::NothingToCommit);
         }
+        // Never a tree naming a blob the repository lacks (deleted behind our back, e.g. by a
+        // `git prune` of a blob without its staged ref): such a commit breaks fsck, clone and
+        // gc. Pending small values are written just below.
+        for (path, change) in &snapshot {
+            if let Change::Set(v) = change
+                && !pending.blobs.contains_key(&v.id)
+                && !self.store.has_object(v.id)
+            {
+                return Err(DbError::MissingValue {
+                    key: path.clone(),
+                    id: v.id,
+                });
+            }
+        }
         let written = self.materialize(&snapshot, &pending)?;
         const ATTEMPTS: u32 = 8;
         let mut committed = None;
@@ -1752,12 +1771,16 @@ impl GitDb {
 
     /// Moves the branch from `expected` to `new` (a commit already in the store, e.g. a merge
     /// result or a fast-forward target) by compare-and-swap, and adopts it; the working layer
-    /// stays on top. Fails with `StoreError::RefMoved` if the branch is no longer at `expected`.
+    /// stays on top. Fails with `StoreError::RefMoved` if the branch is no longer at `expected`,
+    /// and without moving it if `new` or its tree is not in the repository.
     pub fn move_head(&self, expected: Option<ObjectId>, new: ObjectId, reason: &str) -> Result<()> {
         self.check_writable()?;
         let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if self.store.commit_info(new)?.tree == self.store.empty_tree() {
+        let tree = self.store.commit_info(new)?.tree;
+        if tree == self.store.empty_tree() {
             self.store.ensure_empty_tree()?;
+        } else if !self.store.has_object(tree) {
+            return Err(StoreError::Missing { id: tree }.into());
         }
         {
             // A stale journal (see `settle_journal`) must not outlive a head it was not made

@@ -884,6 +884,34 @@ fn a_value_replacing_a_directory_commits_past_unrelated_siblings() {
     assert_eq!(names(&db, ""), vec!["a", "a-b"]);
 }
 
+/// A merge or fast-forward to a commit whose tree the repository lacks fails before the
+/// branch moves.
+#[test]
+fn move_head_refuses_a_commit_whose_tree_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.set("a", b"1").unwrap();
+    db.commit("c1", 1_000).unwrap();
+    let head = db.head().unwrap();
+    let absent_tree = db.store().hash_blob(b"no such tree").unwrap();
+    let sig = Signature {
+        name: "peer".into(),
+        email: "peer@x".into(),
+        seconds: 2,
+    };
+    let broken = db
+        .store()
+        .write_commit(absent_tree, &[head], &sig, "names a missing tree\n")
+        .unwrap();
+    let err = db.move_head(Some(head), broken, "test").unwrap_err();
+    assert!(
+        matches!(err, DbError::Store(StoreError::Missing { id }) if id == absent_tree),
+        "{err:?}"
+    );
+    assert_eq!(db.head(), Some(head));
+    assert_eq!(db.store().read_ref("refs/heads/main").unwrap(), Some(head));
+}
+
 // ----- errno --------------------------------------------------------------------------------
 
 fn io(code: i32) -> std::io::Error {
@@ -944,6 +972,14 @@ fn errno_passes_a_full_disk_a_quota_and_a_read_only_filesystem_through() {
             what: "blob",
             source: "no io error here".into(),
         })
+        .errno(),
+        libc::EIO
+    );
+    assert_eq!(
+        DbError::MissingValue {
+            key: "k".into(),
+            id: ObjectId::null(gix::hash::Kind::Sha1),
+        }
         .errno(),
         libc::EIO
     );
