@@ -10,11 +10,19 @@
 //! oversized or fails its checksum: a torn tail (the process died mid-write) is dropped whole,
 //! never half-applied, and the file is cut back to the last good record before new appends.
 //!
-//! After a commit or a rollback the journal is rewritten (temp file, fsync, rename, fsync of the
-//! directory) to hold only what is still uncommitted, so it stays as small as the working layer.
+//! A full disk never tears the file: an append that fails is cut back to the previous length at
+//! once, so the records appended after it (once space is back) follow a good record. If even
+//! the cut fails the journal is *poisoned* and refuses appends until it is rewritten or reset.
+//!
+//! Emptying the journal (a rollback, a commit that leaves nothing uncommitted) is a reset in
+//! place that needs no free space: cut to the magic line, fdatasync, then a [`Record::Base`]. A
+//! journal of the magic line alone is an empty working layer, so a crash anywhere in that
+//! sequence replays correctly; if the record does not fit it is *owed* and goes out in front of
+//! the next record. Otherwise (a commit that leaves changes) the journal is rewritten: temp
+//! file, fsync, rename, fsync of the directory.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -68,19 +76,59 @@ pub fn from_raw(raw: &[u8; 20]) -> ObjectId {
     ObjectId::from_bytes_or_panic(raw)
 }
 
+/// What can go wrong with the journal file.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// An append failed and the partial record could not be cut off: appending more would put
+    /// records behind a torn one, where replay never reaches them.
+    #[error(
+        "the journal refuses appends: a failed append could not be cut back ({cause}); a commit or rollback rewrites it"
+    )]
+    Poisoned { cause: String },
+}
+
+impl JournalError {
+    /// The I/O error underneath, if this is one.
+    pub fn io(&self) -> Option<&std::io::Error> {
+        match self {
+            JournalError::Io(e) => Some(e),
+            JournalError::Poisoned { .. } => None,
+        }
+    }
+}
+
+pub type Result<T, E = JournalError> = std::result::Result<T, E>;
+
 /// The open journal file, positioned for appending.
 pub struct Journal {
     path: PathBuf,
     file: File,
+    /// Length of the good records in the file: where the next append goes, and what a failed
+    /// one is cut back to.
+    len: u64,
     dirty: bool,
+    /// Records that could not be written when they were due (a `Base` after a reset or an
+    /// adopted head on a full disk): written in front of the next record.
+    owed: Vec<Record>,
+    /// Set when a failed append could not be cut back; cleared by a rewrite or reset.
+    poisoned: Option<String>,
 }
 
 impl Journal {
     /// Opens (or creates) the journal at `path`, returns it with the records it held. A torn or
-    /// corrupt tail is cut off.
-    pub fn open(path: &Path) -> std::io::Result<(Journal, Vec<Record>)> {
+    /// corrupt tail is cut off (which needs no free space), and a `journal.tmp` left by a
+    /// rewrite that died is removed: the caller holds the writer lock, so nobody else writes it.
+    pub fn open(path: &Path) -> Result<(Journal, Vec<Record>)> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
+        }
+        let tmp = tmp_path(path);
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => log::info!("journal: removed stale {}", tmp.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("journal: cannot remove stale {}: {e}", tmp.display()),
         }
         let mut file = OpenOptions::new()
             .read(true)
@@ -90,11 +138,13 @@ impl Journal {
             .open(path)?;
         let mut data = Vec::new();
         file.read_to_end(&mut data)?;
-        let (records, good_len) = decode(&data);
+        let (records, mut good_len) = decode(&data);
         if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
             file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
             file.write_all(MAGIC)?;
             file.sync_all()?;
+            good_len = MAGIC.len();
         } else if good_len < data.len() {
             log::warn!(
                 "journal {}: dropping {} bytes of torn or corrupt tail",
@@ -105,24 +155,26 @@ impl Journal {
             file.sync_all()?;
         }
         // Opened without O_APPEND so the cut above positions the next write.
-        use std::io::Seek;
-        file.seek(std::io::SeekFrom::End(0))?;
+        file.seek(SeekFrom::Start(good_len as u64))?;
         Ok((
             Journal {
                 path: path.to_owned(),
                 file,
+                len: good_len as u64,
                 dirty: false,
+                owed: Vec::new(),
+                poisoned: None,
             },
             records,
         ))
     }
 
     /// Reads the records of a journal without opening it for writing (for read-only users).
-    pub fn read(path: &Path) -> std::io::Result<Vec<Record>> {
+    pub fn read(path: &Path) -> Result<Vec<Record>> {
         match std::fs::read(path) {
             Ok(data) => Ok(decode(&data).0),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -130,16 +182,71 @@ impl Journal {
         &self.path
     }
 
-    /// Appends one record with a single write; durable after [`Journal::sync`].
-    pub fn append(&mut self, record: &Record) -> std::io::Result<()> {
-        let buf = encode(record)?;
-        self.file.write_all(&buf)?;
+    /// Appends one record (after any owed ones) with a single write; durable after
+    /// [`Journal::sync`]. A failed write is cut back, so the file ends with a good record
+    /// whatever happens, and nothing owed is forgotten.
+    pub fn append(&mut self, record: &Record) -> Result<()> {
+        if let Some(cause) = &self.poisoned {
+            return Err(JournalError::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        let mut buf = Vec::new();
+        for owed in &self.owed {
+            buf.extend_from_slice(&encode(owed)?);
+        }
+        buf.extend_from_slice(&encode(record)?);
+        if let Err(e) = self.file.write_all(&buf) {
+            self.cut_back(&e);
+            return Err(e.into());
+        }
+        self.owed.clear();
+        self.len += buf.len() as u64;
         self.dirty = true;
         Ok(())
     }
 
+    /// Appends `base` now if it fits, else owes it to the next append (a later `Base` replaces
+    /// an owed one). Until it is written the file's last `Base` is an older head, which replay
+    /// handles: the records are on top of whatever head the ref names then. Returns whether it
+    /// was written.
+    pub fn append_base(&mut self, base: Record) -> bool {
+        match self.append(&base) {
+            Ok(()) => true,
+            Err(e) => {
+                log::warn!(
+                    "journal {}: base record owed to the next append: {e}",
+                    self.path.display()
+                );
+                self.owed.retain(|r| !matches!(r, Record::Base { .. }));
+                self.owed.push(base);
+                false
+            }
+        }
+    }
+
+    /// Whether appends are refused (see [`JournalError::Poisoned`]).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    fn cut_back(&mut self, cause: &std::io::Error) {
+        let len = self.len;
+        let cut = self
+            .file
+            .set_len(len)
+            .and_then(|()| self.file.seek(SeekFrom::Start(len)).map(drop));
+        if let Err(e) = cut {
+            log::error!(
+                "journal {}: cannot cut a failed append back to {len} bytes: {e}",
+                self.path.display()
+            );
+            self.poisoned = Some(format!("{cause}; cutting back: {e}"));
+        }
+    }
+
     /// Forces appended records to disk.
-    pub fn sync(&mut self) -> std::io::Result<()> {
+    pub fn sync(&mut self) -> Result<()> {
         if self.dirty {
             self.file.sync_data()?;
             self.dirty = false;
@@ -147,33 +254,73 @@ impl Journal {
         Ok(())
     }
 
-    /// Replaces the whole journal with `records`, atomically and durably.
-    pub fn rewrite<'a>(
-        &mut self,
-        records: impl IntoIterator<Item = &'a Record>,
-    ) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
+    /// Empties the journal in place, needing no free space: cut to the magic line, fdatasync,
+    /// then `base` (owed if it does not fit). Every state a crash can leave
+    /// replays correctly: the old file (the reset did not happen), the magic line alone (an
+    /// empty working layer), or the new records.
+    pub fn reset(&mut self, base: Record) -> Result<()> {
+        let magic = MAGIC.len() as u64;
+        self.file.set_len(magic)?;
+        // From here the file is empty whatever follows: the old records are gone.
+        self.len = magic;
+        self.owed.clear();
+        let settle = self
+            .file
+            .seek(SeekFrom::Start(magic))
+            .map(drop)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = settle {
+            self.poisoned = Some(format!("resetting: {e}"));
+            return Err(e.into());
+        }
+        self.poisoned = None;
+        self.dirty = false;
+        self.append_base(base);
+        Ok(())
+    }
+
+    /// Replaces the whole journal with `records`, atomically and durably. On failure the old file is still the journal and the temp file is gone.
+    pub fn rewrite<'a>(&mut self, records: impl IntoIterator<Item = &'a Record>) -> Result<()> {
+        let tmp = tmp_path(&self.path);
         let mut out = Vec::with_capacity(4096);
         out.extend_from_slice(MAGIC);
         for r in records {
             out.extend_from_slice(&encode(r)?);
         }
-        {
+        // The temp file's handle becomes the journal's: the rename keeps the inode, so there is
+        // no reopen that could fail after the rename and leave appends going to the old file.
+        let written = (|| {
             let mut f = File::create(&tmp)?;
             f.write_all(&out)?;
             f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
+            std::fs::rename(&tmp, &self.path)?;
+            Ok::<_, std::io::Error>(f)
+        })();
+        let file = match written {
+            Ok(f) => f,
+            Err(e) => {
+                if let Err(rm) = std::fs::remove_file(&tmp)
+                    && rm.kind() != std::io::ErrorKind::NotFound
+                {
+                    log::warn!("journal: cannot remove {}: {rm}", tmp.display());
+                }
+                return Err(e.into());
+            }
+        };
+        self.file = file;
+        self.len = out.len() as u64;
+        self.dirty = false;
+        self.owed.clear();
+        self.poisoned = None;
         if let Some(dir) = self.path.parent() {
             File::open(dir)?.sync_all()?;
         }
-        let mut file = OpenOptions::new().write(true).open(&self.path)?;
-        use std::io::Seek;
-        file.seek(std::io::SeekFrom::End(0))?;
-        self.file = file;
-        self.dirty = false;
         Ok(())
     }
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    path.with_extension("tmp")
 }
 
 fn encode(record: &Record) -> std::io::Result<Vec<u8>> {
@@ -294,6 +441,168 @@ mod tests {
         data[last] ^= 0x40;
         std::fs::write(&path, &data).unwrap();
         assert_eq!(Journal::read(&path).unwrap(), vec![set("a")]);
+    }
+
+    fn big(key: &str, n: usize) -> Record {
+        Record::SetInline {
+            key: key.into(),
+            mode: ValueMode::Regular,
+            data: vec![0xa5; n],
+        }
+    }
+
+    /// A full disk: the append that fails leaves nothing behind, so what is appended once space
+    /// is back survives a reopen (before the fix the torn record stayed and hid them).
+    #[test]
+    fn a_failed_append_on_a_full_disk_is_cut_back() {
+        let Some(fs) = crate::db::testfs::Tmpfs::mount(1 << 20) else {
+            return;
+        };
+        let path = fs.path().join("journal");
+        let (mut j, _) = Journal::open(&path).unwrap();
+        j.append(&set("before")).unwrap();
+        let filler = fs.fill();
+        // The journal's last page may still have room: append until it has none. Records of
+        // 3,000 bytes overflow a page part way, so the failing write is a partial one.
+        let mut kept = vec![set("before")];
+        let mut failed = false;
+        for i in 0..64 {
+            let r = big(&format!("fill{i}"), 3000);
+            match j.append(&r) {
+                Ok(()) => kept.push(r),
+                Err(JournalError::Io(e)) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                    failed = true;
+                    break;
+                }
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+        assert!(failed, "the disk never filled up");
+        assert!(!j.is_poisoned());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            j.len,
+            "the failed append left bytes behind"
+        );
+        std::fs::remove_file(filler).unwrap();
+        for key in ["after1", "after2"] {
+            j.append(&set(key)).unwrap();
+            kept.push(set(key));
+        }
+        j.sync().unwrap();
+        drop(j);
+        let replayed = Journal::open(&path).unwrap().1;
+        assert!(
+            replayed == kept,
+            "replayed {:?}, appended {:?}",
+            keys(&replayed),
+            keys(&kept)
+        );
+    }
+
+    /// The keys of `records`, for failure messages that do not print whole values.
+    fn keys(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| match r {
+                Record::Set { key, .. } | Record::SetInline { key, .. } => key.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// When even the cut fails, appends are refused (rather than written behind a torn
+    /// record) until a reset or rewrite starts a good file again.
+    #[test]
+    fn a_journal_that_cannot_cut_back_refuses_appends_until_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let (mut j, _) = Journal::open(&path).unwrap();
+        j.append(&set("a")).unwrap();
+        let writable = std::mem::replace(&mut j.file, File::open(&path).unwrap());
+        // A read-only descriptor fails both the write and the cut.
+        assert!(matches!(j.append(&set("b")), Err(JournalError::Io(_))));
+        assert!(j.is_poisoned());
+        j.file = writable;
+        assert!(matches!(
+            j.append(&set("c")),
+            Err(JournalError::Poisoned { .. })
+        ));
+        j.reset(Record::base(None)).unwrap();
+        j.append(&set("d")).unwrap();
+        drop(j);
+        assert_eq!(
+            Journal::read(&path).unwrap(),
+            vec![Record::base(None), set("d")]
+        );
+    }
+
+    /// A reset needs no free space: on a full disk it empties the journal (a rewrite through a
+    /// temp file cannot).
+    #[test]
+    fn a_reset_on_a_full_disk_empties_the_journal() {
+        let Some(fs) = crate::db::testfs::Tmpfs::mount(1 << 20) else {
+            return;
+        };
+        let path = fs.path().join("journal");
+        let (mut j, _) = Journal::open(&path).unwrap();
+        j.append(&big("x", 6000)).unwrap();
+        j.sync().unwrap();
+        let _filler = fs.fill();
+        assert!(j.rewrite(&[Record::base(None)]).is_err());
+        j.reset(Record::base(None)).unwrap();
+        assert_eq!(Journal::read(&path).unwrap(), vec![Record::base(None)]);
+    }
+
+    /// A base record that does not fit is owed: it goes out in front of the next record, once
+    /// there is room.
+    #[test]
+    fn a_base_that_does_not_fit_goes_in_front_of_the_next_record() {
+        let Some(fs) = crate::db::testfs::Tmpfs::mount(1 << 20) else {
+            return;
+        };
+        let path = fs.path().join("journal");
+        let (mut j, _) = Journal::open(&path).unwrap();
+        // A journal of exactly one page: no slack left in its last page.
+        let n = (0..4096)
+            .find(|&n| MAGIC.len() + encode(&big("x", n)).unwrap().len() == 4096)
+            .unwrap();
+        j.append(&big("x", n)).unwrap();
+        let filler = fs.fill();
+        let base = Record::base(Some(ObjectId::empty_tree(gix::hash::Kind::Sha1)));
+        assert!(!j.append_base(base.clone()), "the base fitted after all");
+        assert_eq!(Journal::read(&path).unwrap(), vec![big("x", n)]);
+        std::fs::remove_file(filler).unwrap();
+        j.append(&set("z")).unwrap();
+        drop(j);
+        assert_eq!(
+            Journal::read(&path).unwrap(),
+            vec![big("x", n), base, set("z")]
+        );
+    }
+
+    /// A rewrite that fails (the disk is full) leaves the old journal as it was and no temp
+    /// file; a stale temp file from a rewrite that died is removed at open.
+    #[test]
+    fn a_failed_rewrite_leaves_the_journal_and_no_temp_file() {
+        let Some(fs) = crate::db::testfs::Tmpfs::mount(1 << 20) else {
+            return;
+        };
+        let path = fs.path().join("journal");
+        let (mut j, _) = Journal::open(&path).unwrap();
+        j.append(&set("a")).unwrap();
+        let filler = fs.fill();
+        let many: Vec<Record> = (0..8).map(|i| big(&format!("k{i}"), 5000)).collect();
+        assert!(j.rewrite(&many).is_err());
+        assert!(!tmp_path(&path).exists(), "journal.tmp left behind");
+        std::fs::remove_file(filler).unwrap();
+        j.append(&set("b")).unwrap();
+        drop(j);
+        assert_eq!(Journal::read(&path).unwrap(), vec![set("a"), set("b")]);
+        std::fs::write(tmp_path(&path), b"half a rewrite").unwrap();
+        let (_, recs) = Journal::open(&path).unwrap();
+        assert_eq!(recs, vec![set("a"), set("b")]);
+        assert!(!tmp_path(&path).exists());
     }
 
     #[test]

@@ -32,6 +32,8 @@
 pub mod clock;
 pub mod journal;
 pub mod key;
+#[cfg(test)]
+mod testfs;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -41,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use crate::db::clock::{ClockError, ClockOrdering, CommitStamp, Hlc, NodeId, VectorClock};
-use crate::db::journal::{Journal, Record};
+use crate::db::journal::{Journal, JournalError, Record};
 pub use crate::db::key::{Key, KeyError};
 use crate::store::{
     Bytes, CacheConfig, EntryKind, ObjectId, Signature, Store, StoreError, TreeEdit, ValueMode,
@@ -80,10 +82,11 @@ pub enum DbError {
     #[error("repository {path} was opened read-only")]
     ReadOnly { path: PathBuf },
     #[error("journal {path}: {source}")]
-    Journal {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Journal { path: PathBuf, source: JournalError },
+    /// A staged value's blob is not in the repository (something deleted it behind gitdb's
+    /// back): committing would write a tree naming a missing object.
+    #[error("the value of /{key} is missing: blob {id} is not in the repository")]
+    MissingValue { key: String, id: ObjectId },
     #[error("commit on {branch} failed: the branch kept moving under us ({attempts} attempts)")]
     CommitRace { branch: String, attempts: u32 },
 }
@@ -103,8 +106,36 @@ impl DbError {
             DbError::Key(_) | DbError::Clock(_) | DbError::InvalidRename { .. } => libc::EINVAL,
             DbError::Locked { .. } => libc::EBUSY,
             DbError::ReadOnly { .. } => libc::EROFS,
-            DbError::Store(_) | DbError::Journal { .. } | DbError::CommitRace { .. } => libc::EIO,
+            DbError::Journal { source, .. } => source.io().map_or(libc::EIO, io_errno),
+            DbError::Store(e) => e.io_error().map_or(libc::EIO, io_errno),
+            DbError::MissingValue { .. } | DbError::CommitRace { .. } => libc::EIO,
         }
+    }
+}
+
+/// The errno for an I/O error underneath a db error: what the caller can act on (free space,
+/// a quota, a read-only filesystem) passes through, anything else is EIO.
+fn io_errno(e: &std::io::Error) -> i32 {
+    use std::io::ErrorKind;
+    match e.raw_os_error() {
+        Some(code @ (libc::ENOSPC | libc::EDQUOT | libc::EROFS)) => code,
+        Some(_) => libc::EIO,
+        // An error that wraps the OS error with context (tempfile names the path, as in gix's
+        // object writes) keeps only its kind.
+        None => match e.kind() {
+            ErrorKind::StorageFull => libc::ENOSPC,
+            ErrorKind::QuotaExceeded => libc::EDQUOT,
+            ErrorKind::ReadOnlyFilesystem => libc::EROFS,
+            _ => libc::EIO,
+        },
+    }
+}
+
+/// A `DbError::Journal` for an I/O error on `path`.
+fn journal_io(path: &Path) -> impl FnOnce(std::io::Error) -> DbError + '_ {
+    move |source| DbError::Journal {
+        path: path.to_owned(),
+        source: source.into(),
     }
 }
 
@@ -318,11 +349,32 @@ struct JournalState {
     unsynced: Vec<ObjectId>,
     /// Records appended since the journal was last rewritten, to decide when to compact it.
     appended: usize,
+    /// The file still holds changes a commit has since put in the head (rewriting it after the
+    /// commit failed, e.g. on a full disk). It is rewritten from the working layer before
+    /// anything is appended to it or the head moves again (see `settle_journal`).
+    stale: bool,
+    /// Blobs that a ref `refs/gitdb/staged/<id>` keeps reachable (see `protect`).
+    protected: std::collections::HashSet<ObjectId>,
+    /// Staged refs created since the last `sync`, fsynced by it before the journal.
+    unsynced_refs: Vec<String>,
 }
+
+/// Where staged blobs' refs live: `refs/gitdb/staged/<hex id>`.
+const STAGED_REFS: &str = "refs/gitdb/staged/";
+
+fn staged_ref(id: ObjectId) -> String {
+    format!("{STAGED_REFS}{id}")
+}
+
+/// Temp files of gix writers older than this are left over from a killed process.
+const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The journal is compacted once it holds this many records more than the working layer has
 /// entries, so a key rewritten all day without a commit costs neither disk nor memory.
 const COMPACT_SLACK: usize = 4096;
+
+#[cfg(test)]
+type TestHook = Box<dyn FnOnce(&GitDb) + Send>;
 
 /// The key-value store. See the module docs for the model and the lock order.
 pub struct GitDb {
@@ -337,6 +389,9 @@ pub struct GitDb {
     /// Taken last, only to send: subscribers are never called under another lock.
     subscribers: Mutex<Vec<Subscriber>>,
     _writer_lock: Option<File>,
+    /// Tests: run once right after a commit has moved the ref (to fill the disk there).
+    #[cfg(test)]
+    after_ref_moved: Mutex<Option<TestHook>>,
 }
 
 /// Where the visible state puts a path.
@@ -348,7 +403,8 @@ enum Visible {
 
 impl GitDb {
     /// Opens the repository at `path` (creating a bare one if absent and `options.create`),
-    /// takes the writer lock unless read-only, and replays the journal.
+    /// takes the writer lock unless read-only, and replays the journal. Needs no free space
+    /// when the repository and journal exist (a full disk must not keep the daemon down).
     pub fn open(path: impl AsRef<Path>, node: NodeId, options: Options) -> Result<GitDb> {
         let path = path.as_ref();
         let store = if options.create && !options.read_only {
@@ -367,14 +423,14 @@ impl GitDb {
         let writer_lock = if options.read_only {
             None
         } else {
-            std::fs::create_dir_all(&meta_dir).map_err(|source| DbError::Journal {
-                path: meta_dir.clone(),
-                source,
-            })?;
+            std::fs::create_dir_all(&meta_dir).map_err(journal_io(&meta_dir))?;
             let lock = take_writer_lock(&meta_dir.join("lock"), store.git_dir())?;
             if store.read_ref(&branch_ref)?.is_none() {
                 store.point_head_at(&branch_ref)?;
             }
+            // We hold the writer lock: no gix writer of ours is running, and the age spares
+            // one of another tool.
+            store.remove_stale_temp_files(STALE_TEMP_AGE);
             Some(lock)
         };
         let head = store.read_ref(&branch_ref)?;
@@ -411,6 +467,9 @@ impl GitDb {
                 journal,
                 unsynced: Vec::new(),
                 appended: 0,
+                stale: false,
+                protected: std::collections::HashSet::new(),
+                unsynced_refs: Vec::new(),
             }),
             state: RwLock::new(State {
                 head,
@@ -422,6 +481,8 @@ impl GitDb {
             }),
             subscribers: Mutex::new(Vec::new()),
             _writer_lock: writer_lock,
+            #[cfg(test)]
+            after_ref_moved: Mutex::new(None),
         };
         db.replay(records)?;
         Ok(db)
@@ -429,41 +490,83 @@ impl GitDb {
 
     /// Rebuilds the working layer from journal records. If the journal was made on an older
     /// head and that head plus the journal is exactly the current head, the process died after
-    /// committing but before truncating the journal: the changes are committed, drop them.
+    /// committing but before emptying the journal: the changes are committed, drop them.
+    ///
+    /// The file is left as it is wherever replaying it again gives the same working layer, so
+    /// opening writes nothing that needs space: a journal on an older head gets a `Base`
+    /// record for the current one appended (owed if the disk is full), a committed one is
+    /// reset in place, and the count of its records lets compaction shrink it later.
     fn replay(&self, records: Vec<Record>) -> Result<()> {
+        let count = records.len();
         let mut working = Working::new();
         let mut pending = Pending::default();
         let mut base: Option<Option<ObjectId>> = None;
-        for record in records {
-            if let Record::Base { head } = record {
-                base = Some(head.as_ref().map(journal::from_raw));
-            } else {
-                apply_record(&self.store, &mut working, &mut pending, record)?;
-            }
-        }
+        apply_records(&self.store, &mut working, &mut pending, &mut base, records)?;
         let (head, head_tree) = {
             let st = self.read_state();
             (st.head, st.head_tree)
         };
+        let mut committed = false;
         if let Some(base) = base
             && base != head
             && !working.is_empty()
+            && self.journal_committed(base, head_tree, &working)
         {
-            let base_tree = match base {
-                Some(id) => self.store.commit_info(id).map(|c| c.tree).ok(),
-                None => Some(self.store.empty_tree()),
-            };
-            if let Some(base_tree) = base_tree
-                && self.materialize(&working, &pending).is_ok()
-                && self.build_tree(base_tree, &working).ok() == Some(head_tree)
-            {
-                log::info!("journal already committed as {head:?}; dropping it");
-                working.clear();
-                pending = Pending::default();
+            log::info!("journal already committed as {head:?}; dropping it");
+            working.clear();
+            pending = Pending::default();
+            committed = true;
+        }
+        self.prune_tombstones(&mut working, head_tree);
+        let referenced = staged_ids(&working);
+        pending.retain(|id| referenced.contains(id));
+        {
+            let mut st = self.write_state();
+            st.working = working;
+            st.pending = pending;
+        }
+        let mut js = self.lock_journal();
+        if let Some(j) = js.journal.as_mut() {
+            if committed {
+                if let Err(e) = j.reset(Record::base(head)) {
+                    // Replaying the old file again finds it committed again.
+                    log::warn!("journal {}: cannot empty it: {e}", j.path().display());
+                    js.stale = true;
+                }
+            } else if base != Some(head) {
+                j.append_base(Record::base(head));
             }
         }
-        // As at every delete (see `drop_needless_tombstone`): the journal records each delete,
-        // but only tombstones over what the head holds matter.
+        js.appended = count;
+        if js.journal.is_some() {
+            self.reconcile_staged_refs(&mut js);
+        }
+        Ok(())
+    }
+
+    /// Whether `working` on top of commit `base` gives exactly `head_tree` (computed without
+    /// writing: opening needs no free space). The blobs need not be written for that: if the
+    /// journal was committed, that commit wrote them.
+    fn journal_committed(
+        &self,
+        base: Option<ObjectId>,
+        head_tree: ObjectId,
+        working: &Working,
+    ) -> bool {
+        let base_tree = match base {
+            Some(id) => match self.store.commit_info(id) {
+                Ok(c) => c.tree,
+                Err(_) => return false,
+            },
+            None => self.store.empty_tree(),
+        };
+        self.working_tree(base_tree, working, false).ok() == Some(head_tree)
+    }
+
+    /// Drops the tombstones over what `head_tree` does not hold. As at every delete (see
+    /// `drop_needless_tombstone`): the journal records each delete, but only tombstones over
+    /// what the head holds matter.
+    fn prune_tombstones(&self, working: &mut Working, head_tree: ObjectId) {
         let absent: Vec<String> = working
             .iter()
             .filter(|(_, c)| **c == Change::Delete)
@@ -473,26 +576,120 @@ impl GitDb {
         for path in absent {
             working.remove(&path);
         }
-        let dirty = !working.is_empty();
-        {
-            let mut st = self.write_state();
-            st.working = working;
-            st.pending = pending;
-        }
-        // Start every journal from a base record naming the head the overlay sits on.
-        let mut js = self.lock_journal();
-        if let Some(j) = js.journal.as_mut() {
-            let st = self.read_state();
-            let mut records = vec![Record::base(st.head)];
-            records.extend(working_records(&st.working, &st.pending));
-            if dirty || base != Some(st.head) {
-                j.rewrite(&records).map_err(|source| DbError::Journal {
-                    path: j.path().to_owned(),
-                    source,
-                })?;
+    }
+
+    /// Makes the refs under `refs/gitdb/staged/` match the staged blobs after a replay: one for
+    /// each staged blob (unless the blob is gone: then the next commit refuses with
+    /// `MissingValue`), none for anything else. Failures only log: the refs are a safety net
+    /// against `git gc`, and the next commit or rollback tries again.
+    fn reconcile_staged_refs(&self, js: &mut JournalState) {
+        let on_disk = match self.store.refs_under(STAGED_REFS) {
+            Ok(refs) => refs,
+            Err(e) => {
+                log::warn!("cannot list {STAGED_REFS}: {e}");
+                return;
+            }
+        };
+        let wanted = self.wanted_staged_refs();
+        let mut have = std::collections::HashSet::new();
+        let mut delete = Vec::new();
+        for (name, target) in on_disk {
+            let id = name
+                .strip_prefix(STAGED_REFS)
+                .and_then(|hex| ObjectId::from_hex(hex.as_bytes()).ok());
+            match id {
+                Some(id) if wanted.contains(&id) => {
+                    if target == Some(id) {
+                        have.insert(id);
+                    }
+                }
+                _ => delete.push(name),
             }
         }
+        let mut set = Vec::new();
+        for &id in wanted.difference(&have) {
+            if self.store.has_object(id) {
+                set.push((staged_ref(id), id));
+            } else {
+                log::warn!("staged blob {id} is missing from the repository");
+            }
+        }
+        match self
+            .store
+            .force_refs(&set, &delete, "gitdb: staged values after replay")
+        {
+            Ok(()) => {
+                have.extend(set.iter().map(|(_, id)| *id));
+                js.unsynced_refs
+                    .extend(set.into_iter().map(|(name, _)| name));
+            }
+            Err(e) => log::warn!("cannot update {STAGED_REFS}: {e}"),
+        }
+        js.protected = have;
+    }
+
+    /// The staged blobs that need a ref: those already in the object database (a pending small
+    /// value is only in the journal and memory until its commit writes it).
+    fn wanted_staged_refs(&self) -> std::collections::HashSet<ObjectId> {
+        let st = self.read_state();
+        let mut ids = staged_ids(&st.working);
+        ids.retain(|id| !st.pending.blobs.contains_key(id));
+        ids
+    }
+
+    /// Gives each of `ids` that has none a ref `refs/gitdb/staged/<id>`, so that `git gc` and
+    /// `git prune` keep the blob while only the working layer names it. Called before the set
+    /// is journaled; `sync` makes the refs durable before the journal.
+    fn protect(&self, js: &mut JournalState, ids: &[ObjectId]) -> Result<()> {
+        let mut new: Vec<ObjectId> = ids
+            .iter()
+            .copied()
+            .filter(|id| !js.protected.contains(id))
+            .collect();
+        new.sort();
+        new.dedup();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let set: Vec<(String, ObjectId)> = new.iter().map(|&id| (staged_ref(id), id)).collect();
+        self.store.force_refs(&set, &[], "gitdb: staged value")?;
+        js.protected.extend(new);
+        js.unsynced_refs
+            .extend(set.into_iter().map(|(name, _)| name));
         Ok(())
+    }
+
+    /// Deletes the refs of blobs no longer staged (committed, overwritten, rolled back). Lazy
+    /// and forgiving: a ref left behind only keeps a blob a little longer, and is tried again
+    /// at the next commit, rollback or compaction, or dropped at the next open.
+    fn drop_unstaged_refs(&self, js: &mut JournalState) {
+        if js.protected.is_empty() {
+            return;
+        }
+        let wanted = self.wanted_staged_refs();
+        let gone: Vec<ObjectId> = js
+            .protected
+            .iter()
+            .copied()
+            .filter(|id| !wanted.contains(id))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let names: Vec<String> = gone.iter().map(|&id| staged_ref(id)).collect();
+        match self
+            .store
+            .force_refs(&[], &names, "gitdb: value no longer staged")
+        {
+            Ok(()) => {
+                for id in gone {
+                    js.protected.remove(&id);
+                }
+                let names: std::collections::HashSet<&String> = names.iter().collect();
+                js.unsynced_refs.retain(|n| !names.contains(n));
+            }
+            Err(e) => log::warn!("cannot delete {} staged ref(s): {e}", names.len()),
+        }
     }
 
     // ----- accessors --------------------------------------------------------------------------
@@ -928,6 +1125,7 @@ impl GitDb {
     fn stage(&self, key: Key, value: StagedValue) -> Result<()> {
         let mut js = self.lock_journal();
         self.check_can_hold_value(&key)?;
+        self.protect(&mut js, &[value.id])?;
         self.append(&mut js, &set_record(key.as_str(), value))?;
         js.unsynced.push(value.id);
         apply_set(
@@ -1015,7 +1213,9 @@ impl GitDb {
     }
 
     /// Rewrites the journal from the working layer once overwritten and deleted entries make
-    /// up most of it, and forgets pending values nothing refers to any more.
+    /// up most of it, forgets pending values nothing refers to any more, and drops the refs of
+    /// overwritten large values. A compaction that fails (a full disk) is only logged and
+    /// tried again after as many appends again: the change that triggered it is journaled.
     fn maybe_compact(&self, js: &mut JournalState) -> Result<()> {
         let live = self.read_state().working.len();
         if js.appended <= live + COMPACT_SLACK {
@@ -1028,15 +1228,32 @@ impl GitDb {
             pending.retain(|id| referenced.contains(id));
             (st.head, st.working.clone(), pending)
         };
-        self.rewrite_journal(js, head, &working, &pending)?;
+        if let Err(e) = self.rewrite_journal(js, head, &working, &pending) {
+            log::warn!("journal compaction failed, retried later: {e}");
+            js.appended = live;
+            return Ok(());
+        }
         self.write_state().pending = pending;
+        self.drop_unstaged_refs(js);
         Ok(())
     }
 
+    /// Appends `record` to the journal. A journal left stale by a commit is first rewritten
+    /// from the working layer, so the record never follows changes already committed.
     fn append(&self, js: &mut JournalState, record: &Record) -> Result<()> {
-        let j = js.journal.as_mut().ok_or_else(|| DbError::ReadOnly {
-            path: self.git_dir().to_owned(),
-        })?;
+        if js.journal.is_none() {
+            return Err(DbError::ReadOnly {
+                path: self.git_dir().to_owned(),
+            });
+        }
+        if js.stale {
+            self.rewrite_from_state(js)?;
+        }
+        let Some(j) = js.journal.as_mut() else {
+            return Err(DbError::ReadOnly {
+                path: self.git_dir().to_owned(),
+            });
+        };
         j.append(record).map_err(|source| DbError::Journal {
             path: j.path().to_owned(),
             source,
@@ -1092,6 +1309,20 @@ impl GitDb {
             }
             (Visible::Absent, _) => unreachable!("checked above"),
         }
+        // Values moved to a new name keep their blobs: those in the object database need a
+        // staged ref like any other set (committed ones too: the head may move on without them).
+        let stored: Vec<ObjectId> = {
+            let st = self.read_state();
+            batch
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Set { id, .. } => Some(journal::from_raw(id)),
+                    _ => None,
+                })
+                .filter(|id| !st.pending.blobs.contains_key(id))
+                .collect()
+        };
+        self.protect(&mut js, &stored)?;
         let record = Record::Batch(batch);
         self.append(&mut js, &record)?;
         let mut st = self.write_state();
@@ -1140,11 +1371,23 @@ impl GitDb {
         Ok(out)
     }
 
-    /// Makes every change made so far durable: the blobs, then the journal.
+    /// Makes every change made so far durable: the blobs, the refs that keep them from `git
+    /// gc`, then the journal (so a journal naming a blob is never on disk before either).
     pub fn sync(&self) -> Result<()> {
         let mut js = self.lock_journal();
         let ids = std::mem::take(&mut js.unsynced);
-        self.store.sync_objects(ids)?;
+        if let Err(e) = self.store.sync_objects(ids.iter().copied()) {
+            js.unsynced.extend(ids);
+            return Err(e.into());
+        }
+        let refs = std::mem::take(&mut js.unsynced_refs);
+        if let Err(e) = self.store.sync_refs(&refs) {
+            js.unsynced_refs.extend(refs);
+            return Err(e.into());
+        }
+        if js.stale {
+            self.rewrite_from_state(&mut js)?;
+        }
         if let Some(j) = js.journal.as_mut() {
             j.sync().map_err(|source| DbError::Journal {
                 path: j.path().to_owned(),
@@ -1154,7 +1397,8 @@ impl GitDb {
         Ok(())
     }
 
-    /// Drops every uncommitted change. Returns how many were dropped.
+    /// Drops every uncommitted change. Returns how many were dropped. Needs no free space: the
+    /// journal is emptied in place.
     pub fn rollback(&self) -> Result<usize> {
         self.check_writable()?;
         // After any commit in progress: it has taken its snapshot, and a rollback must not
@@ -1162,13 +1406,25 @@ impl GitDb {
         let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut js = self.lock_journal();
         let head = self.read_state().head;
-        self.rewrite_journal(&mut js, head, &Working::new(), &Pending::default())?;
+        if let Some(j) = js.journal.as_mut()
+            && let Err(source) = j.reset(Record::base(head))
+        {
+            // The working layer stays; whatever the file holds now, the next append or sync
+            // rewrites it from memory first.
+            let path = j.path().to_owned();
+            js.stale = true;
+            return Err(DbError::Journal { path, source });
+        }
+        js.stale = false;
+        js.appended = 0;
         js.unsynced.clear();
         let dropped: Vec<String> = {
             let mut st = self.write_state();
             st.pending = Pending::default();
             std::mem::take(&mut st.working).into_keys().collect()
         };
+        // Only now that the journal names none of them durably.
+        self.drop_unstaged_refs(&mut js);
         drop(js);
         let n = dropped.len();
         if n > 0 {
@@ -1200,7 +1456,62 @@ impl GitDb {
             source,
         })?;
         js.appended = 0;
+        js.stale = false;
         Ok(())
+    }
+
+    /// Rewrites a stale journal from the in-memory working layer and head.
+    fn rewrite_from_state(&self, js: &mut JournalState) -> Result<()> {
+        let (head, working, pending) = {
+            let st = self.read_state();
+            (st.head, st.working.clone(), st.pending.clone())
+        };
+        self.rewrite_journal(js, head, &working, &pending)
+    }
+
+    /// Makes the journal hold `remaining` on top of `head` once a commit has moved the ref (or
+    /// found nothing to commit): a reset in place when nothing remains (the usual case, which
+    /// needs no free space), else a rewrite. Never fails the commit, which has happened. If
+    /// this fails the old file stays — every change it holds is either in the head now or
+    /// still in the working layer, so nothing is lost — and it is marked stale: rewritten from
+    /// memory before the next append, sync or merge, so no record ever follows it and no merge
+    /// lands on top of it. Until then a restart replays it over the new head: when nothing
+    /// remained (a reset that failed) replay recognises it as committed and drops it; otherwise
+    /// the committed changes are staged again over a head that already holds them, which
+    /// changes no visible value and commits to nothing (only a stock-git commit of the same
+    /// keys in that window would be overridden by them).
+    fn settle_journal(
+        &self,
+        js: &mut JournalState,
+        head: Option<ObjectId>,
+        remaining: &Working,
+        pending: &Pending,
+    ) {
+        let result = if remaining.is_empty() {
+            match js.journal.as_mut() {
+                None => Ok(()),
+                Some(j) => j
+                    .reset(Record::base(head))
+                    .map_err(|source| DbError::Journal {
+                        path: j.path().to_owned(),
+                        source,
+                    }),
+            }
+        } else {
+            self.rewrite_journal(js, head, remaining, pending)
+        };
+        match result {
+            Ok(()) => {
+                js.appended = 0;
+                js.stale = false;
+            }
+            Err(e) => {
+                log::warn!(
+                    "after the commit the journal could not be rewritten (retried before the next change): {e}"
+                );
+                js.stale = true;
+            }
+        }
     }
 
     /// Commits the working layer with `message` at physical time `now_ms` (Unix milliseconds;
@@ -1221,6 +1532,20 @@ impl GitDb {
         };
         if snapshot.is_empty() {
             return Ok(CommitOutcome::NothingToCommit);
+        }
+        // Never a tree naming a blob the repository lacks (deleted behind our back, e.g. by a
+        // `git prune` of a blob without its staged ref): such a commit breaks fsck, clone and
+        // gc. Pending small values are written just below.
+        for (path, change) in &snapshot {
+            if let Change::Set(v) = change
+                && !pending.blobs.contains_key(&v.id)
+                && !self.store.has_object(v.id)
+            {
+                return Err(DbError::MissingValue {
+                    key: path.clone(),
+                    id: v.id,
+                });
+            }
         }
         let written = self.materialize(&snapshot, &pending)?;
         const ATTEMPTS: u32 = 8;
@@ -1253,6 +1578,17 @@ impl GitDb {
             ) {
                 Ok(()) => {
                     self.store.sync_ref(&self.branch_ref)?;
+                    // The branch names the new pack's objects now: `git gc` may repack it.
+                    self.store.release_packs();
+                    #[cfg(test)]
+                    if let Some(hook) = self
+                        .after_ref_moved
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take()
+                    {
+                        hook(self);
+                    }
                     committed = Some((id, tree, new_clock, new_hlc));
                     break;
                 }
@@ -1296,13 +1632,14 @@ impl GitDb {
         match committed {
             None => {
                 // Nothing changed relative to the head (which may have moved under us).
-                self.rewrite_journal(&mut js, head, &remaining, &still_pending)?;
+                self.settle_journal(&mut js, head, &remaining, &still_pending);
                 let moved = {
                     let mut st = self.write_state();
                     st.working = remaining;
                     st.pending = still_pending;
                     st.head != head
                 };
+                self.drop_unstaged_refs(&mut js);
                 drop(js);
                 if moved {
                     self.adopt_head(head)?;
@@ -1310,7 +1647,8 @@ impl GitDb {
                 Ok(CommitOutcome::NothingToCommit)
             }
             Some((id, tree, new_clock, new_hlc)) => {
-                self.rewrite_journal(&mut js, Some(id), &remaining, &still_pending)?;
+                // The commit has happened: from here nothing fails it.
+                self.settle_journal(&mut js, Some(id), &remaining, &still_pending);
                 let old_tree = {
                     let mut st = self.write_state();
                     let old_tree = st.head_tree;
@@ -1322,6 +1660,8 @@ impl GitDb {
                     st.hlc = new_hlc;
                     old_tree
                 };
+                // The branch keeps the committed blobs now.
+                self.drop_unstaged_refs(&mut js);
                 drop(js);
                 self.publish(head, Some(id), old_tree, tree, HeadOrigin::LocalCommit);
                 Ok(CommitOutcome::Committed {
@@ -1368,9 +1708,14 @@ impl GitDb {
         }
     }
 
-    /// The tree `base` with the working layer applied. Entries are visited in path order, so a
-    /// delete of a prefix comes before sets below it.
+    /// The tree `base` with the working layer applied, written.
     fn build_tree(&self, base: ObjectId, working: &Working) -> Result<ObjectId> {
+        self.working_tree(base, working, true)
+    }
+
+    /// The tree `base` with the working layer applied, written if `write` (else only its id).
+    /// Entries are visited in path order, so a delete of a prefix comes before sets below it.
+    fn working_tree(&self, base: ObjectId, working: &Working, write: bool) -> Result<ObjectId> {
         let (base, skip_root) = match working.get("") {
             Some(Change::Delete) => (self.store.empty_tree(), true),
             _ => (base, false),
@@ -1387,7 +1732,11 @@ impl GitDb {
                 },
                 Change::Delete => TreeEdit::Remove { path },
             });
-        Ok(self.store.write_tree(base, edits)?)
+        Ok(if write {
+            self.store.write_tree(base, edits)?
+        } else {
+            self.store.hash_tree(base, edits)?
+        })
     }
 
     /// Re-reads the branch ref; if something else moved it (stock git, a merge), adopts the new
@@ -1408,7 +1757,9 @@ impl GitDb {
         Ok(Some(HeadMove { old, new }))
     }
 
-    /// Makes `new` the head this node works on (the ref already points there).
+    /// Makes `new` the head this node works on (the ref already points there). The journal
+    /// gets a `Base` record for it (owed if the disk is full: the ref has moved, so this must
+    /// not fail).
     fn adopt_head(&self, new: Option<ObjectId>) -> Result<()> {
         let (tree, stamp) = match new {
             Some(id) => (
@@ -1418,9 +1769,6 @@ impl GitDb {
             None => (self.store.empty_tree(), CommitStamp::default()),
         };
         let mut js = self.lock_journal();
-        if js.journal.is_some() {
-            self.append(&mut js, &Record::base(new))?;
-        }
         let (old, old_tree) = {
             let mut st = self.write_state();
             let old = (st.head, st.head_tree);
@@ -1432,6 +1780,13 @@ impl GitDb {
             }
             old
         };
+        if js.stale {
+            if let Err(e) = self.rewrite_from_state(&mut js) {
+                log::warn!("journal still stale after adopting {new:?}: {e}");
+            }
+        } else if let Some(j) = js.journal.as_mut() {
+            j.append_base(Record::base(new));
+        }
         drop(js);
         self.publish(old, new, old_tree, tree, HeadOrigin::Adopted);
         Ok(())
@@ -1439,10 +1794,25 @@ impl GitDb {
 
     /// Moves the branch from `expected` to `new` (a commit already in the store, e.g. a merge
     /// result or a fast-forward target) by compare-and-swap, and adopts it; the working layer
-    /// stays on top. Fails with `StoreError::RefMoved` if the branch is no longer at `expected`.
+    /// stays on top. Fails with `StoreError::RefMoved` if the branch is no longer at `expected`,
+    /// and without moving it if `new` or its tree is not in the repository.
     pub fn move_head(&self, expected: Option<ObjectId>, new: ObjectId, reason: &str) -> Result<()> {
         self.check_writable()?;
         let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let tree = self.store.commit_info(new)?.tree;
+        if tree == self.store.empty_tree() {
+            self.store.ensure_empty_tree()?;
+        } else if !self.store.has_object(tree) {
+            return Err(StoreError::Missing { id: tree }.into());
+        }
+        {
+            // A stale journal (see `settle_journal`) must not outlive a head it was not made
+            // for: replayed over the merge it could bring back what the merge replaced.
+            let mut js = self.lock_journal();
+            if js.stale {
+                self.rewrite_from_state(&mut js)?;
+            }
+        }
         self.store.sync_written()?;
         self.store
             .update_ref(&self.branch_ref, expected, new, reason)?;
@@ -1675,10 +2045,7 @@ fn nearest_stamp(store: &Store, mut id: ObjectId) -> Result<CommitStamp> {
 }
 
 fn take_writer_lock(path: &Path, git_dir: &Path) -> Result<File> {
-    let io_err = |source| DbError::Journal {
-        path: path.to_owned(),
-        source,
-    };
+    let io_err = |source: std::io::Error| journal_io(path)(source);
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -1703,9 +2070,15 @@ fn take_writer_lock(path: &Path, git_dir: &Path) -> Result<File> {
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
     }
-    file.set_len(0).map_err(io_err)?;
-    file.seek(std::io::SeekFrom::Start(0)).map_err(io_err)?;
-    write!(file, "{}", std::process::id()).map_err(io_err)?;
+    // The pid is only for the message a second writer gets: on a full disk it may not fit,
+    // which must not keep the writer from opening.
+    let pid = file
+        .set_len(0)
+        .and_then(|()| file.seek(std::io::SeekFrom::Start(0)))
+        .and_then(|_| write!(file, "{}", std::process::id()));
+    if let Err(e) = pid {
+        log::warn!("cannot write the pid into {}: {e}", path.display());
+    }
     Ok(file)
 }
 
@@ -1773,6 +2146,24 @@ fn apply_record(
             for r in records {
                 apply_record(store, working, pending, r)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Applies journal records in order; `base` ends as the head the last `Base` record names.
+fn apply_records(
+    store: &Store,
+    working: &mut Working,
+    pending: &mut Pending,
+    base: &mut Option<Option<ObjectId>>,
+    records: Vec<Record>,
+) -> Result<()> {
+    for record in records {
+        if let Record::Base { head } = record {
+            *base = Some(head.as_ref().map(journal::from_raw));
+        } else {
+            apply_record(store, working, pending, record)?;
         }
     }
     Ok(())

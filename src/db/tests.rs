@@ -917,3 +917,283 @@ fn a_value_replacing_a_directory_commits_past_unrelated_siblings() {
     assert_eq!(get(&db, "a"), Some(b"value".to_vec()));
     assert_eq!(names(&db, ""), vec!["a", "a-b"]);
 }
+
+/// A merge or fast-forward to a commit whose tree the repository lacks fails before the
+/// branch moves.
+#[test]
+fn move_head_refuses_a_commit_whose_tree_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.set("a", b"1").unwrap();
+    db.commit("c1", 1_000).unwrap();
+    let head = db.head().unwrap();
+    let absent_tree = db.store().hash_blob(b"no such tree").unwrap();
+    let sig = Signature {
+        name: "peer".into(),
+        email: "peer@x".into(),
+        seconds: 2,
+    };
+    let broken = db
+        .store()
+        .write_commit(absent_tree, &[head], &sig, "names a missing tree\n")
+        .unwrap();
+    let err = db.move_head(Some(head), broken, "test").unwrap_err();
+    assert!(
+        matches!(err, DbError::Store(StoreError::Missing { id }) if id == absent_tree),
+        "{err:?}"
+    );
+    assert_eq!(db.head(), Some(head));
+    assert_eq!(db.store().read_ref("refs/heads/main").unwrap(), Some(head));
+}
+
+// ----- errno --------------------------------------------------------------------------------
+
+fn io(code: i32) -> std::io::Error {
+    std::io::Error::from_raw_os_error(code)
+}
+
+#[test]
+fn errno_passes_a_full_disk_a_quota_and_a_read_only_filesystem_through() {
+    let journal = |code| DbError::Journal {
+        path: "j".into(),
+        source: journal::JournalError::Io(io(code)),
+    };
+    for code in [libc::ENOSPC, libc::EDQUOT, libc::EROFS] {
+        assert_eq!(journal(code).errno(), code);
+        assert_eq!(
+            DbError::Store(StoreError::Io {
+                path: "o".into(),
+                source: io(code),
+            })
+            .errno(),
+            code
+        );
+        // Boxed inside a store error, and deeper inside another error's sources.
+        #[derive(Debug, thiserror::Error)]
+        #[error("wrapped")]
+        struct Wrapped(#[source] std::io::Error);
+        assert_eq!(
+            DbError::Store(StoreError::Write {
+                what: "blob",
+                source: Box::new(Wrapped(io(code))),
+            })
+            .errno(),
+            code
+        );
+    }
+    assert_eq!(journal(libc::EACCES).errno(), libc::EIO);
+    // An OS error wrapped with context (as tempfile does for gix's object writes) keeps only
+    // its kind.
+    let wrapped = std::io::Error::new(std::io::ErrorKind::StorageFull, "at path x");
+    assert_eq!(
+        DbError::Store(StoreError::Write {
+            what: "blob",
+            source: Box::new(wrapped),
+        })
+        .errno(),
+        libc::ENOSPC
+    );
+    assert_eq!(
+        DbError::Journal {
+            path: "j".into(),
+            source: journal::JournalError::Poisoned { cause: "x".into() },
+        }
+        .errno(),
+        libc::EIO
+    );
+    assert_eq!(
+        DbError::Store(StoreError::Write {
+            what: "blob",
+            source: "no io error here".into(),
+        })
+        .errno(),
+        libc::EIO
+    );
+    assert_eq!(
+        DbError::MissingValue {
+            key: "k".into(),
+            id: ObjectId::null(gix::hash::Kind::Sha1),
+        }
+        .errno(),
+        libc::EIO
+    );
+}
+
+/// The same through gix for real: a blob written to a full disk is ENOSPC, not EIO (gix wraps
+/// the OS error with the temp file's path, several sources down).
+#[test]
+fn a_blob_written_to_a_full_disk_is_enospc() {
+    let Some(fs) = testfs::Tmpfs::mount(1 << 20) else {
+        return;
+    };
+    let store = Store::open_or_create(&fs.path().join("r.git"), CacheConfig::default()).unwrap();
+    let _filler = fs.fill();
+    let value: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+    let err = DbError::from(store.write_blob(&value).unwrap_err());
+    assert_eq!(err.errno(), libc::ENOSPC, "{err}");
+}
+
+// ----- full disks, staged refs ---------------------------------------------------------------
+
+fn open_at(repo: &Path) -> GitDb {
+    GitDb::open(repo, node("n1"), Options::default()).unwrap()
+}
+
+/// A value larger than what the journal carries inline: written as a blob when set.
+fn large(seed: u8) -> Vec<u8> {
+    (0..100_000u32)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+/// A daemon must start on a full disk, answer ENOSPC (not EIO) to writes, roll back, and work
+/// again once there is space.
+#[test]
+fn a_full_disk_opens_refuses_writes_with_enospc_and_recovers() {
+    let Some(fs) = testfs::Tmpfs::mount(8 << 20) else {
+        return;
+    };
+    let repo = fs.path().join("repo.git");
+    {
+        let db = open_at(&repo);
+        db.set("a", b"1").unwrap();
+        db.set("big", &large(1)).unwrap();
+        db.commit("c1", 1_000).unwrap();
+        db.set("b", b"2").unwrap();
+        db.set("big2", &large(2)).unwrap();
+        db.sync().unwrap();
+    }
+    let filler = fs.fill();
+    // A journal.tmp a dead rewrite left behind goes at open (the disk has no room for one).
+    let tmp = repo.join("gitdb/journal.tmp");
+    let _ = std::fs::write(&tmp, b"");
+    let db = open_at(&repo);
+    assert!(!tmp.exists(), "a stale journal.tmp is removed at open");
+    assert_eq!(get(&db, "b"), Some(b"2".to_vec()));
+    assert_eq!(get(&db, "big2"), Some(large(2)));
+    // Small values go to the journal until its last page is full.
+    let mut small_err = None;
+    for i in 0..10_000 {
+        if let Err(e) = db.set(&format!("s/{i}"), &[7u8; 1000]) {
+            small_err = Some(e);
+            break;
+        }
+    }
+    let small_err = small_err.expect("the disk never filled up");
+    assert_eq!(small_err.errno(), libc::ENOSPC, "{small_err}");
+    let big_err = db.set("big3", &large(3)).unwrap_err();
+    assert_eq!(big_err.errno(), libc::ENOSPC, "{big_err}");
+    // Rolling back needs no space.
+    db.rollback().unwrap();
+    assert_eq!(get(&db, "b"), None);
+    assert!(!db.is_dirty());
+    drop(db);
+    let db = open_at(&repo);
+    assert!(!db.is_dirty(), "the rollback on a full disk is durable");
+    std::fs::remove_file(filler).unwrap();
+    db.set("c", b"3").unwrap();
+    db.set("big4", &large(4)).unwrap();
+    db.sync().unwrap();
+    drop(db);
+    let db = open_at(&repo);
+    assert_eq!(get(&db, "c"), Some(b"3".to_vec()));
+    assert_eq!(get(&db, "big4"), Some(large(4)));
+    assert_eq!(get(&db, "a"), Some(b"1".to_vec()));
+    db.commit("c2", 2_000).unwrap();
+    assert!(!db.is_dirty());
+}
+
+/// Once the ref has moved the commit has happened: a journal that then cannot be rewritten
+/// (the disk filled up right there) must not turn it into an error, and nothing is lost or
+/// comes back once there is space again.
+#[test]
+fn a_commit_that_cannot_rewrite_its_journal_still_succeeds() {
+    let Some(fs) = testfs::Tmpfs::mount(8 << 20) else {
+        return;
+    };
+    let repo = fs.path().join("repo.git");
+    let filler = std::sync::Arc::new(Mutex::new(None));
+    {
+        let db = open_at(&repo);
+        db.set("k", b"committed").unwrap();
+        let slot = filler.clone();
+        *db.after_ref_moved.lock().unwrap() = Some(Box::new(move |db: &GitDb| {
+            // A write made while the commit runs stays uncommitted: the journal must be
+            // rewritten to hold it alone, which needs space.
+            db.set("late", &[9u8; 30_000]).unwrap();
+            *slot.lock().unwrap() = Some(fs_fill(db));
+        }));
+        let outcome = db.commit("c1", 1_000).unwrap();
+        assert!(matches!(outcome, CommitOutcome::Committed { .. }));
+        assert_eq!(get(&db, "k"), Some(b"committed".to_vec()));
+        assert_eq!(dirty_keys(&db), vec!["/late"]);
+        // Not durable until the journal can be rewritten: sync says so.
+        assert_eq!(db.sync().unwrap_err().errno(), libc::ENOSPC);
+        std::fs::remove_file(filler.lock().unwrap().take().unwrap()).unwrap();
+        db.set("x", b"after").unwrap();
+        db.sync().unwrap();
+    }
+    let db = open_at(&repo);
+    assert_eq!(dirty_keys(&db), vec!["/late", "/x"]);
+    assert_eq!(get(&db, "k"), Some(b"committed".to_vec()));
+    assert_eq!(get(&db, "late"), Some(vec![9u8; 30_000]));
+}
+
+/// Fills the filesystem holding `db`'s repository (a test tmpfs).
+fn fs_fill(db: &GitDb) -> PathBuf {
+    let path = db.git_dir().join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    for chunk in [64 << 10, 4096, 512, 1] {
+        let buf = vec![0u8; chunk];
+        while f.write(&buf).is_ok_and(|n| n > 0) {}
+    }
+    path
+}
+
+/// A large value's blob is kept reachable by `refs/gitdb/staged/<id>` while only the working
+/// layer names it; the ref goes when the value is committed, overwritten (at the next commit)
+/// or rolled back, and a reopen puts the refs right.
+#[test]
+fn staged_large_values_are_protected_by_refs_until_committed_or_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let staged = |db: &GitDb| -> Vec<ObjectId> {
+        db.store()
+            .refs_under(STAGED_REFS)
+            .unwrap()
+            .into_iter()
+            .map(|(_, id)| id.unwrap())
+            .collect()
+    };
+    let id_of = |db: &GitDb, key: &str| match db.stat(key).unwrap() {
+        Some(Stat::Value { id, .. }) => id,
+        other => panic!("{other:?}"),
+    };
+    db.set("small", b"inline").unwrap();
+    assert!(staged(&db).is_empty(), "a small value has no blob yet");
+    db.set("big", &large(1)).unwrap();
+    let first = id_of(&db, "big");
+    assert_eq!(staged(&db), vec![first]);
+    db.set("big", &large(2)).unwrap();
+    let second = id_of(&db, "big");
+    db.commit("c1", 1_000).unwrap();
+    assert!(staged(&db).is_empty(), "{:?}", staged(&db));
+    db.set("big", &large(3)).unwrap();
+    let third = id_of(&db, "big");
+    assert_eq!(staged(&db), vec![third]);
+    db.rollback().unwrap();
+    assert!(staged(&db).is_empty());
+    // A rename of a committed value stages its blob under the new name.
+    db.rename("big", "moved").unwrap();
+    assert_eq!(staged(&db), vec![second]);
+    db.sync().unwrap();
+    // A reopen deletes a ref nothing staged needs and re-creates a missing one.
+    db.store()
+        .force_refs(&[(staged_ref(first), first)], &[staged_ref(second)], "test")
+        .unwrap();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(staged(&db), vec![second]);
+    db.commit("c2", 2_000).unwrap();
+    assert!(staged(&db).is_empty());
+}

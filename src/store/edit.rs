@@ -22,6 +22,25 @@ impl Store {
         base: ObjectId,
         edits: impl IntoIterator<Item = TreeEdit<'a>>,
     ) -> Result<ObjectId> {
+        self.edit_tree(base, edits, true)
+    }
+
+    /// The id [`Store::write_tree`] would return, without writing anything (it needs no free
+    /// space: replay uses it to recognise a journal that was already committed).
+    pub fn hash_tree<'a>(
+        &self,
+        base: ObjectId,
+        edits: impl IntoIterator<Item = TreeEdit<'a>>,
+    ) -> Result<ObjectId> {
+        self.edit_tree(base, edits, false)
+    }
+
+    fn edit_tree<'a>(
+        &self,
+        base: ObjectId,
+        edits: impl IntoIterator<Item = TreeEdit<'a>>,
+        write: bool,
+    ) -> Result<ObjectId> {
         let mut root = EditNode::default();
         for edit in edits {
             let (path, change) = match edit {
@@ -41,7 +60,7 @@ impl Store {
             node.replaces_value = false;
         }
         Ok(self
-            .write_edited(Some(base), &root, "")?
+            .write_edited(Some(base), &root, "", write)?
             .unwrap_or(self.empty_tree))
     }
 
@@ -51,6 +70,7 @@ impl Store {
         base: Option<ObjectId>,
         node: &EditNode,
         path: &str,
+        write: bool,
     ) -> Result<Option<ObjectId>> {
         use gix::objs::tree::{Entry, EntryKind as GitKind};
         let mut entries: Vec<Entry> =
@@ -101,16 +121,16 @@ impl Store {
                 }
                 // Removed, then maybe rebuilt by the edits below it.
                 Some(None) => self
-                    .write_edited(None, child, &child_path)?
+                    .write_edited(None, child, &child_path, write)?
                     .map(|oid| tree_entry(name, oid)),
                 // Only edited below: a directory is rewritten; a value stays unless the edits
                 // below create something (then a directory replaces it, as in gix's editor).
                 None => match existing {
                     Some(e) if e.mode.is_tree() => self
-                        .write_edited(Some(e.oid), child, &child_path)?
+                        .write_edited(Some(e.oid), child, &child_path, write)?
                         .map(|oid| tree_entry(name, oid)),
                     other => self
-                        .write_edited(None, child, &child_path)?
+                        .write_edited(None, child, &child_path, write)?
                         .map(|oid| tree_entry(name, oid))
                         .or(if child.replaces_value { None } else { other }),
                 },
@@ -125,6 +145,20 @@ impl Store {
         }
         entries.sort();
         let tree = gix::objs::Tree { entries };
+        if !write {
+            use gix::objs::WriteTo;
+            let mut buf = Vec::new();
+            tree.write_to(&mut buf).map_err(|e| StoreError::Write {
+                what: "tree",
+                source: boxed(e),
+            })?;
+            return gix::objs::compute_hash(self.object_hash(), ObjectKind::Tree, &buf)
+                .map(Some)
+                .map_err(|e| StoreError::Write {
+                    what: "tree hash",
+                    source: boxed(e),
+                });
+        }
         let id = self.write_loose("tree", |repo| {
             repo.write_object(&tree).map(|id| id.detach())
         })?;

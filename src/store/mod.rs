@@ -76,6 +76,45 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+impl StoreError {
+    /// The I/O error underneath, if there is one (a full disk, a read-only filesystem), found
+    /// through the chain of sources, gix's error trees included.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            StoreError::Io { source, .. } => Some(source),
+            StoreError::Open { source, .. }
+            | StoreError::Create { source, .. }
+            | StoreError::Read { source, .. }
+            | StoreError::Write { source, .. }
+            | StoreError::Ref { source, .. }
+            | StoreError::RefUpdate { source, .. } => io_error_in(source.as_ref()),
+            StoreError::Missing { .. }
+            | StoreError::WrongKind { .. }
+            | StoreError::RefMoved { .. }
+            | StoreError::UnknownRevision { .. } => None,
+        }
+    }
+}
+
+/// The first [`std::io::Error`] in `error`'s chain of sources. gix errors are trees whose
+/// `source()` follows one path; their own search covers every branch.
+pub fn io_error_in<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        if let Some(io) = e
+            .downcast_ref::<gix::Error>()
+            .and_then(|g| g.downcast_any_ref::<std::io::Error>())
+        {
+            return Some(io);
+        }
+        current = e.source();
+    }
+    None
+}
+
 /// Above this many objects, [`Store::sync_objects`] syncs the filesystem once instead of
 /// fsyncing each object.
 pub const SYNCFS_THRESHOLD: usize = 256;
@@ -141,6 +180,14 @@ pub struct Store {
     empty_tree: ObjectId,
     /// Object files written since the last [`Store::sync_written`].
     unsynced: Mutex<Vec<PathBuf>>,
+    /// The `.keep` files gix-pack left beside packs this store wrote, removed by
+    /// [`Store::release_packs`] once a ref names what they hold.
+    keeps: Mutex<Vec<PathBuf>>,
+    /// The empty tree is known to be in the object database (see [`Store::write_commit`]).
+    empty_tree_stored: std::sync::atomic::AtomicBool,
+    /// Ref directories whose entry in their parent [`Store::sync_refs`] has synced, with the
+    /// inode they had then (a directory removed and made again is synced again).
+    synced_ref_dirs: Mutex<std::collections::HashMap<PathBuf, u64>>,
 }
 
 impl Store {
@@ -188,6 +235,9 @@ impl Store {
             caches: Caches::new(caches),
             empty_tree,
             unsynced: Mutex::new(Vec::new()),
+            keeps: Mutex::new(Vec::new()),
+            empty_tree_stored: std::sync::atomic::AtomicBool::new(false),
+            synced_ref_dirs: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -302,6 +352,82 @@ impl Store {
             std::fs::write(&path, want).map_err(|source| StoreError::Io { path, source })?;
         }
         Ok(())
+    }
+
+    /// Every ref whose name starts with `prefix` (loose or packed), with the object it points
+    /// at (`None` for a symbolic ref).
+    pub fn refs_under(&self, prefix: &str) -> Result<Vec<(String, Option<ObjectId>)>> {
+        self.with_repo(|repo| {
+            let err = |e: BoxError| StoreError::Ref {
+                name: prefix.to_owned(),
+                source: e,
+            };
+            let platform = repo.references().map_err(|e| err(boxed(e)))?;
+            let mut out = Vec::new();
+            for r in platform.prefixed(prefix).map_err(|e| err(boxed(e)))? {
+                let r = r.map_err(|e| err(boxed(e)))?;
+                out.push((
+                    r.name().as_bstr().to_string(),
+                    r.try_id().map(|id| id.detach()),
+                ));
+            }
+            Ok(out)
+        })
+    }
+
+    /// In one transaction, points each ref of `set` at its object and deletes each ref of
+    /// `delete`, whatever they held before and wherever they are (a ref `git pack-refs` moved
+    /// into `packed-refs` is deleted there). A deleted ref that does not exist is fine.
+    pub fn force_refs(
+        &self,
+        set: &[(String, ObjectId)],
+        delete: &[String],
+        log_message: &str,
+    ) -> Result<()> {
+        if set.is_empty() && delete.is_empty() {
+            return Ok(());
+        }
+        let full_name = |name: &str| -> Result<gix::refs::FullName> {
+            name.try_into().map_err(|e| StoreError::RefUpdate {
+                name: name.to_owned(),
+                source: boxed(e),
+            })
+        };
+        let mut edits = Vec::with_capacity(set.len() + delete.len());
+        for (name, id) in set {
+            edits.push(RefEdit {
+                change: Change::Update {
+                    log: LogChange {
+                        mode: RefLog::AndReference,
+                        force_create_reflog: false,
+                        message: log_message.into(),
+                    },
+                    expected: PreviousValue::Any,
+                    new: Target::Object(*id),
+                },
+                name: full_name(name)?,
+                deref: false,
+            });
+        }
+        for name in delete {
+            edits.push(RefEdit {
+                change: Change::Delete {
+                    expected: PreviousValue::Any,
+                    log: RefLog::AndReference,
+                },
+                name: full_name(name)?,
+                deref: false,
+            });
+        }
+        self.with_repo(|repo| repo.edit_references(edits).map(|_| ()))
+            .map_err(|e| StoreError::RefUpdate {
+                name: set
+                    .first()
+                    .map(|(n, _)| n.clone())
+                    .or_else(|| delete.first().cloned())
+                    .unwrap_or_default(),
+                source: boxed(e),
+            })
     }
 
     /// Resolves a revision (`main`, `main~2`, an id or a unique prefix) to a commit id.
@@ -681,6 +807,12 @@ impl Store {
         )
         .map_err(|e| pack_err(boxed(e)))?;
         self.note_written(outcome.data_path.into_iter().chain(outcome.index_path));
+        if let Some(keep) = outcome.keep_path {
+            self.keeps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(keep);
+        }
         Ok(n)
     }
 
@@ -753,6 +885,54 @@ impl Store {
         self.sync_files(vec![self.git_dir.join(name)])
     }
 
+    /// Forces loose refs to disk with their directories, and the entries of those directories
+    /// in theirs up to `refs/` whenever a directory is new since this store last synced it
+    /// (ref directories come and go with their refs): a ref that `sync` returned for is there
+    /// after a machine crash, for the price of one fsync of the file and one of its directory.
+    pub fn sync_refs(&self, names: &[String]) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        if names.is_empty() {
+            return Ok(());
+        }
+        let files: Vec<PathBuf> = names.iter().map(|n| self.git_dir.join(n)).collect();
+        let refs = self.git_dir.join("refs");
+        let mut dirs = std::collections::BTreeSet::new();
+        for f in &files {
+            if let Some(d) = f.parent() {
+                dirs.insert(d.to_owned());
+            }
+        }
+        let many = files.len() > SYNCFS_THRESHOLD;
+        self.sync_files(files)?;
+        let mut synced = self
+            .synced_ref_dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for dir in dirs {
+            let mut child = dir;
+            while child != refs && child.starts_with(&refs) {
+                let Some(parent) = child.parent().map(Path::to_owned) else {
+                    break;
+                };
+                let Ok(ino) = std::fs::metadata(&child).map(|m| m.ino()) else {
+                    break;
+                };
+                if synced.get(&child) != Some(&ino) {
+                    // After a syncfs only the bookkeeping is left to do.
+                    if !many && let Ok(d) = std::fs::File::open(&parent) {
+                        d.sync_all().map_err(|source| StoreError::Io {
+                            path: parent.clone(),
+                            source,
+                        })?;
+                    }
+                    synced.insert(child.clone(), ino);
+                }
+                child = parent;
+            }
+        }
+        Ok(())
+    }
+
     /// fsyncs `files` and their directories (missing files are skipped); beyond
     /// [`SYNCFS_THRESHOLD`] files, one syncfs(2) of the filesystem instead.
     fn sync_files(&self, files: Vec<PathBuf>) -> Result<()> {
@@ -798,6 +978,85 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the `.keep` files gix-pack left beside the packs this store wrote. Call once a
+    /// ref names their objects (a commit moved the branch): from then on `git gc` may repack
+    /// them like any other pack, while before it a `git repack -a -d` would have dropped them
+    /// as unreachable.
+    pub fn release_packs(&self) {
+        let keeps = std::mem::take(&mut *self.keeps.lock().unwrap_or_else(|p| p.into_inner()));
+        for keep in keeps {
+            match std::fs::remove_file(&keep) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("cannot remove {}: {e}", keep.display()),
+            }
+        }
+    }
+
+    /// Writes the empty tree unless it is known to be stored. git's fsck wants every tree a
+    /// commit names to exist, the empty one included, while gix (and `has_object`) treat it as
+    /// always there: a commit of an empty store must write it.
+    pub fn ensure_empty_tree(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.empty_tree_stored.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let id = self.empty_tree;
+        let stored = self.with_repo(|repo| {
+            use gix::objs::Exists as _;
+            repo.objects.exists(&id)
+        });
+        if !stored {
+            let tree = gix::objs::Tree::empty();
+            self.write_loose("tree", |repo| {
+                repo.write_object(&tree).map(|id| id.detach())
+            })?;
+        }
+        self.empty_tree_stored.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Removes temp files a killed gix writer left in `objects/` and `objects/pack/` (loose
+    /// objects and packs being written), if older than `min_age`. Only gix's names are
+    /// touched — tempfile's `.tmp` and six letters or digits — never stock git's
+    /// (`tmp_obj_*`, `tmp_pack_*`, `tmp_idx_*`, `.tmp-<pid>-pack*` from repack), and the age
+    /// spares a file another gix process is writing right now. Returns how many went.
+    pub fn remove_stale_temp_files(&self, min_age: std::time::Duration) -> usize {
+        let objects = self.git_dir.join("objects");
+        let mut removed = 0;
+        for dir in [objects.join("pack"), objects] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if !is_gix_temp_name(&entry.file_name()) {
+                    continue;
+                }
+                let old = entry
+                    .metadata()
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= min_age);
+                if !old {
+                    continue;
+                }
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) => log::warn!("cannot remove {}: {e}", entry.path().display()),
+                }
+            }
+        }
+        if removed > 0 {
+            log::info!(
+                "removed {removed} stale temp file(s) under {}",
+                self.git_dir.display()
+            );
+        }
+        removed
+    }
+
     /// Writes a commit object (moving no ref) and returns its id.
     pub fn write_commit(
         &self,
@@ -806,6 +1065,9 @@ impl Store {
         author: &Signature,
         message: &str,
     ) -> Result<ObjectId> {
+        if tree == self.empty_tree {
+            self.ensure_empty_tree()?;
+        }
         let time = gix::date::Time::new(author.seconds, 0);
         let sig = gix::actor::Signature {
             name: author.name.as_str().into(),
@@ -843,6 +1105,15 @@ pub fn join(prefix: &str, name: &str) -> String {
         s.push_str(name);
         s
     }
+}
+
+/// Whether `name` is what the `tempfile` crate (gix's loose-object and pack writers) names a
+/// temp file by default: `.tmp` and six ASCII letters or digits, nothing else.
+fn is_gix_temp_name(name: &std::ffi::OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    name.len() == 10
+        && name.starts_with(b".tmp")
+        && name[4..].iter().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// A reader of exactly `left` more bytes: an early end is an error, extra bytes are not read.
