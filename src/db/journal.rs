@@ -15,14 +15,20 @@
 //! the cut fails the journal is *poisoned* and refuses appends until it is rewritten or reset.
 //!
 //! Emptying the journal (a rollback, a commit that leaves nothing uncommitted) is a reset in
-//! place that needs no free space: cut to the magic line, fdatasync, then a [`Record::Base`]. A
-//! journal of the magic line alone is an empty working layer, so a crash anywhere in that
-//! sequence replays correctly; if the record does not fit it is *owed* and goes out in front of
-//! the next record. Otherwise (a commit that leaves changes) the journal is rewritten: temp
-//! file, fsync, rename, fsync of the directory.
+//! place that needs no free space: cut to the magic line, fdatasync, then a [`Record::Generation`]
+//! and a [`Record::Base`]. A journal of the magic line alone is an empty working layer, so a
+//! crash anywhere in that sequence replays correctly; if the two records do not fit they are
+//! *owed* and go out in front of the next record. Otherwise (a commit that leaves changes) the
+//! journal is rewritten: temp file, fsync, rename, fsync of the directory.
+//!
+//! Readers without the writer lock follow the file with a [`Follower`]: it reads only what was
+//! appended while the file stays the same, and all of it again when the file was replaced or
+//! reset. Each rewrite and reset starts with a fresh generation number, which is how a reader
+//! tells a file that was reset and grew again from one that only grew.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -56,6 +62,11 @@ pub enum Record {
     Delete { key: String },
     /// Several records applied together or not at all (a rename).
     Batch(Vec<Record>),
+    /// The first record of every rewritten or reset journal: a number that differs from the
+    /// previous file's, so a [`Follower`] notices a reset even when the file grew back past
+    /// where it had read. Changes nothing in the working layer. (Last in the enum: postcard
+    /// numbers variants, and journals written before it existed still decode.)
+    Generation(u64),
 }
 
 impl Record {
@@ -101,6 +112,17 @@ impl JournalError {
 
 pub type Result<T, E = JournalError> = std::result::Result<T, E>;
 
+/// A number for a new journal generation: only has to differ from the one before it.
+fn new_generation() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 40) ^ COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
 /// The open journal file, positioned for appending.
 pub struct Journal {
     path: PathBuf,
@@ -109,8 +131,8 @@ pub struct Journal {
     /// one is cut back to.
     len: u64,
     dirty: bool,
-    /// Records that could not be written when they were due (a `Base` after a reset or an
-    /// adopted head on a full disk): written in front of the next record.
+    /// Records that could not be written when they were due (a `Generation` and a `Base`
+    /// after a reset on a full disk): written in front of the next record.
     owed: Vec<Record>,
     /// Set when a failed append could not be cut back; cleared by a rewrite or reset.
     poisoned: Option<String>,
@@ -255,7 +277,7 @@ impl Journal {
     }
 
     /// Empties the journal in place, needing no free space: cut to the magic line, fdatasync,
-    /// then `base` (owed if it does not fit). Every state a crash can leave
+    /// then a new generation and `base` (owed if they do not fit). Every state a crash can leave
     /// replays correctly: the old file (the reset did not happen), the magic line alone (an
     /// empty working layer), or the new records.
     pub fn reset(&mut self, base: Record) -> Result<()> {
@@ -275,15 +297,18 @@ impl Journal {
         }
         self.poisoned = None;
         self.dirty = false;
+        self.owed.push(Record::Generation(new_generation()));
         self.append_base(base);
         Ok(())
     }
 
-    /// Replaces the whole journal with `records`, atomically and durably. On failure the old file is still the journal and the temp file is gone.
+    /// Replaces the whole journal with `records` (a new generation first), atomically and
+    /// durably. On failure the old file is still the journal and the temp file is gone.
     pub fn rewrite<'a>(&mut self, records: impl IntoIterator<Item = &'a Record>) -> Result<()> {
         let tmp = tmp_path(&self.path);
         let mut out = Vec::with_capacity(4096);
         out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&encode(&Record::Generation(new_generation()))?);
         for r in records {
             out.extend_from_slice(&encode(r)?);
         }
@@ -323,6 +348,148 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_extension("tmp")
 }
 
+/// What changed in a followed journal since the last look.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Change {
+    Unchanged,
+    /// The same file grew: these records follow the ones seen before.
+    Appended(Vec<Record>),
+    /// The file was replaced, reset or shrank (or appeared, or vanished): these records are
+    /// all of it, to apply to an empty working layer.
+    Replaced(Vec<Record>),
+}
+
+/// Follows a journal that another process writes (see the module docs).
+pub struct Follower {
+    path: PathBuf,
+    /// (device, inode) of the file read.
+    identity: Option<(u64, u64)>,
+    /// The generation number its first record gave (`None` for a file without one).
+    generation: Option<u64>,
+    /// Length of the good records read.
+    consumed: u64,
+    /// Offset, length and checksum of the last good record read: a cut-back and different
+    /// records in its place show here.
+    last: Option<(u64, [u8; 8])>,
+}
+
+impl Follower {
+    pub fn new(path: &Path) -> Follower {
+        Follower {
+            path: path.to_owned(),
+            identity: None,
+            generation: None,
+            consumed: 0,
+            last: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Looks at the file again. A torn tail (the writer is mid-append) is not consumed: the
+    /// next look reads it again, whole by then.
+    pub fn poll(&mut self) -> Result<Change> {
+        let mut file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.identity.is_none() && self.consumed == 0 {
+                    return Ok(Change::Unchanged);
+                }
+                *self = Follower::new(&self.path);
+                return Ok(Change::Replaced(Vec::new()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let meta = file.metadata()?;
+        let identity = Some((meta.dev(), meta.ino()));
+        let size = meta.len();
+        let same = identity == self.identity
+            && self.consumed >= MAGIC.len() as u64
+            && size >= self.consumed
+            && first_generation(&file)? == self.generation
+            && match self.last {
+                None => true,
+                Some((at, header)) => {
+                    let mut now = [0u8; 8];
+                    file.read_exact_at(&mut now, at).is_ok() && now == header
+                }
+            };
+        if same {
+            if size == self.consumed {
+                return Ok(Change::Unchanged);
+            }
+            let mut tail = Vec::with_capacity((size - self.consumed) as usize);
+            file.seek(SeekFrom::Start(self.consumed))?;
+            file.read_to_end(&mut tail)?;
+            let (records, good, last) = decode_records(&tail, 0);
+            if let Some(last) = last {
+                self.last = Some((self.consumed + last as u64, header_at(&tail, last)));
+            }
+            self.consumed += good as u64;
+            return Ok(if records.is_empty() {
+                Change::Unchanged
+            } else {
+                Change::Appended(records)
+            });
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        file.read_to_end(&mut data)?;
+        let (records, good) = decode(&data);
+        self.identity = identity;
+        self.consumed = good as u64;
+        self.generation = match records.first() {
+            Some(Record::Generation(g)) => Some(*g),
+            _ => None,
+        };
+        self.last = last_record_offset(&data, good).map(|at| (at as u64, header_at(&data, at)));
+        Ok(Change::Replaced(records))
+    }
+}
+
+/// The generation number in the first record of `file`, if it has one.
+fn first_generation(file: &File) -> Result<Option<u64>> {
+    let mut header = [0u8; 8];
+    if file.read_exact_at(&mut header, MAGIC.len() as u64).is_err() {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    // A generation record is a dozen bytes; anything longer is another record.
+    if len > 16 {
+        return Ok(None);
+    }
+    let mut payload = vec![0u8; len as usize];
+    if file
+        .read_exact_at(&mut payload, MAGIC.len() as u64 + 8)
+        .is_err()
+    {
+        return Ok(None);
+    }
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if crc32fast::hash(&payload) != crc {
+        return Ok(None);
+    }
+    Ok(match postcard::from_bytes::<Record>(&payload) {
+        Ok(Record::Generation(g)) => Some(g),
+        _ => None,
+    })
+}
+
+fn header_at(data: &[u8], at: usize) -> [u8; 8] {
+    let mut h = [0u8; 8];
+    h.copy_from_slice(&data[at..at + 8]);
+    h
+}
+
+/// Where the last good record of a whole file starts (`good`: the length of its good prefix).
+fn last_record_offset(data: &[u8], good: usize) -> Option<usize> {
+    if good <= MAGIC.len() {
+        return None;
+    }
+    decode_records(&data[..good], MAGIC.len()).2
+}
+
 fn encode(record: &Record) -> std::io::Result<Vec<u8>> {
     let payload = postcard::to_stdvec(record).map_err(std::io::Error::other)?;
     let mut buf = Vec::with_capacity(8 + payload.len());
@@ -335,11 +502,18 @@ fn encode(record: &Record) -> std::io::Result<Vec<u8>> {
 /// Decodes records from a whole journal file; returns them and the length of the good prefix
 /// (what follows it is a torn or corrupt tail). Public for the fuzz target.
 pub fn decode(data: &[u8]) -> (Vec<Record>, usize) {
-    let mut records = Vec::new();
     if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
-        return (records, 0);
+        return (Vec::new(), 0);
     }
-    let mut pos = MAGIC.len();
+    let (records, good, _) = decode_records(data, MAGIC.len());
+    (records, good)
+}
+
+/// Decodes the records in `data` from `pos` on: the records, where the good ones end, and
+/// where the last good one starts.
+fn decode_records(data: &[u8], mut pos: usize) -> (Vec<Record>, usize, Option<usize>) {
+    let mut records = Vec::new();
+    let mut last = None;
     while let Some(header) = data.get(pos..pos + 8) {
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
@@ -356,9 +530,10 @@ pub fn decode(data: &[u8]) -> (Vec<Record>, usize) {
             break;
         };
         records.push(record);
+        last = Some(pos);
         pos += 8 + len as usize;
     }
-    (records, pos)
+    (records, pos, last)
 }
 
 #[cfg(test)]
@@ -531,14 +706,13 @@ mod tests {
         j.reset(Record::base(None)).unwrap();
         j.append(&set("d")).unwrap();
         drop(j);
-        assert_eq!(
-            Journal::read(&path).unwrap(),
-            vec![Record::base(None), set("d")]
-        );
+        let recs = Journal::read(&path).unwrap();
+        assert!(matches!(recs[0], Record::Generation(_)), "{recs:?}");
+        assert_eq!(recs[1..], [Record::base(None), set("d")]);
     }
 
-    /// A reset needs no free space: on a full disk it empties the journal (a rewrite through a
-    /// temp file cannot).
+    /// A reset needs no free space: on a full disk it empties the journal and starts a new
+    /// generation (a rewrite through a temp file cannot).
     #[test]
     fn a_reset_on_a_full_disk_empties_the_journal() {
         let Some(fs) = crate::db::testfs::Tmpfs::mount(1 << 20) else {
@@ -551,7 +725,9 @@ mod tests {
         let _filler = fs.fill();
         assert!(j.rewrite(&[Record::base(None)]).is_err());
         j.reset(Record::base(None)).unwrap();
-        assert_eq!(Journal::read(&path).unwrap(), vec![Record::base(None)]);
+        let recs = Journal::read(&path).unwrap();
+        assert!(matches!(recs[0], Record::Generation(_)), "{recs:?}");
+        assert_eq!(recs[1..], [Record::base(None)]);
     }
 
     /// A base record that does not fit is owed: it goes out in front of the next record, once
@@ -605,6 +781,55 @@ mod tests {
         assert!(!tmp_path(&path).exists());
     }
 
+    /// A follower reads what was appended, notices a rewrite (a new file), a reset in place
+    /// even once the file has grown past where it had read, and skips a torn tail until it is
+    /// whole.
+    #[test]
+    fn a_follower_sees_appends_resets_and_rewrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let mut f = Follower::new(&path);
+        assert_eq!(f.poll().unwrap(), Change::Unchanged);
+        let (mut j, _) = Journal::open(&path).unwrap();
+        j.append(&Record::base(None)).unwrap();
+        j.append(&set("a")).unwrap();
+        assert_eq!(
+            f.poll().unwrap(),
+            Change::Replaced(vec![Record::base(None), set("a")])
+        );
+        assert_eq!(f.poll().unwrap(), Change::Unchanged);
+        j.append(&set("b")).unwrap();
+        assert_eq!(f.poll().unwrap(), Change::Appended(vec![set("b")]));
+        // A torn tail: half a record is not read, the whole one is.
+        let whole = encode(&set("c")).unwrap();
+        let mut raw = OpenOptions::new().append(true).open(&path).unwrap();
+        raw.write_all(&whole[..5]).unwrap();
+        assert_eq!(f.poll().unwrap(), Change::Unchanged);
+        raw.write_all(&whole[5..]).unwrap();
+        assert_eq!(f.poll().unwrap(), Change::Appended(vec![set("c")]));
+        drop(raw);
+        let (mut j, _) = Journal::open(&path).unwrap();
+        // A reset that grows back past the old length, with records of the same sizes.
+        j.reset(Record::base(None)).unwrap();
+        for k in ["x", "y", "z", "w"] {
+            j.append(&set(k)).unwrap();
+        }
+        let Change::Replaced(recs) = f.poll().unwrap() else {
+            panic!("a reset was not noticed");
+        };
+        assert_eq!(
+            recs[1..],
+            [Record::base(None), set("x"), set("y"), set("z"), set("w")]
+        );
+        j.rewrite(&[Record::base(None), set("q")]).unwrap();
+        let Change::Replaced(recs) = f.poll().unwrap() else {
+            panic!("a rewrite was not noticed");
+        };
+        assert_eq!(recs[1..], [Record::base(None), set("q")]);
+        j.append(&set("r")).unwrap();
+        assert_eq!(f.poll().unwrap(), Change::Appended(vec![set("r")]));
+    }
+
     #[test]
     fn rewrite_replaces_contents() {
         let dir = tempfile::tempdir().unwrap();
@@ -614,9 +839,8 @@ mod tests {
         j.rewrite([&Record::base(None)]).unwrap();
         j.append(&set("z")).unwrap();
         drop(j);
-        assert_eq!(
-            Journal::read(&path).unwrap(),
-            vec![Record::base(None), set("z")]
-        );
+        let recs = Journal::read(&path).unwrap();
+        assert!(matches!(recs[0], Record::Generation(_)), "{recs:?}");
+        assert_eq!(recs[1..], [Record::base(None), set("z")]);
     }
 }

@@ -357,6 +357,18 @@ struct JournalState {
     protected: std::collections::HashSet<ObjectId>,
     /// Staged refs created since the last `sync`, fsynced by it before the journal.
     unsynced_refs: Vec<String>,
+    /// A read-only handle's view of the writer's journal.
+    followed: Option<Followed>,
+}
+
+/// What a read-only handle has read of the writer's journal (see [`GitDb::refresh`]).
+struct Followed {
+    follower: journal::Follower,
+    /// Every record read so far, applied in order (tombstones not yet pruned).
+    working: Working,
+    pending: Pending,
+    /// The head named by the last `Base` record (`None`: no `Base` record).
+    base: Option<Option<ObjectId>>,
 }
 
 /// Where staged blobs' refs live: `refs/gitdb/staged/<hex id>`.
@@ -443,18 +455,20 @@ impl GitDb {
             None => CommitStamp::default(),
         };
         let journal_path = meta_dir.join("journal");
-        let (journal, records) = if options.read_only {
-            let records = Journal::read(&journal_path).map_err(|source| DbError::Journal {
-                path: journal_path.clone(),
-                source,
-            })?;
-            (None, records)
+        let (journal, records, followed) = if options.read_only {
+            let followed = Followed {
+                follower: journal::Follower::new(&journal_path),
+                working: Working::new(),
+                pending: Pending::default(),
+                base: None,
+            };
+            (None, Vec::new(), Some(followed))
         } else {
             let (j, records) = Journal::open(&journal_path).map_err(|source| DbError::Journal {
                 path: journal_path.clone(),
                 source,
             })?;
-            (Some(j), records)
+            (Some(j), records, None)
         };
         let db = GitDb {
             store,
@@ -470,6 +484,7 @@ impl GitDb {
                 stale: false,
                 protected: std::collections::HashSet::new(),
                 unsynced_refs: Vec::new(),
+                followed,
             }),
             state: RwLock::new(State {
                 head,
@@ -484,7 +499,11 @@ impl GitDb {
             #[cfg(test)]
             after_ref_moved: Mutex::new(None),
         };
-        db.replay(records)?;
+        if options.read_only {
+            db.follow_journal(false)?;
+        } else {
+            db.replay(records)?;
+        }
         Ok(db)
     }
 
@@ -538,9 +557,7 @@ impl GitDb {
             }
         }
         js.appended = count;
-        if js.journal.is_some() {
-            self.reconcile_staged_refs(&mut js);
-        }
+        self.reconcile_staged_refs(&mut js);
         Ok(())
     }
 
@@ -1740,8 +1757,12 @@ impl GitDb {
     }
 
     /// Re-reads the branch ref; if something else moved it (stock git, a merge), adopts the new
-    /// head, keeping the working layer on top. Returns the move, if any.
+    /// head, keeping the working layer on top. Returns the move, if any. A read-only handle
+    /// also follows the writer's journal (see [`GitDb::follow_journal`]).
     pub fn refresh(&self) -> Result<Option<HeadMove>> {
+        if self.read_only {
+            return self.follow_journal(true);
+        }
         // The usual answer, "not moved", without the commit lock: a periodic check then never
         // holds up a commit, nor makes a delete keep a needless tombstone.
         if self.store.read_ref(&self.branch_ref)? == self.read_state().head {
@@ -1818,6 +1839,122 @@ impl GitDb {
             .update_ref(&self.branch_ref, expected, new, reason)?;
         self.store.sync_ref(&self.branch_ref)?;
         self.adopt_head(Some(new))
+    }
+
+    /// For a read-only handle: reads what the writer appended to its journal since the last
+    /// look (all of it when the writer replaced or reset the file), re-reads the branch ref,
+    /// and rebuilds the working layer; subscribers hear of every key whose visible value
+    /// changed (as `HeadOrigin::Adopted`). The working layer is shown only while the journal's
+    /// last `Base` names the ref's head: otherwise the writer is between moving the ref and
+    /// rewriting the journal (or owes the `Base`), and the committed state alone is shown, so
+    /// a reader never shows a draft older than its head.
+    fn follow_journal(&self, announce: bool) -> Result<Option<HeadMove>> {
+        let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut js = self.lock_journal();
+        let Some(f) = js.followed.as_mut() else {
+            return Ok(None);
+        };
+        let change = f.follower.poll().map_err(|source| DbError::Journal {
+            path: f.follower.path().to_owned(),
+            source,
+        })?;
+        let journal_changed = match change {
+            journal::Change::Unchanged => false,
+            journal::Change::Appended(records) => {
+                apply_records(
+                    &self.store,
+                    &mut f.working,
+                    &mut f.pending,
+                    &mut f.base,
+                    records,
+                )?;
+                true
+            }
+            journal::Change::Replaced(records) => {
+                f.working.clear();
+                f.pending = Pending::default();
+                f.base = None;
+                apply_records(
+                    &self.store,
+                    &mut f.working,
+                    &mut f.pending,
+                    &mut f.base,
+                    records,
+                )?;
+                true
+            }
+        };
+        if journal_changed {
+            let referenced = staged_ids(&f.working);
+            f.pending.retain(|id| referenced.contains(id));
+        }
+        let new = self.store.read_ref(&self.branch_ref)?;
+        let (old, old_tree) = {
+            let st = self.read_state();
+            (st.head, st.head_tree)
+        };
+        if !journal_changed && new == old {
+            return Ok(None);
+        }
+        let (new_tree, stamp) = if new == old {
+            (old_tree, None)
+        } else {
+            match new {
+                Some(id) => (
+                    self.store.commit_info(id)?.tree,
+                    Some(nearest_stamp(&self.store, id)?),
+                ),
+                None => (self.store.empty_tree(), Some(CommitStamp::default())),
+            }
+        };
+        let (mut working, pending) = if !f.working.is_empty() && f.base == Some(new) {
+            (f.working.clone(), f.pending.clone())
+        } else {
+            (Working::new(), Pending::default())
+        };
+        self.prune_tombstones(&mut working, new_tree);
+        let old_working = {
+            let mut st = self.write_state();
+            st.head = new;
+            st.head_tree = new_tree;
+            if let Some(stamp) = stamp {
+                st.clock.merge(&stamp.clock);
+                if let Some(h) = stamp.hlc {
+                    st.hlc = st.hlc.max(h);
+                }
+            }
+            st.pending = pending;
+            std::mem::replace(&mut st.working, working)
+        };
+        drop(js);
+        if announce {
+            let mut changed: std::collections::BTreeSet<String> =
+                match self.store.diff_trees(old_tree, new_tree) {
+                    Ok(changes) => changes.into_iter().map(|c| c.path).collect(),
+                    Err(e) => {
+                        log::warn!("cannot diff {old_tree}..{new_tree} for subscribers: {e}");
+                        Default::default()
+                    }
+                };
+            let st = self.read_state();
+            changed.extend(working_diff(&old_working, &st.working));
+            drop(st);
+            self.announce(HeadEvent {
+                old,
+                new,
+                origin: HeadOrigin::Adopted,
+                changed: changed.into_iter().collect(),
+            });
+        }
+        Ok((new != old).then_some(HeadMove { old, new }))
+    }
+
+    /// Sends `event` to every subscriber, unless nothing changed.
+    fn announce(&self, event: HeadEvent) {
+        if event.old == event.new && event.changed.is_empty() {
+            return;
+        }
+        self.send(event);
     }
 
     /// Receives a [`HeadEvent`] each time the head moves or a rollback drops changes.
@@ -2121,7 +2258,7 @@ fn apply_record(
     record: Record,
 ) -> Result<()> {
     match record {
-        Record::Base { .. } => {}
+        Record::Base { .. } | Record::Generation(_) => {}
         Record::SetInline { key, mode, data } => {
             let id = store.hash_blob(&data)?;
             let size = data.len() as u64;
@@ -2167,6 +2304,17 @@ fn apply_records(
         }
     }
     Ok(())
+}
+
+/// The paths whose change differs between two working layers.
+fn working_diff(old: &Working, new: &Working) -> Vec<String> {
+    let mut out: Vec<String> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    out.extend(old.keys().filter(|k| !new.contains_key(*k)).cloned());
+    out
 }
 
 fn set_record(key: &str, v: StagedValue) -> Record {
