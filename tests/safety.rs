@@ -560,3 +560,28 @@ with open("big", "wb") as f:
     m.git(&["gc", "--prune=now", "--quiet"]);
     assert_eq!(m.git(&["cat-file", "-s", "main:big"]), "256000");
 }
+
+/// A `--read-only` mount beside a writer follows the writer's journal: it shows a draft the
+/// writer has not committed, and once the writer commits a newer value it shows that one and
+/// never the old draft again (it used to read the journal once, at start, and show that draft
+/// over every later head).
+#[test]
+fn a_read_only_mount_beside_a_writer_never_shows_a_stale_draft() {
+    let writer = Mount::start(&[]);
+    writer.sh_ok("echo 0 > k && echo commit > .gitdb/ctl && echo 1 > k");
+    let mut reader = Mount::prepare("ro", &[]);
+    reader.repo = writer.repo.clone();
+    reader.spawn(&["--read-only"]);
+    let read = |m: &Mount| std::fs::read_to_string(m.path("k")).unwrap_or_default();
+    common::wait_for("the reader to show the draft", || read(&reader) == "1\n");
+    writer.sh_ok("echo 2 > k && echo commit > .gitdb/ctl");
+    common::wait_for("the reader to show the commit", || read(&reader) == "2\n");
+    writer.sh_ok("echo 3 > k");
+    common::wait_for("the reader to show the new draft", || read(&reader) == "3\n");
+    writer.sh_ok("echo rollback > .gitdb/ctl");
+    common::wait_for("the reader to drop the draft", || read(&reader) == "2\n");
+    for _ in 0..20 {
+        assert_eq!(read(&reader), "2\n", "{}", reader.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}
