@@ -577,7 +577,9 @@ fn a_read_only_mount_beside_a_writer_never_shows_a_stale_draft() {
     writer.sh_ok("echo 2 > k && echo commit > .gitdb/ctl");
     common::wait_for("the reader to show the commit", || read(&reader) == "2\n");
     writer.sh_ok("echo 3 > k");
-    common::wait_for("the reader to show the new draft", || read(&reader) == "3\n");
+    common::wait_for("the reader to show the new draft", || {
+        read(&reader) == "3\n"
+    });
     writer.sh_ok("echo rollback > .gitdb/ctl");
     common::wait_for("the reader to drop the draft", || read(&reader) == "2\n");
     for _ in 0..20 {
