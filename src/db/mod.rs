@@ -89,6 +89,11 @@ pub enum DbError {
     MissingValue { key: String, id: ObjectId },
     #[error("commit on {branch} failed: the branch kept moving under us ({attempts} attempts)")]
     CommitRace { branch: String, attempts: u32 },
+    #[error("cannot write out the value in blob {id}: {source}")]
+    CopyOut {
+        id: ObjectId,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
@@ -109,6 +114,7 @@ impl DbError {
             DbError::Journal { source, .. } => source.io().map_or(libc::EIO, io_errno),
             DbError::Store(e) => e.io_error().map_or(libc::EIO, io_errno),
             DbError::MissingValue { .. } | DbError::CommitRace { .. } => libc::EIO,
+            DbError::CopyOut { source, .. } => io_errno(source),
         }
     }
 }
@@ -798,6 +804,19 @@ impl GitDb {
     /// waiting for its commit, else from the object database.
     pub fn value(&self, id: ObjectId) -> Result<Bytes> {
         self.read_value(id, false)
+    }
+
+    /// Writes the contents of the blob `id` named by a [`Stat`] to `out`, returning its size:
+    /// for a value too large to hold, as the mount's plain copies are (a loose blob is
+    /// inflated piece by piece, see `store/copy_out.rs`).
+    pub fn copy_value(&self, id: ObjectId, out: &mut impl std::io::Write) -> Result<u64> {
+        let pending = self.read_state().pending.blobs.get(&id).cloned();
+        if let Some(data) = pending {
+            out.write_all(&data)
+                .map_err(|source| DbError::CopyOut { id, source })?;
+            return Ok(data.len() as u64);
+        }
+        Ok(self.store.copy_blob(id, out)?)
     }
 
     /// Size, mode and id of a value, or that `key` is a directory; `None` if nothing is there.

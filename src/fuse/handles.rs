@@ -37,6 +37,8 @@ pub trait BlobSource {
     fn blob_for_handle(&self, id: ObjectId) -> Result<Bytes, HandleError>;
     /// The size of blob `id` without reading it (None: unknown).
     fn blob_size_for_handle(&self, id: ObjectId) -> Option<u64>;
+    /// Writes blob `id` to `out` without holding it whole (for values too large to hold).
+    fn copy_for_handle(&self, id: ObjectId, out: &mut File) -> Result<u64, HandleError>;
 }
 
 impl BlobSource for Store {
@@ -46,6 +48,10 @@ impl BlobSource for Store {
 
     fn blob_size_for_handle(&self, id: ObjectId) -> Option<u64> {
         self.blob_size(id).ok()
+    }
+
+    fn copy_for_handle(&self, id: ObjectId, out: &mut File) -> Result<u64, HandleError> {
+        Ok(self.copy_blob(id, out)?)
     }
 }
 
@@ -57,6 +63,10 @@ impl BlobSource for crate::db::GitDb {
     fn blob_size_for_handle(&self, id: ObjectId) -> Option<u64> {
         // Plain copies are kept only for values large enough to be blobs in the store.
         self.store().blob_size(id).ok()
+    }
+
+    fn copy_for_handle(&self, id: ObjectId, out: &mut File) -> Result<u64, HandleError> {
+        Ok(self.copy_value(id, out)?)
     }
 }
 
@@ -162,6 +172,10 @@ impl OpenFile {
                 Some(id) => match self.files.get(id, || store.blob_size_for_handle(id)) {
                     Some((file, len)) => Content::Plain { file, len },
                     None => {
+                        if let Some(plain) = self.copy_out(store, id) {
+                            self.content = plain;
+                            return Ok(());
+                        }
                         let bytes = store.blob_for_handle(id)?;
                         if bytes.len() as u64 > SPILL_THRESHOLD {
                             // Written out once, so this and later handles read it without
@@ -182,6 +196,23 @@ impl OpenFile {
             };
         }
         Ok(())
+    }
+
+    /// A plain copy of blob `id` written straight from the object database, for a value
+    /// too large to hold in memory even once (None: a small value, or the copy failed and
+    /// the caller reads the value whole instead).
+    fn copy_out(&self, store: &impl BlobSource, id: ObjectId) -> Option<Content> {
+        let size = store.blob_size_for_handle(id)?;
+        if size <= SPILL_THRESHOLD || size > self.files.budget() {
+            return None;
+        }
+        match self.files.fill(id, |file| store.copy_for_handle(id, file)) {
+            Ok((file, len)) => Some(Content::Plain { file, len }),
+            Err(e) => {
+                log::warn!("writing a plain copy of blob {id}: {e}");
+                None
+            }
+        }
     }
 
     /// Current length (loads the value if needed).

@@ -208,6 +208,23 @@ impl ValueFiles {
         self.adopt(id, spill).map_err(|(e, _)| e)
     }
 
+    /// Writes the copy of blob `id` with `write`, which returns the bytes it wrote (the
+    /// value straight from the object database, never whole in memory).
+    pub fn fill<E: From<std::io::Error>>(
+        &self,
+        id: ObjectId,
+        write: impl FnOnce(&mut File) -> Result<u64, E>,
+    ) -> Result<(File, u64), E> {
+        let mut spill = self.spill_file()?;
+        write(spill.as_file_mut())?;
+        Ok(self.adopt(id, spill).map_err(|(e, _)| e)?)
+    }
+
+    /// The bound on the directory's size: no value larger is copied here.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
     fn evict(&self) {
         let drop = self.lock().over(self.budget);
         for id in drop {

@@ -12,6 +12,7 @@
 //! from one `ThreadSafeRepository`: a FUSE worker borrows one for the duration of a call.
 
 mod cache;
+mod copy_out;
 mod edit;
 mod graph;
 mod tree;
@@ -45,6 +46,12 @@ pub enum StoreError {
     Missing { id: ObjectId },
     #[error("cannot read object {id}: {source}")]
     Read { id: ObjectId, source: BoxError },
+    /// Writing a blob's contents out (to a plain copy) failed.
+    #[error("cannot write out blob {id}: {source}")]
+    CopyOut {
+        id: ObjectId,
+        source: std::io::Error,
+    },
     #[error("object {id} is not a {expected}")]
     WrongKind {
         id: ObjectId,
@@ -81,7 +88,7 @@ impl StoreError {
     /// through the chain of sources, gix's error trees included.
     pub fn io_error(&self) -> Option<&std::io::Error> {
         match self {
-            StoreError::Io { source, .. } => Some(source),
+            StoreError::Io { source, .. } | StoreError::CopyOut { source, .. } => Some(source),
             StoreError::Open { source, .. }
             | StoreError::Create { source, .. }
             | StoreError::Read { source, .. }
