@@ -3,10 +3,15 @@
 # bindfs passthrough mount over tmpfs, and on gitdb-mount, in one run; then the ratios, the
 # time to commit 5,000 freshly created files, and 256 MiB sequential write/read throughput of
 # gitdb-mount vs bindfs. Needs root (mounts tmpfs); installs bindfs if missing.
-# Usage: scripts/bench-mount.sh [N] [ROUNDS]      (N files, default 5000; ROUNDS, default 3)
+# Usage: scripts/bench-mount.sh [N] [ROUNDS] [busy]  (N files, default 5000; ROUNDS, default 3)
+# With `busy`, every CPU runs a busy loop (bounded: they end with the script, or after an hour)
+# while the fsbench rounds run, and the script stops there: the small-file phases on a
+# saturated machine, where gitdb's busy polling backs off.
 set -euo pipefail
 N="${1:-5000}"
 ROUNDS="${2:-3}"
+MODE="${3:-quiet}"
+case "$MODE" in quiet|busy) ;; *) echo "bench-mount.sh: mode is quiet or busy, not $MODE" >&2; exit 2;; esac
 # The shared harness sits at ../shared beside the repository (as in CI).
 BENCH="$(cd "$(dirname "$0")/../../shared/bench" && pwd)/fsbench.py"
 cd "$(dirname "$0")/.."
@@ -21,8 +26,10 @@ BIN="$PWD/target/release/gitdb-mount"
 
 T="$(mktemp -d /tmp/gitdb-bench.XXXXXX)"
 PID=""
+BUSY_PIDS=()
 cleanup() {
   set +e
+  for b in "${BUSY_PIDS[@]}"; do kill "$b" 2>/dev/null; done
   [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
   for m in "$T/gitdb" "$T/bind" "$T/bindsrc" "$T/tmpfs" "$T/repo"; do
     mountpoint -q "$m" && umount -l "$m"
@@ -44,7 +51,13 @@ for _ in $(seq 200); do [ -e "$T/gitdb/.gitdb/head" ] && break; sleep 0.05; done
 # FUSE round trips on a small VM vary a lot from one second to the next, for bindfs as much
 # as for gitdb: ROUNDS rounds, each running the three back to back in fresh directories, and
 # the median of the per-round ratios.
-echo "# fsbench.py, n=$N, ops/s, $ROUNDS rounds"
+if [ "$MODE" = busy ]; then
+  for _ in $(seq "$(nproc)"); do
+    timeout 3600 sh -c 'while :; do :; done' &
+    BUSY_PIDS+=("$!")
+  done
+fi
+echo "# fsbench.py, n=$N, ops/s, $ROUNDS rounds, $MODE machine"
 RESULTS=()
 for r in $(seq "$ROUNDS"); do
   TMPFS=$(python3 "$BENCH" "$T/tmpfs/r$r" "$N"); echo "round $r tmpfs:  $TMPFS"
@@ -65,6 +78,11 @@ for k in rounds[0][0]:
     each = " ".join(f"{r[2][k] / r[1][k]:.2f}" for r in rounds)
     print(f"  {k:10s} {med[0]:>9.0f} {med[1]:>9.0f} {med[2]:>9.0f}   gitdb/bindfs {ratio:5.2f}  (rounds: {each})")
 EOF
+
+if [ "$MODE" = busy ]; then
+  echo "# busy_poll of the gitdb mount: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["busy_poll"])' "$T/gitdb/.gitdb/status")"
+  exit 0
+fi
 
 # Warm caches: the fsbench stat/read phases run right after the writes, and a write always
 # invalidates the kernel's attributes, so they measure one round trip per file. Here the same
