@@ -18,6 +18,8 @@
 //!   values, request counters;
 //! - [`orphans`]: what inodes replaced by a rename held, for readers that still hold them;
 //! - [`warmer`]: the child process that fetches attributes back into the kernel's cache;
+//! - [`mountpoint`]: what is mounted at the mountpoint before we mount (dead mounts detached,
+//!   live ones refused), and unmounting;
 //! - [`options`]: `gitdb-mount`'s flags and `-o` options.
 //!
 //! Speed comes from the kernel: entries and attributes get a long TTL, values are opened with
@@ -45,6 +47,7 @@ pub mod control;
 pub mod dirs;
 pub mod handles;
 pub mod inodes;
+pub mod mountpoint;
 pub mod options;
 pub mod orphans;
 pub mod stats;
@@ -66,13 +69,12 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-pub use background::{
-    MountError, MountOptions, Mounted, StopSignals, clean_stale_mount, mount, prepare_mountpoint,
-};
+pub use background::{MountError, MountOptions, Mounted, StopSignals, mount};
 use control::CtlNode;
 use dirs::DirSnapshots;
 use handles::{FlushData, OpenFile};
 use inodes::{InodeTable, ROOT_INO, at_or_below, join, split};
+pub use mountpoint::{clean_stale_mount, prepare_mountpoint};
 use orphans::{Orphan, Orphans};
 use valuefiles::ValueFiles;
 
