@@ -219,6 +219,26 @@ fn rename_moves_metadata_and_delete_drops_it() {
     assert_eq!(meta(&m.path("e/sub/f")).0, 0o644);
 }
 
+/// A rollback brings back what uncommitted deletes and renames took away, metadata included:
+/// a rolled-back `rm secret` must not bring the secret back readable by all.
+#[test]
+fn rollback_brings_metadata_back_with_the_names() {
+    let m = shared_mount(&[]);
+    m.sh_ok(
+        "echo s > secret && chmod 600 secret && mkdir -p d && echo f > d/f && chmod 700 d \
+         && echo commit > .gitdb/ctl",
+    );
+    m.sh_ok("rm secret && mv d e && echo rollback > .gitdb/ctl");
+    assert_eq!(meta(&m.path("secret")).0, 0o600);
+    assert_eq!(meta(&m.path("d")).0, 0o700);
+    assert!(!m.path("e").exists());
+    // Committed, they stay done.
+    m.sh_ok("mv d e && echo commit > .gitdb/ctl && echo rollback > .gitdb/ctl");
+    assert_eq!(meta(&m.path("e")).0, 0o700);
+    m.sh_ok("mkdir d");
+    assert_eq!(meta(&m.path("d")).0, 0o755);
+}
+
 /// `-o uid=,gid=,umask=` set what a path without metadata shows: here values that reached the
 /// repository without the mount (as a peer's do).
 #[test]

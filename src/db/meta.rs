@@ -132,6 +132,15 @@ pub enum MetaRecord {
     Drop { path: String },
     /// The entries at and below `to` go, those at and below `from` move there (a rename).
     Move { from: String, to: String },
+    /// A `Drop` or `Move` that follows an uncommitted delete or rename: applied as that
+    /// record, and undone if the working layer is rolled back (the names come back, and with
+    /// them their metadata: a rolled-back `rm secret` must not bring `secret` back 0644).
+    Staged(Box<MetaRecord>),
+    /// A commit or a rollback: the undo entries kept for a rollback go, but for the last
+    /// `keep` (staged after the commit took its snapshot).
+    Settled { keep: u64 },
+    /// An undo entry, as a compaction writes one out (changes nothing in the map).
+    Undo(Vec<MetaRecord>),
 }
 
 /// Paths (tree paths, `""` the root) to the metadata that differs from the defaults.
@@ -173,6 +182,8 @@ impl MetaMap {
                     self.entries.remove(&p);
                 }
             }
+            MetaRecord::Staged(inner) => self.apply(inner),
+            MetaRecord::Settled { .. } | MetaRecord::Undo(_) => {}
             MetaRecord::Move { from, to } => {
                 if from == to {
                     return;
@@ -189,6 +200,32 @@ impl MetaMap {
                     self.entries.insert(format!("{to}{}", &p[from.len()..]), m);
                 }
             }
+        }
+    }
+
+    /// The records that undo `record` on this map (before it is applied).
+    fn inverse(&self, record: &MetaRecord) -> Vec<MetaRecord> {
+        let restore = |paths: Vec<String>| {
+            paths
+                .into_iter()
+                .map(|p| MetaRecord::Set {
+                    meta: self.get(&p),
+                    path: p,
+                })
+                .collect::<Vec<_>>()
+        };
+        match record {
+            MetaRecord::Drop { path } => restore(self.at_or_below(path)),
+            MetaRecord::Move { from, to } if from != to => {
+                let mut inv = vec![MetaRecord::Move {
+                    from: to.clone(),
+                    to: from.clone(),
+                }];
+                inv.extend(restore(self.at_or_below(to)));
+                inv
+            }
+            MetaRecord::Staged(inner) => self.inverse(inner),
+            _ => Vec::new(),
         }
     }
 
@@ -255,7 +292,7 @@ pub struct MetaLog {
 impl MetaLog {
     /// Opens (or creates) the log at `path` and returns it with the map it holds; a torn or
     /// corrupt tail is cut off.
-    pub fn open(path: &Path) -> Result<(MetaLog, MetaMap), MetaError> {
+    pub fn open(path: &Path) -> Result<(MetaLog, MetaMap, Undo), MetaError> {
         let io = |source| MetaError::Io {
             path: path.to_owned(),
             source,
@@ -289,10 +326,7 @@ impl MetaLog {
             good
         };
         file.seek(SeekFrom::Start(good as u64)).map_err(io)?;
-        let mut map = MetaMap::default();
-        for r in &records {
-            map.apply(r);
-        }
+        let (map, undo) = replay(&records);
         let log = MetaLog {
             path: path.to_owned(),
             file,
@@ -301,11 +335,11 @@ impl MetaLog {
             records: records.len(),
             poisoned: None,
         };
-        Ok((log, map))
+        Ok((log, map, undo))
     }
 
     /// The map a log holds, without opening it for writing (read-only handles).
-    pub fn read(path: &Path) -> Result<MetaMap, MetaError> {
+    pub fn read(path: &Path) -> Result<(MetaMap, Undo), MetaError> {
         let data = match std::fs::read(path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -316,11 +350,7 @@ impl MetaLog {
                 });
             }
         };
-        let mut map = MetaMap::default();
-        for r in &decode(&data).0 {
-            map.apply(r);
-        }
-        Ok(map)
+        Ok(replay(&decode(&data).0))
     }
 
     pub fn path(&self) -> &Path {
@@ -370,13 +400,13 @@ impl MetaLog {
     }
 
     /// Whether the log holds enough dead records to be worth rewriting from `map`.
-    pub fn wants_compaction(&self, map: &MetaMap) -> bool {
-        self.records > map.len() + COMPACT_SLACK || self.poisoned.is_some()
+    pub fn wants_compaction(&self, map: &MetaMap, undo: &Undo) -> bool {
+        self.records > map.len() + undo.len() + COMPACT_SLACK || self.poisoned.is_some()
     }
 
     /// Replaces the file by one `Set` per entry of `map`, atomically and durably (temp file,
     /// fsync, rename, fsync of the directory). On failure the old file is still the log.
-    pub fn compact(&mut self, map: &MetaMap) -> Result<(), MetaError> {
+    pub fn compact(&mut self, map: &MetaMap, undo: &Undo) -> Result<(), MetaError> {
         let tmp = self.path.with_extension("tmp");
         let mut out = Vec::with_capacity(MAGIC.len() + map.len() * 32);
         out.extend_from_slice(MAGIC);
@@ -385,6 +415,10 @@ impl MetaLog {
                 path: path.clone(),
                 meta: Some(*meta),
             };
+            out.extend_from_slice(&encode_frame(&r).map_err(|e| self.io(e))?);
+        }
+        for entry in undo {
+            let r = MetaRecord::Undo(entry.clone());
             out.extend_from_slice(&encode_frame(&r).map_err(|e| self.io(e))?);
         }
         let written = (|| {
@@ -405,7 +439,7 @@ impl MetaLog {
         // its end.
         self.file = file;
         self.len = out.len() as u64;
-        self.records = map.len();
+        self.records = map.len() + undo.len();
         self.dirty = false;
         self.poisoned = None;
         if let Some(dir) = self.path.parent() {
@@ -414,6 +448,43 @@ impl MetaLog {
                 .map_err(|e| self.io(e))?;
         }
         Ok(())
+    }
+}
+
+/// What a rollback applies, newest entry last: per staged record, the records that undo it.
+pub type Undo = Vec<Vec<MetaRecord>>;
+
+/// The map and the undo entries that `records` leave, applied in order.
+fn replay(records: &[MetaRecord]) -> (MetaMap, Undo) {
+    let mut map = MetaMap::default();
+    let mut undo = Undo::new();
+    for r in records {
+        note_undo(&mut undo, &map, r);
+        map.apply(r);
+    }
+    (map, undo)
+}
+
+/// Keeps `undo` up to date with `record`, about to be applied to `map`.
+fn note_undo(undo: &mut Undo, map: &MetaMap, record: &MetaRecord) {
+    match record {
+        MetaRecord::Staged(_) => undo.push(map.inverse(record)),
+        MetaRecord::Settled { keep } => {
+            let keep = usize::try_from(*keep).unwrap_or(usize::MAX).min(undo.len());
+            undo.drain(..undo.len() - keep);
+        }
+        MetaRecord::Undo(entry) => undo.push(entry.clone()),
+        _ => {}
+    }
+}
+
+/// The path a record is about, for errors.
+fn record_path(record: &MetaRecord) -> String {
+    match record {
+        MetaRecord::Set { path, .. } | MetaRecord::Drop { path } => path.clone(),
+        MetaRecord::Move { from, .. } => from.clone(),
+        MetaRecord::Staged(inner) => record_path(inner),
+        MetaRecord::Settled { .. } | MetaRecord::Undo(_) => String::new(),
     }
 }
 
@@ -429,6 +500,8 @@ pub fn decode(data: &[u8]) -> (Vec<MetaRecord>, usize) {
 /// The map and its log, as the db holds them (behind one lock: see the db's lock order).
 pub struct MetaStore {
     map: MetaMap,
+    /// How to undo the staged records since the last commit (see [`MetaRecord::Staged`]).
+    undo: Undo,
     /// `None` for a read-only handle.
     log: Option<MetaLog>,
 }
@@ -437,19 +510,22 @@ impl MetaStore {
     /// Opens the log at `path` for writing, or only reads it (`read_only`).
     pub fn open(path: &Path, read_only: bool) -> Result<MetaStore, MetaError> {
         if read_only {
+            let (map, undo) = MetaLog::read(path)?;
             return Ok(MetaStore {
-                map: MetaLog::read(path)?,
+                map,
+                undo,
                 log: None,
             });
         }
-        let (mut log, map) = MetaLog::open(path)?;
-        if log.wants_compaction(&map)
-            && let Err(e) = log.compact(&map)
+        let (mut log, map, undo) = MetaLog::open(path)?;
+        if log.wants_compaction(&map, &undo)
+            && let Err(e) = log.compact(&map, &undo)
         {
             log::warn!("metadata log compaction failed, retried later: {e}");
         }
         Ok(MetaStore {
             map,
+            undo,
             log: Some(log),
         })
     }
@@ -473,25 +549,57 @@ impl MetaStore {
             return Ok(());
         }
         let Some(log) = self.log.as_mut() else {
-            let path = match &record {
-                MetaRecord::Set { path, .. } | MetaRecord::Drop { path } => path.clone(),
-                MetaRecord::Move { from, .. } => from.clone(),
-            };
-            return Err(MetaError::ReadOnly { path });
+            return Err(MetaError::ReadOnly {
+                path: record_path(&record),
+            });
         };
         log.append(&record)?;
+        note_undo(&mut self.undo, &self.map, &record);
         self.map.apply(&record);
-        if log.wants_compaction(&self.map)
-            && let Err(e) = log.compact(&self.map)
+        if log.wants_compaction(&self.map, &self.undo)
+            && let Err(e) = log.compact(&self.map, &self.undo)
         {
             log::warn!("metadata log compaction failed, retried later: {e}");
         }
         Ok(())
     }
 
+    /// How many undo entries a rollback would apply now (a commit's mark, see
+    /// [`MetaStore::settle`]).
+    pub fn undo_len(&self) -> usize {
+        self.undo.len()
+    }
+
+    /// A commit is done: forget the undo entries staged before its snapshot (`mark`, what
+    /// [`MetaStore::undo_len`] said then); later ones still belong to the working layer.
+    pub fn settle(&mut self, mark: usize) -> Result<(), MetaError> {
+        if self.undo.is_empty() {
+            return Ok(());
+        }
+        let keep = self.undo.len().saturating_sub(mark) as u64;
+        self.apply(MetaRecord::Settled { keep })
+    }
+
+    /// The working layer was dropped: the names its deletes and renames took away are back,
+    /// so their metadata comes back too (newest first), then nothing is left to undo.
+    pub fn rollback(&mut self) -> Result<(), MetaError> {
+        while let Some(entry) = self.undo.pop() {
+            for r in entry {
+                if let Err(e) = self.apply(r) {
+                    self.undo.clear();
+                    return Err(e);
+                }
+            }
+        }
+        self.apply(MetaRecord::Settled { keep: 0 })
+    }
+
     /// Whether applying `record` would change the map.
     fn changes(&self, record: &MetaRecord) -> bool {
         match record {
+            MetaRecord::Staged(inner) => self.changes(inner),
+            MetaRecord::Settled { keep } => (*keep as usize) < self.undo.len(),
+            MetaRecord::Undo(_) => true,
             MetaRecord::Set { path, meta } => self.map.get(path) != *meta,
             MetaRecord::Drop { path } => !self.map.at_or_below(path).is_empty(),
             MetaRecord::Move { from, to } => {
@@ -654,6 +762,66 @@ mod tests {
         assert_eq!(MetaStore::open(&path, true).unwrap().get("hot"), want);
     }
 
+    fn staged(r: MetaRecord) -> MetaRecord {
+        MetaRecord::Staged(Box::new(r))
+    }
+
+    /// A rollback brings back the metadata of names its dropped deletes and renames took
+    /// away (newest first); a commit settles them; both through reopens and a compaction.
+    #[test]
+    fn a_rollback_undoes_staged_drops_and_moves_a_commit_settles_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta");
+        let mut store = MetaStore::open(&path, false).unwrap();
+        store.apply(set("secret", m(0o600, 1))).unwrap();
+        store.apply(set("d/f", m(0o640, 2))).unwrap();
+        store.apply(set("e", m(0o700, 3))).unwrap();
+        // rm secret; mv d e (replacing e); chmod of the moved file; then a rollback.
+        store
+            .apply(staged(MetaRecord::Drop {
+                path: "secret".into(),
+            }))
+            .unwrap();
+        store
+            .apply(staged(MetaRecord::Move {
+                from: "d".into(),
+                to: "e".into(),
+            }))
+            .unwrap();
+        assert_eq!(store.get("e/f"), Some(m(0o640, 2)));
+        assert_eq!(store.get("e"), None);
+        drop(store);
+        // The undo entries are rebuilt by replay.
+        let mut store = MetaStore::open(&path, false).unwrap();
+        assert_eq!(store.undo_len(), 2);
+        store.rollback().unwrap();
+        assert_eq!(store.get("secret"), Some(m(0o600, 1)));
+        assert_eq!(store.get("d/f"), Some(m(0o640, 2)));
+        assert_eq!(store.get("e"), Some(m(0o700, 3)));
+        assert_eq!(store.get("e/f"), None);
+        assert_eq!(store.undo_len(), 0);
+        // Committed: a later rollback leaves it; one staged after the commit's mark stays.
+        store
+            .apply(staged(MetaRecord::Drop {
+                path: "secret".into(),
+            }))
+            .unwrap();
+        let mark = store.undo_len();
+        store
+            .apply(staged(MetaRecord::Drop { path: "e".into() }))
+            .unwrap();
+        store.settle(mark).unwrap();
+        assert_eq!(store.undo_len(), 1);
+        let log = store.log.as_mut().unwrap();
+        log.compact(&store.map, &store.undo).unwrap();
+        drop(store);
+        let mut store = MetaStore::open(&path, false).unwrap();
+        assert_eq!(store.undo_len(), 1, "compaction lost an undo entry");
+        store.rollback().unwrap();
+        assert_eq!(store.get("secret"), None);
+        assert_eq!(store.get("e"), Some(m(0o700, 3)));
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Set(usize, Option<u32>),
@@ -698,7 +866,7 @@ mod tests {
                 model.retain(|p, _| !under(p, from) && !under(p, to));
                 model.extend(moved);
             }
-            MetaRecord::Move { .. } => {}
+            _ => {}
         }
     }
 
@@ -732,7 +900,7 @@ mod tests {
                 prop_assert_eq!(&got, &model);
             }
             drop(store);
-            let reread = MetaLog::read(&path).unwrap();
+            let (reread, _) = MetaLog::read(&path).unwrap();
             let got: BTreeMap<String, Meta> = reread.iter().map(|(p, m)| (p.clone(), *m)).collect();
             prop_assert_eq!(got, model);
         }

@@ -519,6 +519,12 @@ impl GitDb {
             db.follow_journal(false)?;
         } else {
             db.replay(records)?;
+            // A commit or rollback that died before its metadata settled: with nothing left
+            // uncommitted there is nothing to undo.
+            if db.read_state().working.is_empty() {
+                let mark = db.lock_meta().undo_len();
+                db.settle_meta(mark);
+            }
         }
         Ok(db)
     }
@@ -1219,9 +1225,9 @@ impl GitDb {
         }
         // After the journal: a crash between the two leaves metadata for a name that is gone
         // (harmless: a new file there gets its own), never a value without its metadata.
-        self.follow_meta(MetaRecord::Drop {
+        self.follow_meta(MetaRecord::Staged(Box::new(MetaRecord::Drop {
             path: key.as_str().to_owned(),
-        });
+        })));
         self.maybe_compact(js)
     }
 
@@ -1230,6 +1236,13 @@ impl GitDb {
     fn follow_meta(&self, record: MetaRecord) {
         if let Err(e) = self.lock_meta().apply(record.clone()) {
             log::error!("metadata not updated after {record:?}: {e}");
+        }
+    }
+
+    /// A commit of the changes staged before `mark` is done (see [`MetaStore::settle`]).
+    fn settle_meta(&self, mark: usize) {
+        if let Err(e) = self.lock_meta().settle(mark) {
+            log::warn!("metadata: committed renames and deletes not settled: {e}");
         }
     }
 
@@ -1437,10 +1450,10 @@ impl GitDb {
         }
         // After the journal, as for a delete: a crash between the two leaves the replaced
         // name's metadata on the new value, never the moved value with none.
-        self.follow_meta(MetaRecord::Move {
+        self.follow_meta(MetaRecord::Staged(Box::new(MetaRecord::Move {
             from: from.as_str().to_owned(),
             to: to.as_str().to_owned(),
-        });
+        })));
         self.maybe_compact(&mut js)
     }
 
@@ -1534,6 +1547,10 @@ impl GitDb {
         };
         // Only now that the journal names none of them durably.
         self.drop_unstaged_refs(&mut js);
+        // The names the dropped deletes and renames took away are back: their metadata too.
+        if let Err(e) = self.lock_meta().rollback() {
+            log::error!("rollback: metadata of the restored names not restored: {e}");
+        }
         drop(js);
         let n = dropped.len();
         if n > 0 {
@@ -1642,6 +1659,9 @@ impl GitDb {
         if snapshot.is_empty() {
             return Ok(CommitOutcome::NothingToCommit);
         }
+        // Metadata moved by the deletes and renames in the snapshot stays moved once it is
+        // committed; what is staged after this belongs to the next commit or rollback.
+        let meta_mark = self.lock_meta().undo_len();
         // Never a tree naming a blob the repository lacks (deleted behind our back, e.g. by a
         // `git prune` of a blob without its staged ref): such a commit breaks fsck, clone and
         // gc. Pending small values are written just below.
@@ -1749,6 +1769,7 @@ impl GitDb {
                     st.head != head
                 };
                 self.drop_unstaged_refs(&mut js);
+                self.settle_meta(meta_mark);
                 drop(js);
                 if moved {
                     self.adopt_head(head)?;
@@ -1771,6 +1792,7 @@ impl GitDb {
                 };
                 // The branch keeps the committed blobs now.
                 self.drop_unstaged_refs(&mut js);
+                self.settle_meta(meta_mark);
                 drop(js);
                 self.publish(head, Some(id), old_tree, tree, HeadOrigin::LocalCommit);
                 Ok(CommitOutcome::Committed {
