@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the pjdfstest POSIX suite (crates.io `pjdfstest` 0.2.2) against tmpfs (the reference)
 # and against a fresh gitdb-mount, and prints pass/fail/skip per syscall group for both.
-# Not part of scripts/test.sh: it needs root, takes minutes, and gitdb fails some cases by
-# design (see README, "pjdfstest").
+# Not part of scripts/test.sh: it needs root and takes minutes. gitdb fails some cases by
+# design (special files, hard links: see README, "pjdfstest"); they are listed, each with its
+# reason, in scripts/pjdfstest.expected, and this script fails (exit 1) when any case outside
+# that list fails on gitdb.
 #
 # Usage (as root): scripts/pjdfstest.sh [PATTERN...]    e.g. scripts/pjdfstest.sh rename chmod
 # Env: PJD_ROOT (default /tmp/pjd: pjdfstest is installed there if missing, outputs go there),
@@ -71,7 +73,8 @@ for _ in $(seq 200); do [ -e "$work/gitdb/.gitdb/head" ] && break; sleep 0.05; d
 [ -e "$work/gitdb/.gitdb/head" ] || { echo "gitdb-mount did not come up: $work/gitdb-mount.log" >&2; exit 1; }
 run gitdb "$work/gitdb" "$@"
 
-python3 - "$work/tmpfs.out" "$work/gitdb.out" <<'EOF'
+status=0
+python3 - "$work/tmpfs.out" "$work/gitdb.out" scripts/pjdfstest.expected <<'EOF' || status=$?
 import collections, re, sys
 def parse(path):
     groups = collections.OrderedDict()
@@ -90,5 +93,32 @@ for g in list(dict.fromkeys(list(tmpfs) + list(gitdb))):
     print(fmt.format(g, t["ok"], t["FAILED"], t["skipped"], d["ok"], d["FAILED"], d["skipped"]))
 t, d = total
 print(fmt.format("total", t["ok"], t["FAILED"], t["skipped"], d["ok"], d["FAILED"], d["skipped"]))
+
+def cases(path):
+    out = {}
+    for line in open(path, errors="replace"):
+        m = re.match(r"^(\S+::\S+)\s+(ok|FAILED|skipped)$", line.rstrip("\n"))
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+expected = {}
+for line in open(sys.argv[3]):
+    if line.strip() and not line.startswith("#"):
+        name, _, reason = line.rstrip("\n").partition(" ")
+        expected[name] = reason.strip()
+got = cases(sys.argv[2])
+unexpected = sorted(n for n, r in got.items() if r == "FAILED" and n not in expected)
+fixed = sorted(n for n, r in got.items() if r != "FAILED" and n in expected)
+for n in fixed:
+    print("expected to fail, passed (drop it from scripts/pjdfstest.expected):", n)
+for n in unexpected:
+    print("UNEXPECTED FAILURE:", n)
+failed = sum(r == "FAILED" for r in got.values())
+if unexpected:
+    print("%d unexpected failures (not in scripts/pjdfstest.expected)" % len(unexpected))
+else:
+    print("%d failures, all expected (scripts/pjdfstest.expected)" % failed)
+sys.exit(1 if unexpected else 0)
 EOF
 echo "outputs: $work/tmpfs.out $work/gitdb.out (failures: grep FAILED)"
+exit "$status"

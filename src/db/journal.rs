@@ -491,6 +491,12 @@ fn last_record_offset(data: &[u8], good: usize) -> Option<usize> {
 }
 
 fn encode(record: &Record) -> std::io::Result<Vec<u8>> {
+    encode_frame(record)
+}
+
+/// One record framed as `[len][crc32][postcard payload]`: the journal's framing, shared with
+/// the node-local metadata log ([`super::meta`]).
+pub(crate) fn encode_frame<R: Serialize>(record: &R) -> std::io::Result<Vec<u8>> {
     let payload = postcard::to_stdvec(record).map_err(std::io::Error::other)?;
     let mut buf = Vec::with_capacity(8 + payload.len());
     buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -511,7 +517,17 @@ pub fn decode(data: &[u8]) -> (Vec<Record>, usize) {
 
 /// Decodes the records in `data` from `pos` on: the records, where the good ones end, and
 /// where the last good one starts.
-fn decode_records(data: &[u8], mut pos: usize) -> (Vec<Record>, usize, Option<usize>) {
+fn decode_records(data: &[u8], pos: usize) -> (Vec<Record>, usize, Option<usize>) {
+    decode_frames(data, pos)
+}
+
+/// Decodes framed records (see [`encode_frame`]) from `pos` on, stopping at the first short,
+/// oversized, corrupt or undecodable one: the records, where the good ones end, and where the
+/// last good one starts.
+pub(crate) fn decode_frames<R: serde::de::DeserializeOwned>(
+    data: &[u8],
+    mut pos: usize,
+) -> (Vec<R>, usize, Option<usize>) {
     let mut records = Vec::new();
     let mut last = None;
     while let Some(header) = data.get(pos..pos + 8) {
@@ -526,7 +542,7 @@ fn decode_records(data: &[u8], mut pos: usize) -> (Vec<Record>, usize, Option<us
         if crc32fast::hash(payload) != crc {
             break;
         }
-        let Ok(record) = postcard::from_bytes::<Record>(payload) else {
+        let Ok(record) = postcard::from_bytes::<R>(payload) else {
             break;
         };
         records.push(record);

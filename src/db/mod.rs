@@ -26,12 +26,17 @@
 //!    behind a commit for longer than the switch of the head.
 //! 4. `subscribers` — taken alone, after the others are released, to send [`HeadEvent`]s.
 //!
+//! `meta` (the node-local modes and owners, see [`meta`]) is a leaf: taken alone by `stat`-time
+//! lookups and chmod/chown, or under `journal` by a delete or rename that must move or drop
+//! metadata in the same serialized order — never while `state` is held, never the reverse.
+//!
 //! Only one process writes a repository: opening for writing takes an exclusive `flock` on
 //! `<git-dir>/gitdb/lock`; a second writer gets [`DbError::Locked`] with the holder's pid.
 
 pub mod clock;
 pub mod journal;
 pub mod key;
+pub mod meta;
 #[cfg(test)]
 mod testfs;
 
@@ -45,6 +50,8 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use crate::db::clock::{ClockError, ClockOrdering, CommitStamp, Hlc, NodeId, VectorClock};
 use crate::db::journal::{Journal, JournalError, Record};
 pub use crate::db::key::{Key, KeyError};
+pub use crate::db::meta::{Defaults as MetaDefaults, Meta, MetaError, NodeType};
+use crate::db::meta::{MetaRecord, MetaStore};
 use crate::store::{
     Bytes, CacheConfig, EntryKind, ObjectId, Signature, Store, StoreError, TreeEdit, ValueMode,
 };
@@ -94,6 +101,9 @@ pub enum DbError {
         id: ObjectId,
         source: std::io::Error,
     },
+    /// The node-local metadata (modes, owners) could not be read or changed.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
 }
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
@@ -115,6 +125,8 @@ impl DbError {
             DbError::Store(e) => e.io_error().map_or(libc::EIO, io_errno),
             DbError::MissingValue { .. } | DbError::CommitRace { .. } => libc::EIO,
             DbError::CopyOut { source, .. } => io_errno(source),
+            DbError::Meta(MetaError::ReadOnly { .. }) => libc::EROFS,
+            DbError::Meta(e) => e.io().map_or(libc::EIO, io_errno),
         }
     }
 }
@@ -406,6 +418,8 @@ pub struct GitDb {
     state: RwLock<State>,
     /// Taken last, only to send: subscribers are never called under another lock.
     subscribers: Mutex<Vec<Subscriber>>,
+    /// Modes and owners of paths, node-local (see [`meta`]). Leaf lock.
+    meta: Mutex<MetaStore>,
     _writer_lock: Option<File>,
     /// Tests: run once right after a commit has moved the ref (to fill the disk there).
     #[cfg(test)]
@@ -461,6 +475,7 @@ impl GitDb {
             None => CommitStamp::default(),
         };
         let journal_path = meta_dir.join("journal");
+        let meta = MetaStore::open(&meta_dir.join("meta"), options.read_only)?;
         let (journal, records, followed) = if options.read_only {
             let followed = Followed {
                 follower: journal::Follower::new(&journal_path),
@@ -501,6 +516,7 @@ impl GitDb {
                 hlc: stamp.hlc.unwrap_or_default(),
             }),
             subscribers: Mutex::new(Vec::new()),
+            meta: Mutex::new(meta),
             _writer_lock: writer_lock,
             #[cfg(test)]
             after_ref_moved: Mutex::new(None),
@@ -509,6 +525,12 @@ impl GitDb {
             db.follow_journal(false)?;
         } else {
             db.replay(records)?;
+            // A commit or rollback that died before its metadata settled: with nothing left
+            // uncommitted there is nothing to undo.
+            if db.read_state().working.is_empty() {
+                let mark = db.lock_meta().undo_len();
+                db.settle_meta(mark);
+            }
         }
         Ok(db)
     }
@@ -1220,7 +1242,82 @@ impl GitDb {
         if !in_head {
             self.drop_needless_tombstone(js, key.as_str())?;
         }
+        // After the journal: a crash between the two leaves metadata for a name that is gone
+        // (harmless: a new file there gets its own), never a value without its metadata.
+        self.follow_meta(MetaRecord::Staged(Box::new(MetaRecord::Drop {
+            path: key.as_str().to_owned(),
+        })));
         self.maybe_compact(js)
+    }
+
+    /// Applies a metadata change that follows a change of names already made (a delete, a
+    /// rename): that change stands, so a failure here is logged, not returned.
+    fn follow_meta(&self, record: MetaRecord) {
+        if let Err(e) = self.lock_meta().apply(record.clone()) {
+            log::error!("metadata not updated after {record:?}: {e}");
+        }
+    }
+
+    /// A commit of the changes staged before `mark` is done (see [`MetaStore::settle`]).
+    fn settle_meta(&self, mark: usize) {
+        if let Err(e) = self.lock_meta().settle(mark) {
+            log::warn!("metadata: committed renames and deletes not settled: {e}");
+        }
+    }
+
+    fn lock_meta(&self) -> MutexGuard<'_, MetaStore> {
+        self.meta.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The node-local metadata (mode bits, owner, group) of `path` (`""`: the root), if it
+    /// differs from the mount's defaults. A map lookup in memory: no I/O.
+    pub fn meta(&self, path: &str) -> Option<Meta> {
+        self.lock_meta().get(path)
+    }
+
+    /// How many paths carry metadata that differs from the defaults.
+    pub fn meta_len(&self) -> usize {
+        self.lock_meta().len()
+    }
+
+    /// Sets (`Some`) or clears (`None`: back to the defaults) the metadata of `path`, which
+    /// need not name a key (a directory made by mkdir, a file still being written). Logged
+    /// before it is applied; durable after [`GitDb::sync`].
+    pub fn set_meta(&self, path: &str, meta: Option<Meta>) -> Result<()> {
+        self.check_writable()?;
+        let key = Key::parse(path)?;
+        let record = MetaRecord::Set {
+            path: key.as_str().to_owned(),
+            meta,
+        };
+        Ok(self.lock_meta().apply(record)?)
+    }
+
+    /// Drops the metadata at and below `path`: for names that the mount removes without the
+    /// db (a directory made by mkdir, a file never flushed). [`GitDb::delete`] does it itself.
+    pub fn drop_meta(&self, path: &str) -> Result<()> {
+        self.check_writable()?;
+        let key = Key::parse(path)?;
+        let _js = self.lock_journal();
+        let record = MetaRecord::Drop {
+            path: key.as_str().to_owned(),
+        };
+        Ok(self.lock_meta().apply(record)?)
+    }
+
+    /// Moves the metadata at and below `from` to `to` (replacing `to`'s): for names that the
+    /// mount renames without the db (directories made by mkdir). [`GitDb::rename`] does it
+    /// itself.
+    pub fn rename_meta(&self, from: &str, to: &str) -> Result<()> {
+        self.check_writable()?;
+        let from = Key::parse_value(from)?;
+        let to = Key::parse_value(to)?;
+        let _js = self.lock_journal();
+        let record = MetaRecord::Move {
+            from: from.as_str().to_owned(),
+            to: to.as_str().to_owned(),
+        };
+        Ok(self.lock_meta().apply(record)?)
     }
 
     /// A tombstone only hides what the head holds. One for a path the head lacks (a file
@@ -1370,6 +1467,12 @@ impl GitDb {
         if !from_in_head {
             self.drop_needless_tombstone(&mut js, from.as_str())?;
         }
+        // After the journal, as for a delete: a crash between the two leaves the replaced
+        // name's metadata on the new value, never the moved value with none.
+        self.follow_meta(MetaRecord::Staged(Box::new(MetaRecord::Move {
+            from: from.as_str().to_owned(),
+            to: to.as_str().to_owned(),
+        })));
         self.maybe_compact(&mut js)
     }
 
@@ -1430,6 +1533,8 @@ impl GitDb {
                 source,
             })?;
         }
+        // After the journal: metadata of a rename is logged after its journal record.
+        self.lock_meta().sync()?;
         Ok(())
     }
 
@@ -1461,6 +1566,10 @@ impl GitDb {
         };
         // Only now that the journal names none of them durably.
         self.drop_unstaged_refs(&mut js);
+        // The names the dropped deletes and renames took away are back: their metadata too.
+        if let Err(e) = self.lock_meta().rollback() {
+            log::error!("rollback: metadata of the restored names not restored: {e}");
+        }
         drop(js);
         let n = dropped.len();
         if n > 0 {
@@ -1569,6 +1678,9 @@ impl GitDb {
         if snapshot.is_empty() {
             return Ok(CommitOutcome::NothingToCommit);
         }
+        // Metadata moved by the deletes and renames in the snapshot stays moved once it is
+        // committed; what is staged after this belongs to the next commit or rollback.
+        let meta_mark = self.lock_meta().undo_len();
         // Never a tree naming a blob the repository lacks (deleted behind our back, e.g. by a
         // `git prune` of a blob without its staged ref): such a commit breaks fsck, clone and
         // gc. Pending small values are written just below.
@@ -1676,6 +1788,7 @@ impl GitDb {
                     st.head != head
                 };
                 self.drop_unstaged_refs(&mut js);
+                self.settle_meta(meta_mark);
                 drop(js);
                 if moved {
                     self.adopt_head(head)?;
@@ -1698,6 +1811,7 @@ impl GitDb {
                 };
                 // The branch keeps the committed blobs now.
                 self.drop_unstaged_refs(&mut js);
+                self.settle_meta(meta_mark);
                 drop(js);
                 self.publish(head, Some(id), old_tree, tree, HeadOrigin::LocalCommit);
                 Ok(CommitOutcome::Committed {

@@ -78,15 +78,20 @@ pub use mountpoint::{clean_stale_mount, prepare_mountpoint};
 use orphans::{Orphan, Orphans};
 use valuefiles::ValueFiles;
 
-use crate::db::{DbError, GitDb, Key, KeyError, NodeKind, Stat};
+use crate::db::meta::MODE_BITS;
+use crate::db::{DbError, GitDb, Key, KeyError, Meta, MetaDefaults, NodeKind, NodeType, Stat};
 use crate::store::{Bytes, EntryKind, ObjectId, ValueMode};
 
 /// How the filesystem presents itself.
 #[derive(Debug, Clone)]
 pub struct FsConfig {
-    /// Owner of every file (the mounting user unless `-o uid=`).
+    /// Owner and group of every path without node-local metadata (the mounting user unless
+    /// `-o uid=,gid=`): a value from a peer, or anything made before metadata was kept.
     pub uid: u32,
     pub gid: u32,
+    /// The mode bits such a path lacks (`-o umask=`, default 022: 644/755 files, 755
+    /// directories).
+    pub umask: u32,
     /// Refuse every change with EROFS.
     pub read_only: bool,
     /// Entry and attribute TTL for keys (control files always get zero).
@@ -105,6 +110,7 @@ impl Default for FsConfig {
         FsConfig {
             uid,
             gid,
+            umask: 0o022,
             read_only: false,
             ttl: Duration::from_secs(60),
             value_cache: valuefiles::DEFAULT_BUDGET,
@@ -572,6 +578,54 @@ impl GitDbFs {
         &self.s.db
     }
 
+    /// What a path without node-local metadata shows (`-o uid=,gid=,umask=`).
+    fn meta_defaults(&self) -> MetaDefaults {
+        MetaDefaults {
+            uid: self.s.cfg.uid,
+            gid: self.s.cfg.gid,
+            umask: self.s.cfg.umask,
+        }
+    }
+
+    /// `attr` with the mode bits, owner and group of `path` (its node-local metadata, else the
+    /// defaults): one map lookup, no I/O.
+    fn dress(&self, path: &str, t: NodeType, mut attr: FileAttr) -> FileAttr {
+        let m = self.meta_defaults().resolve(t, self.db().meta(path));
+        attr.perm = (m.mode & MODE_BITS) as u16;
+        attr.uid = m.uid;
+        attr.gid = m.gid;
+        attr
+    }
+
+    /// Records `meta` as `path`'s metadata (nothing when it is what `path` would show
+    /// without: the map keeps only what differs from the defaults).
+    fn record_meta(&self, path: &str, t: NodeType, meta: Meta) -> Result<(), Errno> {
+        let entry = self.meta_defaults().entry(t, meta);
+        self.db().set_meta(path, entry).map_err(|e| db_err(&e))
+    }
+
+    /// The metadata a node made by `req` in `parent` gets, as on a local filesystem: the
+    /// caller's uid, its gid (or the directory's when the directory is setgid, and then a new
+    /// directory is setgid too), and the requested mode less the umask (the kernel has
+    /// usually applied it already).
+    fn creator_meta(&self, req: &Request, parent: &str, mode: u32, umask: u32, dir: bool) -> Meta {
+        let mut meta = Meta {
+            mode: mode & !umask & MODE_BITS,
+            uid: req.uid(),
+            gid: req.gid(),
+        };
+        let p = self
+            .meta_defaults()
+            .resolve(NodeType::Dir, self.db().meta(parent));
+        if p.mode & libc::S_ISGID != 0 {
+            meta.gid = p.gid;
+            if dir {
+                meta.mode |= libc::S_ISGID;
+            }
+        }
+        meta
+    }
+
     fn attr(&self, ino: u64, kind: FileType, perm: u16, size: u64, mtime: SystemTime) -> FileAttr {
         self.attr_at(ino, kind, perm, size, Times::all(mtime))
     }
@@ -806,7 +860,7 @@ impl GitDbFs {
             let t = self.times_of(path, self.head_time(), true);
             let mut attr = self.attr_at(ROOT_INO, FileType::Directory, 0o755, 0, t);
             attr.nlink = self.dir_nlink(path);
-            return Ok((attr, ttl));
+            return Ok((self.dress(path, NodeType::Dir, attr), ttl));
         }
         let stat = self.db().stat(path).map_err(|e| lookup_err(&e))?;
         if stat.is_none() {
@@ -818,7 +872,8 @@ impl GitDbFs {
                     Some((len, modified)) => (len, Self::written_at(t, modified)),
                     None => (0, t),
                 };
-                return Ok((self.attr_at(ino, kind, perm, size, t), ttl));
+                let attr = self.attr_at(ino, kind, perm, size, t);
+                return Ok((self.dress(path, node_type(mode), attr), ttl));
             }
             if !self.is_empty_dir(path) {
                 // Checked before a number is given out: probing missing names costs no memory.
@@ -844,19 +899,20 @@ impl GitDbFs {
                     Some((len, modified)) => (len, Self::written_at(t, modified)),
                     None => (size, t),
                 };
-                Ok((self.attr_at(ino, kind, perm, size, t), ttl))
+                let attr = self.attr_at(ino, kind, perm, size, t);
+                Ok((self.dress(path, node_type(mode), attr), ttl))
             }
             Some(Stat::Dir) => {
                 let t = self.times_of(path, self.head_time(), true);
                 let mut attr = self.attr_at(ino, FileType::Directory, 0o755, 0, t);
                 attr.nlink = self.dir_nlink(path);
-                Ok((attr, ttl))
+                Ok((self.dress(path, NodeType::Dir, attr), ttl))
             }
             None => {
                 let t = self.times_of(path, self.s.start, false);
                 let mut attr = self.attr_at(ino, FileType::Directory, 0o755, 0, t);
                 attr.nlink = self.dir_nlink(path);
-                Ok((attr, ttl))
+                Ok((self.dress(path, NodeType::Dir, attr), ttl))
             }
         }
     }
@@ -1343,13 +1399,15 @@ impl GitDbFs {
         Ok(())
     }
 
-    /// Creates an empty value at `path` (create/mknod).
-    fn create_value(&self, path: &str, mode: u32) -> Result<ValueMode, Errno> {
+    /// Creates an empty value at `path` (mknod) with `meta` as its creator asked.
+    fn create_value(&self, path: &str, meta: Meta) -> Result<ValueMode, Errno> {
         self.check_writable()?;
-        let vmode = value_mode(mode);
+        let vmode = value_mode(meta.mode);
         if self.is_empty_dir(path) {
             return Err(Errno::EEXIST);
         }
+        // Before the name appears, so it never shows someone else's (or no) metadata.
+        self.record_meta(path, node_type(vmode), meta)?;
         self.db()
             .set_with_mode(path, b"", vmode)
             .map_err(|e| db_err(&e))?;
@@ -1359,13 +1417,14 @@ impl GitDbFs {
     }
 
     /// Registers a file made by `create`: the store gets it when its writer flushes.
-    fn create_pending(&self, path: &str, mode: u32) -> Result<ValueMode, Errno> {
+    fn create_pending(&self, path: &str, meta: Meta) -> Result<ValueMode, Errno> {
         self.check_writable()?;
-        let vmode = value_mode(mode);
+        let vmode = value_mode(meta.mode);
         Key::parse_value(path).map_err(|e| db_err(&DbError::Key(e)))?;
         if self.is_empty_dir(path) {
             return Err(Errno::EEXIST);
         }
+        self.record_meta(path, node_type(vmode), meta)?;
         lock(&self.s.pending).insert(path.to_owned(), vmode);
         self.created(path);
         Ok(vmode)
@@ -1567,6 +1626,10 @@ impl GitDbFs {
         };
         if !src_empty {
             db.rename(from, to).map_err(|e| db_err(&e))?;
+        } else {
+            // A directory only this layer knows moves its metadata (and that of the
+            // directories below it) itself.
+            db.rename_meta(from, to).map_err(|e| db_err(&e))?;
         }
         if let Some((ino, orphan)) = replaced {
             // A reader that looked `to` up just before holds this inode: it stays readable.
@@ -1642,6 +1705,42 @@ fn stream_set(
     let id = db.store().write_blob_stream(reader.limit(), reader)?;
     db.set_blob(path, id, mode)?;
     Ok(id)
+}
+
+/// The kind of node a value of git mode `mode` is, for its metadata.
+fn node_type(mode: ValueMode) -> NodeType {
+    match mode {
+        ValueMode::Regular => NodeType::File { executable: false },
+        ValueMode::Executable => NodeType::File { executable: true },
+        ValueMode::Symlink => NodeType::Symlink,
+    }
+}
+
+/// The kind of node `attr` shows, for its metadata (a value shows x bits exactly when git
+/// holds its executable bit, see `MetaDefaults::resolve`).
+fn attr_type(attr: &FileAttr) -> NodeType {
+    match attr.kind {
+        FileType::Directory => NodeType::Dir,
+        FileType::Symlink => NodeType::Symlink,
+        _ => NodeType::File {
+            executable: attr.perm & 0o111 != 0,
+        },
+    }
+}
+
+/// Whether the process behind `req` belongs to group `gid`: its gid, or one of the
+/// supplementary groups the kernel lists for it (FUSE requests carry only the first).
+fn caller_in_group(req: &Request, gid: u32) -> bool {
+    if req.gid() == gid {
+        return true;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", req.pid())) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .is_some_and(|g| g.split_whitespace().any(|n| n.parse() == Ok(gid)))
 }
 
 fn node_kind(kind: NodeKind) -> FileType {
@@ -1730,7 +1829,7 @@ impl Filesystem for GitDbFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -1762,13 +1861,49 @@ impl Filesystem for GitDbFs {
                     _ => Err(Errno::EPERM),
                 };
             }
-            if uid.is_some_and(|u| u != self.s.cfg.uid) || gid.is_some_and(|g| g != self.s.cfg.gid)
-            {
-                return Err(Errno::EPERM);
-            }
-            if mode.is_some() || size.is_some() {
+            if mode.is_some() || size.is_some() || uid.is_some() || gid.is_some() {
                 self.check_writable()?;
             }
+            // chmod and chown as on a local filesystem (the kernel checks the same with
+            // default_permissions; without it these are the checks there are): only root gives
+            // a file away; its owner (or root) changes its mode, and its group to one the owner
+            // belongs to; a non-member's chmod drops the setgid bit.
+            let new_meta = if mode.is_some() || uid.is_some() || gid.is_some() {
+                let (cur_attr, _) = self.getattr_path(&path)?;
+                let cur = Meta {
+                    mode: u32::from(cur_attr.perm),
+                    uid: cur_attr.uid,
+                    gid: cur_attr.gid,
+                };
+                let caller = req.uid();
+                let root = caller == 0;
+                let owner = root || caller == cur.uid;
+                let mut new = cur;
+                if let Some(u) = uid {
+                    if !root && (u != cur.uid || caller != cur.uid) {
+                        return Err(Errno::EPERM);
+                    }
+                    new.uid = u;
+                }
+                if let Some(g) = gid {
+                    if !root && (!owner || (g != cur.gid && !caller_in_group(req, g))) {
+                        return Err(Errno::EPERM);
+                    }
+                    new.gid = g;
+                }
+                if let Some(m) = mode {
+                    if !owner {
+                        return Err(Errno::EPERM);
+                    }
+                    new.mode = m & MODE_BITS;
+                    if !root && new.mode & libc::S_ISGID != 0 && !caller_in_group(req, new.gid) {
+                        new.mode &= !libc::S_ISGID;
+                    }
+                }
+                Some((attr_type(&cur_attr), new))
+            } else {
+                None
+            };
             if let Some(size) = size {
                 self.truncate_file(ino.0, &path, fh, size)?;
                 self.content_changed(&path, SystemTime::now());
@@ -1797,6 +1932,16 @@ impl Filesystem for GitDbFs {
                 if let (Some(m), Some(file)) = (file_mode, self.s.open_file(ino.0)) {
                     lock(&file).mode = m;
                 }
+            }
+            if let Some((t, new)) = new_meta {
+                // After git's executable bit: the stored bits then agree with it.
+                let t = match t {
+                    NodeType::File { .. } => NodeType::File {
+                        executable: new.mode & 0o111 != 0,
+                    },
+                    other => other,
+                };
+                self.record_meta(&path, t, new)?;
             }
             if let Some(before) = status_before {
                 self.status_changed(&path, before);
@@ -1860,11 +2005,11 @@ impl Filesystem for GitDbFs {
 
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         _rdev: u32,
         reply: ReplyEntry,
     ) {
@@ -1875,7 +2020,8 @@ impl Filesystem for GitDbFs {
             return;
         }
         let result = self.new_child(parent, name).and_then(|path| {
-            self.create_value(&path, mode)?;
+            let meta = self.creator_meta(req, split(&path).0, mode, umask, false);
+            self.create_value(&path, meta)?;
             self.getattr_path(&path)
         });
         match result {
@@ -1886,11 +2032,11 @@ impl Filesystem for GitDbFs {
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
         self.s.request(stats::Op::Mkdir);
@@ -1900,6 +2046,8 @@ impl Filesystem for GitDbFs {
             {
                 return Err(Errno::EEXIST);
             }
+            let meta = self.creator_meta(req, split(&path).0, mode, umask, true);
+            self.record_meta(&path, NodeType::Dir, meta)?;
             lock(&self.s.empty_dirs).insert(path.clone());
             self.s.dir_made(&path);
             self.created(&path);
@@ -1920,6 +2068,11 @@ impl Filesystem for GitDbFs {
             }
             if !in_store && lock(&self.s.pending).remove(&path).is_some() {
                 // A file still being written: it never reached the store.
+                if let Err(e) = self.db().drop_meta(&path) {
+                    // The file is gone; its metadata lingers for a free name (a new file there
+                    // gets its own).
+                    log::warn!("unlink /{path}: {e}");
+                }
             } else {
                 self.db().delete(&path).map_err(|e| lookup_err(&e))?;
             }
@@ -1964,6 +2117,11 @@ impl Filesystem for GitDbFs {
             }
             dirs.remove(&path);
             drop(dirs);
+            if let Err(e) = self.db().drop_meta(&path) {
+                // The directory is gone; its metadata lingers for a name that is free (a
+                // new directory there gets its own).
+                log::warn!("rmdir /{path}: {e}");
+            }
             self.s.subdir_added(split(&path).0, -1);
             self.keep_parent_dirs(&path);
             self.removed(&path);
@@ -1977,7 +2135,7 @@ impl Filesystem for GitDbFs {
 
     fn symlink(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         link_name: &OsStr,
         target: &Path,
@@ -1990,6 +2148,8 @@ impl Filesystem for GitDbFs {
                 return Err(Errno::EEXIST);
             }
             use std::os::unix::ffi::OsStrExt;
+            let meta = self.creator_meta(req, split(&path).0, 0o777, 0, false);
+            self.record_meta(&path, NodeType::Symlink, meta)?;
             self.db()
                 .set_with_mode(&path, target.as_os_str().as_bytes(), ValueMode::Symlink)
                 .map_err(|e| db_err(&e))?;
@@ -2116,11 +2276,11 @@ impl Filesystem for GitDbFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
@@ -2141,7 +2301,8 @@ impl Filesystem for GitDbFs {
             if exists {
                 self.check_writable()?;
             } else {
-                self.create_pending(&path, mode)?;
+                let meta = self.creator_meta(req, split(&path).0, mode, umask, false);
+                self.create_pending(&path, meta)?;
             }
             let (attr, ttl) = self.getattr_path(&path)?;
             let ino = attr.ino.0;

@@ -104,7 +104,9 @@ pub struct MountCli {
     #[arg(short = 'f', long)]
     pub foreground: bool,
     /// Mount options, comma-separated, repeatable: ro, rw, allow_other, allow_root,
-    /// default_permissions, uid=N, gid=N, fsname=S, subtype=S, noexec, nosuid, nodev,
+    /// default_permissions, uid=N, gid=N, umask=OCTAL (what paths without node-local
+    /// metadata show: owner, group, and the mode bits they lack; default the mounting user
+    /// and 022), fsname=S, subtype=S, noexec, nosuid, nodev,
     /// noatime, ..., and repo=PATH, node_id=ID, branch=B, autocommit=DUR, stop_timeout=DUR,
     /// threads=N (FUSE worker threads), value_cache=MIB (plain copies of large values kept
     /// for fast reads; default 1024), readdirplus (listings carry attributes: faster cold
@@ -123,6 +125,7 @@ pub struct Parsed {
     pub acl: Option<SessionACL>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    pub umask: Option<u32>,
     pub read_only: bool,
     pub repo: Option<PathBuf>,
     pub node_id: Option<String>,
@@ -187,6 +190,15 @@ pub fn parse_options(opts: &[String]) -> Result<Parsed, OptionsError> {
             "gid" => {
                 let n = number(v)?;
                 p.gid = Some(u32::try_from(n).map_err(|_| bad(&n.to_string(), "too large"))?);
+            }
+            "umask" => {
+                // Octal, as vfat's and rclone's (`umask=077`, `umask=0022`).
+                let v = need(v)?;
+                let n = u32::from_str_radix(&v, 8)
+                    .ok()
+                    .filter(|n| *n <= 0o777)
+                    .ok_or_else(|| bad(&v, "needs an octal mode from 0 to 777"))?;
+                p.umask = Some(n);
             }
             "repo" => p.repo = Some(PathBuf::from(need(v)?)),
             "node_id" => p.node_id = Some(need(v)?),
@@ -267,6 +279,9 @@ impl MountCli {
         }
         if let Some(gid) = parsed.gid {
             mount.fs.gid = gid;
+        }
+        if let Some(umask) = parsed.umask {
+            mount.fs.umask = umask;
         }
         mount.autocommit = parsed.autocommit.unwrap_or(self.autocommit).0;
         mount.mount_options = parsed.mount;
@@ -350,6 +365,17 @@ mod tests {
             Some(250)
         );
         assert!(parse_options(&["uid=x".into()]).is_err());
+        assert_eq!(
+            parse_options(&["umask=077".into()]).expect("parse").umask,
+            Some(0o77)
+        );
+        assert_eq!(
+            parse_options(&["umask=0022".into()]).expect("parse").umask,
+            Some(0o22)
+        );
+        assert!(parse_options(&["umask=8".into()]).is_err());
+        assert!(parse_options(&["umask=1777".into()]).is_err());
+        assert!(parse_options(&["umask".into()]).is_err());
         assert!(parse_options(&["uid=99999999999".into()]).is_err());
         assert!(parse_options(&["threads=0".into()]).is_err());
         assert_eq!(
