@@ -14,6 +14,7 @@
 mod cache;
 mod edit;
 mod graph;
+pub mod names;
 mod tree;
 
 use std::path::{Path, PathBuf};
