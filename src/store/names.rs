@@ -89,6 +89,18 @@ fn canonical_unescape(s: &str) -> Option<String> {
 /// too, since a wider rule only escapes more). A port of git's `is_hfs_dotgit`,
 /// `is_ntfs_dotgit`, `is_ntfs_dotgitmodules` and friends (git `utf8.c`, `path.c`, `fsck.c`).
 pub fn is_special(name: &str) -> bool {
+    // Every check below needs the name, or a segment after a `\`, to begin with `.`, `g`, `G`,
+    // `~` (a fall-back short name) or an HFS+-ignorable (non-ASCII) character: most names are
+    // decided here, which keeps decoding a large tree cheap.
+    let first = name.as_bytes().first().copied().unwrap_or(b'a');
+    if first.is_ascii() && !b".gG~".contains(&first) && !name.contains('\\') {
+        return false;
+    }
+    matches_git_checks(name)
+}
+
+/// [`is_special`] without the shortcut.
+fn matches_git_checks(name: &str) -> bool {
     if ["git", "gitmodules", "gitattributes"]
         .iter()
         .any(|needle| is_hfs_dot(name, needle))
@@ -326,6 +338,11 @@ mod tests {
             if t != n {
                 prop_assert!(t.starts_with('%') && !t.contains('\\'));
             }
+        }
+
+        #[test]
+        fn the_shortcut_agrees_with_the_full_checks(n in name()) {
+            prop_assert_eq!(is_special(&n), matches_git_checks(&n), "{:?}", n);
         }
 
         #[test]
