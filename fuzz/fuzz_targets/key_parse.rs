@@ -1,5 +1,6 @@
 //! Any string as a key: parsing never panics, and what it accepts is normalized, round-trips
-//! through its display form, and has only components git and POSIX accept.
+//! through its display form, and has only components POSIX accepts (names git refuses in a
+//! tree are valid keys: the store escapes them).
 #![no_main]
 use gitdb::Key;
 use libfuzzer_sys::fuzz_target;

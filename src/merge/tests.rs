@@ -447,3 +447,37 @@ fn merging_an_unknown_commit_is_a_typed_error_naming_it() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Names stored escaped (`.git`, `%…`) merge as keys under their real names: both nodes end on
+/// one commit, conflicts name the real key, and the tree holds only escaped names.
+#[test]
+fn escaped_names_merge_under_their_real_names() {
+    let (a, b) = pair(&[("p/.git/HEAD", Some("0")), ("p/%d", Some("0"))]);
+    commit(
+        &a,
+        &[("p/.git/HEAD", Some("a\n")), ("p/.GIT~", Some("x"))],
+        2000,
+    );
+    commit(&b, &[("p/.git/HEAD", Some("b\n")), ("p/%d", None)], 2500);
+    let (oa, _) = exchange(&a, &b, &Strategy::KeepBoth);
+    assert!(
+        matches!(oa, MergeOutcome::Merged { ref conflicts, .. } if conflicts == &["p/.git/HEAD".to_owned()]),
+        "{oa:?}"
+    );
+    assert_eq!(
+        get(&b, "p/.git/HEAD").as_deref(),
+        Some("<<<<<<< node-a\na\n=======\nb\n>>>>>>> node-b\n")
+    );
+    assert_eq!(get(&b, "p/%d"), None);
+    assert_eq!(get(&a, "p/.GIT~").as_deref(), Some("x"));
+    let root = a.db.store().commit_info(a.db.head().unwrap()).unwrap().tree;
+    let p = a.db.store().lookup(root, "p").unwrap().unwrap().id;
+    let (_, data) = a.db.store().raw_object(p).unwrap();
+    let tree = gix::objs::TreeRef::from_bytes(&data, gix::hash::Kind::Sha1).unwrap();
+    let raw: Vec<String> = tree
+        .entries
+        .iter()
+        .map(|e| e.filename.to_string())
+        .collect();
+    assert_eq!(raw, ["%.git", ".GIT~"]);
+}

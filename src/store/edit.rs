@@ -1,5 +1,7 @@
 //! Writing trees: a set of path edits applied to a base tree, rewriting only the trees on the
-//! edited paths. Used by commits (the working layer) and merges.
+//! edited paths. Used by commits (the working layer) and merges. Edits name keys; each
+//! component is written under its tree name (see [`super::names`]), and an alias of an edited
+//! name is taken over (a directory's contents kept) or dropped, so a key has one entry.
 //!
 //! Written here rather than with gix's tree editor: the porcelain editor checks that every
 //! entry of every rewritten tree exists (a `stat` per entry for loose objects, so a one-key
@@ -53,7 +55,15 @@ impl Store {
                 // An upsert below a path makes that path a directory, even if later edits
                 // leave it empty (then it disappears, as an empty directory does).
                 node.replaces_value |= upsert;
-                node = node.children.entry(name.to_owned()).or_default();
+                let stored = super::names::tree_name(name);
+                let alias = super::names::is_alias(name).then(|| name.to_owned());
+                node = node
+                    .children
+                    .entry(stored.into_owned())
+                    .or_insert_with(|| EditNode {
+                        alias,
+                        ..EditNode::default()
+                    });
             }
             node.change = Some(change);
             node.children.clear();
@@ -103,7 +113,14 @@ impl Store {
         };
         for (name, child) in &node.children {
             let child_path = super::join(path, name);
-            let existing = by_name.remove(name.as_bytes());
+            // The entry under the canonical name, else an alias of it (taken out: the edit
+            // writes the canonical name).
+            let existing = by_name.remove(name.as_bytes()).or_else(|| {
+                child
+                    .alias
+                    .as_ref()
+                    .and_then(|alias| by_name.remove(alias.as_bytes()))
+            });
             let new_entry = match child.change {
                 Some(Some((mode, id))) => {
                     if !child.children.is_empty() {
@@ -173,6 +190,8 @@ struct EditNode {
     change: Option<Option<(ValueMode, ObjectId)>>,
     /// Some edit upserted a value below this path.
     replaces_value: bool,
+    /// The raw name that reads as this (escaped) name when the canonical one is absent.
+    alias: Option<String>,
     children: BTreeMap<String, EditNode>,
 }
 
@@ -223,6 +242,127 @@ mod tests {
                 .write(|t| repo.write_object(t).map(|id| id.detach()))
                 .unwrap()
         })
+    }
+
+    /// A tree with exactly these raw (name, mode, id) entries, bypassing the name escape.
+    fn raw_tree(
+        store: &Store,
+        entries: &[(&str, gix::objs::tree::EntryKind, ObjectId)],
+    ) -> ObjectId {
+        let mut entries: Vec<gix::objs::tree::Entry> = entries
+            .iter()
+            .map(|(name, kind, id)| gix::objs::tree::Entry {
+                mode: (*kind).into(),
+                filename: (*name).into(),
+                oid: *id,
+            })
+            .collect();
+        entries.sort();
+        store.with_repo(|repo| {
+            repo.write_object(gix::objs::Tree { entries })
+                .unwrap()
+                .detach()
+        })
+    }
+
+    fn raw_names(store: &Store, tree: ObjectId) -> Vec<String> {
+        let (_, data) = store.raw_object(tree).unwrap();
+        let tree = gix::objs::TreeRef::from_bytes(&data, gix::hash::Kind::Sha1).unwrap();
+        tree.entries
+            .iter()
+            .map(|e| e.filename.to_string())
+            .collect()
+    }
+
+    /// Names fsck refuses are written escaped and read back as keys; a raw name another writer
+    /// left (an alias) reads as itself and is replaced by the canonical name when written, a
+    /// directory keeping its contents; beside its canonical twin an alias stays unseen.
+    #[test]
+    fn special_names_are_escaped_and_aliases_taken_over() {
+        use gix::objs::tree::EntryKind as K;
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open_or_create(&dir.path().join("r.git"), CacheConfig::default()).unwrap();
+        let (b1, b2) = (
+            store.write_blob(b"1").unwrap(),
+            store.write_blob(b"2").unwrap(),
+        );
+        let sub = raw_tree(&store, &[("x", K::Blob, b1)]);
+        let base = raw_tree(
+            &store,
+            &[
+                (".gitattributes", K::Blob, b1),
+                ("%d", K::Tree, sub),
+                ("plain", K::Blob, b1),
+            ],
+        );
+        let names = |t: ObjectId| -> Vec<String> {
+            store
+                .tree(t)
+                .unwrap()
+                .entries()
+                .iter()
+                .map(|e| e.name.to_string())
+                .collect()
+        };
+        assert_eq!(names(base), ["%d", ".gitattributes", "plain"]);
+        let up = |path, id| TreeEdit::Upsert {
+            path,
+            mode: ValueMode::Regular,
+            id,
+        };
+        let t = store
+            .write_tree(
+                base,
+                [
+                    up(".gitattributes", b2),
+                    up("%d/y", b2),
+                    up("p/.git/HEAD", b1),
+                ],
+            )
+            .unwrap();
+        assert_eq!(
+            raw_names(&store, t),
+            ["%%25d", "%.gitattributes", "p", "plain"]
+        );
+        assert_eq!(store.lookup(t, ".gitattributes").unwrap().unwrap().id, b2);
+        assert_eq!(store.lookup(t, "%d/x").unwrap().unwrap().id, b1);
+        assert_eq!(store.lookup(t, "%d/y").unwrap().unwrap().id, b2);
+        assert_eq!(store.lookup(t, "p/.git/HEAD").unwrap().unwrap().id, b1);
+        let p = store.lookup(t, "p").unwrap().unwrap().id;
+        assert_eq!(raw_names(&store, p), ["%.git"]);
+        let mut seen = Vec::new();
+        store
+            .walk_values(t, "", &mut |path, _| {
+                seen.push(path.to_owned());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            seen,
+            ["%d/x", "%d/y", ".gitattributes", "p/.git/HEAD", "plain"]
+        );
+        // Removing a key drops its alias too.
+        let gone = store
+            .write_tree(
+                base,
+                [TreeEdit::Remove {
+                    path: ".gitattributes",
+                }],
+            )
+            .unwrap();
+        assert_eq!(raw_names(&store, gone), ["%d", "plain"]);
+        // Twins: the canonical entry is the key.
+        let twins = raw_tree(
+            &store,
+            &[
+                (".gitattributes", K::Blob, b1),
+                ("%.gitattributes", K::Blob, b2),
+            ],
+        );
+        let tree = store.tree(twins).unwrap();
+        assert_eq!(tree.entries().len(), 1);
+        assert_eq!(tree.get(".gitattributes").unwrap().id, b2);
     }
 
     fn edits() -> impl Strategy<Value = Vec<(String, Option<u8>)>> {

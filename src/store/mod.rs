@@ -15,6 +15,7 @@ mod cache;
 mod copy_out;
 mod edit;
 mod graph;
+pub mod names;
 mod tree;
 
 use std::path::{Path, PathBuf};

@@ -46,9 +46,10 @@ pub struct TreeEntry {
     pub id: ObjectId,
 }
 
-/// A decoded tree. Entries whose names are not UTF-8 (possible in trees written by stock git)
-/// are left out: they cannot be keys, and commits keep them untouched because edits start from
-/// the stored tree, not from this view.
+/// A decoded tree, named as keys are: escaped tree names show unescaped (see
+/// [`super::names`]). Entries whose names are not UTF-8 (possible in trees written by stock
+/// git), and an alias beside its canonical twin, are left out: they cannot be keys, and commits
+/// keep them untouched because edits start from the stored tree, not from this view.
 #[derive(Debug, Default)]
 pub struct Tree {
     entries: Vec<TreeEntry>,
@@ -59,11 +60,16 @@ pub struct Tree {
 impl Tree {
     pub fn decode(data: &[u8], hash: gix::hash::Kind) -> Result<Tree, gix::Error> {
         let tree = gix::objs::TreeRef::from_bytes(data, hash)?;
-        let mut entries: Vec<TreeEntry> = tree
+        // (entry, is an alias): an alias sorts after its canonical twin and loses to it.
+        let mut named: Vec<(TreeEntry, bool)> = tree
             .entries
             .iter()
             .filter_map(|e| {
-                let name = std::str::from_utf8(e.filename).ok()?;
+                let name = super::names::key_name(e.filename)?;
+                let alias = match &name {
+                    std::borrow::Cow::Borrowed(raw) => super::names::is_alias(raw),
+                    std::borrow::Cow::Owned(_) => false,
+                };
                 let kind = match e.mode.kind() {
                     gix::object::tree::EntryKind::Tree => EntryKind::Dir,
                     gix::object::tree::EntryKind::Blob => EntryKind::Value(ValueMode::Regular),
@@ -73,15 +79,19 @@ impl Tree {
                     gix::object::tree::EntryKind::Link => EntryKind::Value(ValueMode::Symlink),
                     gix::object::tree::EntryKind::Commit => EntryKind::Submodule,
                 };
-                Some(TreeEntry {
+                let entry = TreeEntry {
                     name: name.into(),
                     kind,
                     id: e.oid.to_owned(),
-                })
+                };
+                Some((entry, alias))
             })
             .collect();
-        // Git orders a directory `a` as if named `a/`; we want plain byte order to search by name.
-        entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        // Git orders a directory `a` as if named `a/`, and escaped names by their escape; we
+        // want plain byte order of the key names to search by name.
+        named.sort_by(|(a, x), (b, y)| a.name.as_bytes().cmp(b.name.as_bytes()).then(x.cmp(y)));
+        named.dedup_by(|later, first| later.0.name == first.0.name);
+        let entries: Vec<TreeEntry> = named.into_iter().map(|(e, _)| e).collect();
         let weight = entries.iter().map(|e| e.name.len() + 48).sum::<usize>() + 32;
         Ok(Tree { entries, weight })
     }
