@@ -4,6 +4,7 @@
 # time to commit 5,000 freshly created files, and 256 MiB sequential write/read throughput of
 # gitdb-mount vs bindfs. Needs root (mounts tmpfs); installs bindfs if missing.
 # Usage: scripts/bench-mount.sh [N] [ROUNDS] [busy]  (N files, default 5000; ROUNDS, default 3)
+# Env: GITDB_MOUNT_ARGS, extra gitdb-mount arguments (e.g. "-o busy_poll=0").
 # With `busy`, every CPU runs a busy loop (bounded: they end with the script, or after an hour)
 # while the fsbench rounds run, and the script stops there: the small-file phases on a
 # saturated machine, where gitdb's busy polling backs off.
@@ -43,7 +44,7 @@ mount -t tmpfs tmpfs "$T/bindsrc"
 # The repository lives on tmpfs too, so the three runs differ only by the filesystem layer.
 mount -t tmpfs tmpfs "$T/repo"
 bindfs "$T/bindsrc" "$T/bind"
-RUST_LOG=warn "$BIN" "$T/gitdb" --repo "$T/repo/db.git" --node-id bench >"$T/mount.log" 2>&1 &
+RUST_LOG=warn "$BIN" "$T/gitdb" --repo "$T/repo/db.git" --node-id bench ${GITDB_MOUNT_ARGS:-} >"$T/mount.log" 2>&1 &
 PID=$!
 for _ in $(seq 200); do [ -e "$T/gitdb/.gitdb/head" ] && break; sleep 0.05; done
 [ -e "$T/gitdb/.gitdb/head" ] || { cat "$T/mount.log" >&2; exit 1; }
