@@ -109,43 +109,17 @@ pub enum DbError {
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
 
 impl DbError {
-    /// The errno a filesystem should answer with for this error.
-    pub fn errno(&self) -> i32 {
+    /// The I/O error underneath, if there is one (a full disk, a quota, a read-only
+    /// filesystem), through the layers' chains of sources: what the mount passes on to
+    /// applications (see `fuse/errno.rs`).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
         match self {
-            DbError::NotFound { .. } => libc::ENOENT,
-            DbError::IsDirectory { .. } => libc::EISDIR,
-            DbError::NotADirectory { .. } | DbError::ParentIsValue { .. } => libc::ENOTDIR,
-            DbError::Key(KeyError::TooLong { .. }) => libc::ENAMETOOLONG,
-            DbError::Key(KeyError::Reserved { .. }) => libc::EPERM,
-            DbError::NotEmpty { .. } => libc::ENOTEMPTY,
-            DbError::Key(_) | DbError::Clock(_) | DbError::InvalidRename { .. } => libc::EINVAL,
-            DbError::Locked { .. } => libc::EBUSY,
-            DbError::ReadOnly { .. } => libc::EROFS,
-            DbError::Journal { source, .. } => source.io().map_or(libc::EIO, io_errno),
-            DbError::Store(e) => e.io_error().map_or(libc::EIO, io_errno),
-            DbError::MissingValue { .. } | DbError::CommitRace { .. } => libc::EIO,
-            DbError::CopyOut { source, .. } => io_errno(source),
-            DbError::Meta(MetaError::ReadOnly { .. }) => libc::EROFS,
-            DbError::Meta(e) => e.io().map_or(libc::EIO, io_errno),
+            DbError::Journal { source, .. } => source.io(),
+            DbError::Store(e) => e.io_error(),
+            DbError::Meta(e) => e.io(),
+            DbError::CopyOut { source, .. } => Some(source),
+            _ => None,
         }
-    }
-}
-
-/// The errno for an I/O error underneath a db error: what the caller can act on (free space,
-/// a quota, a read-only filesystem) passes through, anything else is EIO.
-fn io_errno(e: &std::io::Error) -> i32 {
-    use std::io::ErrorKind;
-    match e.raw_os_error() {
-        Some(code @ (libc::ENOSPC | libc::EDQUOT | libc::EROFS)) => code,
-        Some(_) => libc::EIO,
-        // An error that wraps the OS error with context (tempfile names the path, as in gix's
-        // object writes) keeps only its kind.
-        None => match e.kind() {
-            ErrorKind::StorageFull => libc::ENOSPC,
-            ErrorKind::QuotaExceeded => libc::EDQUOT,
-            ErrorKind::ReadOnlyFilesystem => libc::EROFS,
-            _ => libc::EIO,
-        },
     }
 }
 

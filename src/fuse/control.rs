@@ -11,6 +11,7 @@
 //! The name `.gitdb` is reserved at the root of the key space (see [`crate::db::key`]), so these
 //! paths never collide with keys.
 
+use super::errno::ToErrno;
 use crate::db::{GitDb, Status};
 use crate::store::ObjectId;
 

@@ -24,6 +24,7 @@ use std::time::SystemTime;
 
 use tempfile::NamedTempFile;
 
+use super::errno::ToErrno;
 use super::valuefiles::ValueFiles;
 use crate::store::{Bytes, ObjectId, Store, ValueMode};
 
@@ -84,7 +85,7 @@ impl HandleError {
     pub fn errno(&self) -> i32 {
         match self {
             HandleError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
-            HandleError::Store(_) => libc::EIO,
+            HandleError::Store(e) => e.errno(),
             HandleError::Db(e) => e.errno(),
         }
     }

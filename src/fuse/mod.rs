@@ -20,7 +20,8 @@
 //! - [`warmer`]: the child process that fetches attributes back into the kernel's cache;
 //! - [`mountpoint`]: what is mounted at the mountpoint before we mount (dead mounts detached,
 //!   live ones refused), and unmounting;
-//! - [`options`]: `gitdb-mount`'s flags and `-o` options.
+//! - [`options`]: `gitdb-mount`'s flags and `-o` options;
+//! - [`errno`]: what the errors of the layers below become at the kernel.
 //!
 //! Speed comes from the kernel: entries and attributes get a long TTL, values are opened with
 //! `FOPEN_KEEP_CACHE` and key directories with `FOPEN_CACHE_DIR`, so repeated `stat`/`read`/
@@ -45,6 +46,7 @@ pub mod background;
 pub mod busy;
 pub mod control;
 pub mod dirs;
+pub mod errno;
 pub mod handles;
 pub mod inodes;
 pub mod mountpoint;
@@ -72,6 +74,7 @@ use fuser::{
 pub use background::{MountError, MountOptions, Mounted, StopSignals, mount};
 use control::CtlNode;
 use dirs::DirSnapshots;
+use errno::ToErrno;
 use handles::{FlushData, OpenFile};
 use inodes::{InodeTable, ROOT_INO, at_or_below, join, split};
 pub use mountpoint::{clean_stale_mount, prepare_mountpoint};
