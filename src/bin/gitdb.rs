@@ -252,7 +252,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         },
         Cmd::Show { rev, key: None } => {
             let id = db.resolve_rev(&rev)?;
-            let info = db.store().commit_info(id)?;
+            let info = db.commit_info(id)?;
             writeln!(out, "commit {id}")?;
             writeln!(out, "author {}", info.author)?;
             writeln!(out)?;

@@ -34,6 +34,8 @@
 //! `<git-dir>/gitdb/lock`; a second writer gets [`DbError::Locked`] with the holder's pid.
 
 pub mod clock;
+pub mod conflicts;
+pub mod history;
 pub mod journal;
 pub mod key;
 pub mod meta;
@@ -48,6 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use crate::db::clock::{ClockError, ClockOrdering, CommitStamp, Hlc, NodeId, VectorClock};
+pub use crate::db::history::CommitInfo;
 use crate::db::journal::{Journal, JournalError, Record};
 pub use crate::db::key::{Key, KeyError};
 pub use crate::db::meta::{Defaults as MetaDefaults, Meta, MetaError, NodeType};

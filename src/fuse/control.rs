@@ -173,7 +173,7 @@ pub fn render(
 /// Keys left in conflict by KeepBoth merges at the head (as `/key`), as the merge layer
 /// records them in merge commits; empty if they cannot be read (logged).
 fn conflicts(db: &GitDb) -> Vec<String> {
-    match crate::merge::conflicts(db) {
+    match db.conflicts() {
         Ok(keys) => keys.into_iter().map(|k| format!("/{k}")).collect(),
         Err(e) => {
             log::warn!("cannot read the conflict list: {e}");

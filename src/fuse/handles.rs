@@ -63,7 +63,7 @@ impl BlobSource for crate::db::GitDb {
 
     fn blob_size_for_handle(&self, id: ObjectId) -> Option<u64> {
         // Plain copies are kept only for values large enough to be blobs in the store.
-        self.store().blob_size(id).ok()
+        self.value_size(id).ok()
     }
 
     fn copy_for_handle(&self, id: ObjectId, out: &mut File) -> Result<u64, HandleError> {

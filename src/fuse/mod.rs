@@ -706,7 +706,7 @@ impl GitDbFs {
         let mut cached = lock(&self.s.head_time);
         if cached.0 != head || head.is_none() {
             let t = head
-                .and_then(|h| self.db().store().commit_info(h).ok())
+                .and_then(|h| self.db().commit_info(h).ok())
                 .map(|c| UNIX_EPOCH + Duration::from_secs(c.seconds.max(0) as u64))
                 .unwrap_or(self.s.start);
             *cached = (head, t);
@@ -970,9 +970,9 @@ impl GitDbFs {
     fn ctl_attr(&self, path: &str, node: &CtlNode) -> Result<(FileAttr, Duration), Errno> {
         if let CtlNode::History { commit, path: p } = node {
             // Existence first, so probing missing history paths costs no inode number.
-            let store = self.db().store();
-            let tree = store.commit_info(*commit).map_err(|_| Errno::ENOENT)?.tree;
-            if !p.is_empty() && !matches!(store.lookup(tree, p), Ok(Some(_))) {
+            let db = self.db();
+            db.commit_info(*commit).map_err(|_| Errno::ENOENT)?;
+            if !p.is_empty() && !matches!(db.entry_at_commit(*commit, p), Ok(Some(_))) {
                 return Err(Errno::ENOENT);
             }
         }
@@ -993,22 +993,22 @@ impl GitDbFs {
                 ))
             }
             CtlNode::History { commit, path: p } => {
-                let store = self.db().store();
-                let info = store.commit_info(*commit).map_err(|_| Errno::ENOENT)?;
+                let db = self.db();
+                let info = db.commit_info(*commit).map_err(|_| Errno::ENOENT)?;
                 let mtime = UNIX_EPOCH + Duration::from_secs(info.seconds.max(0) as u64);
                 // A commit never changes: its view can be cached for as long as keys are.
                 let ttl = self.s.cfg.ttl;
                 if p.is_empty() {
                     return Ok((self.attr(ino, FileType::Directory, 0o555, 0, mtime), ttl));
                 }
-                let entry = store
-                    .lookup(info.tree, p)
+                let entry = db
+                    .entry_at_commit(*commit, p)
                     .map_err(|_| Errno::EIO)?
                     .ok_or(Errno::ENOENT)?;
                 Ok(match entry.kind {
                     EntryKind::Value(mode) => {
                         let (kind, perm) = kind_of(mode);
-                        let size = store.blob_size(entry.id).map_err(|_| Errno::EIO)?;
+                        let size = db.value_size(entry.id).map_err(|_| Errno::EIO)?;
                         (self.attr(ino, kind, perm & 0o555, size, mtime), ttl)
                     }
                     EntryKind::Dir => (self.attr(ino, FileType::Directory, 0o555, 0, mtime), ttl),
@@ -1705,9 +1705,7 @@ fn stream_set(
     reader: std::io::Take<&mut std::fs::File>,
     mode: ValueMode,
 ) -> crate::db::Result<ObjectId> {
-    let id = db.store().write_blob_stream(reader.limit(), reader)?;
-    db.set_blob(path, id, mode)?;
-    Ok(id)
+    db.set_stream(path, reader.limit(), reader, mode)
 }
 
 /// The kind of node a value of git mode `mode` is, for its metadata.

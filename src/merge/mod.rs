@@ -27,7 +27,6 @@
 
 pub mod base;
 pub mod driver;
-pub mod record;
 pub mod strategy;
 pub mod three_way;
 pub mod writer;
@@ -35,8 +34,8 @@ pub mod writer;
 use crate::db::{CommitStamp, DbError, GitDb, Hlc, VectorClock};
 use crate::store::{ObjectId, Signature, Store, StoreError};
 
+pub use crate::db::conflicts::{conflict_trailers, conflicts_at, parse_conflicts};
 pub use crate::merge::driver::merge_driver;
-pub use crate::merge::record::{conflicts, conflicts_at};
 pub use crate::merge::strategy::{ConflictCase, Content, Resolution, Resolver, Side, Strategy};
 
 /// Name and email of every merge commit (derived from nothing local, so identical everywhere).
@@ -245,7 +244,7 @@ pub fn merge_commits(
     };
     let mut message = format!("Merge {x} and {y}\n\n{}", stamp.trailers());
     message.push_str(&format!("{TRAILER_MERGE}: {}\n", strategy.name()));
-    message.push_str(&record::conflict_trailers(&merged.conflicts));
+    message.push_str(&conflict_trailers(&merged.conflicts));
     let sig = Signature {
         name: MERGE_IDENTITY.into(),
         email: format!("{MERGE_IDENTITY}@gitdb"),

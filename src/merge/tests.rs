@@ -171,7 +171,7 @@ fn lww_modify_modify_later_hlc_wins_per_key_not_whole_side() {
     exchange(&a, &b, &Strategy::LastWriteWins);
     assert_eq!(get(&a, "k1").as_deref(), Some("a-late"));
     assert_eq!(get(&a, "k2").as_deref(), Some("b-late"));
-    assert!(conflicts(&a.db).unwrap().is_empty());
+    assert!(a.db.conflicts().unwrap().is_empty());
 }
 
 #[test]
@@ -222,8 +222,8 @@ fn keep_both_modify_modify_markers_in_node_order() {
         get(&a, "k").as_deref(),
         Some("<<<<<<< node-a\nfrom a\n=======\nfrom b\n>>>>>>> node-b\n")
     );
-    assert_eq!(conflicts(&a.db).unwrap(), vec!["k".to_owned()]);
-    assert_eq!(conflicts(&b.db).unwrap(), vec!["k".to_owned()]);
+    assert_eq!(a.db.conflicts().unwrap(), vec!["k".to_owned()]);
+    assert_eq!(b.db.conflicts().unwrap(), vec!["k".to_owned()]);
 }
 
 #[test]
@@ -233,7 +233,7 @@ fn keep_both_delete_vs_modify_keeps_the_modified_value() {
     commit(&b, &[("k", Some("modified"))], 2000);
     exchange(&a, &b, &Strategy::KeepBoth);
     assert_eq!(get(&a, "k").as_deref(), Some("modified"));
-    assert_eq!(conflicts(&a.db).unwrap(), vec!["k".to_owned()]);
+    assert_eq!(a.db.conflicts().unwrap(), vec!["k".to_owned()]);
 }
 
 #[test]
@@ -263,7 +263,7 @@ fn value_vs_directory_keeps_the_directory_and_moves_the_value_to_a_sibling() {
         assert_eq!(get(&a, "d/y").as_deref(), Some("b"));
         assert_eq!(get(&a, "d~conflict-node-a").as_deref(), Some("a value"));
         assert!(
-            conflicts(&a.db)
+            a.db.conflicts()
                 .unwrap()
                 .contains(&"d~conflict-node-a".to_owned())
         );
@@ -276,13 +276,13 @@ fn writing_a_conflicted_key_again_resolves_it() {
     commit(&a, &[("k", Some("a")), ("j", Some("a"))], 2000);
     commit(&b, &[("k", Some("b")), ("j", Some("b"))], 2000);
     exchange(&a, &b, &Strategy::KeepBoth);
-    assert_eq!(conflicts(&a.db).unwrap(), vec!["j", "k"]);
+    assert_eq!(a.db.conflicts().unwrap(), vec!["j", "k"]);
     commit(&a, &[("k", Some("fixed"))], 3000);
-    assert_eq!(conflicts(&a.db).unwrap(), vec!["j"]);
+    assert_eq!(a.db.conflicts().unwrap(), vec!["j"]);
     // The list survives the next merge while the conflicted value does.
     commit(&b, &[("z", Some("1"))], 3000);
     exchange(&a, &b, &Strategy::KeepBoth);
-    assert_eq!(conflicts(&b.db).unwrap(), vec!["j"]);
+    assert_eq!(b.db.conflicts().unwrap(), vec!["j"]);
     assert_eq!(get(&b, "k").as_deref(), Some("fixed"));
 }
 
@@ -320,7 +320,7 @@ fn custom_failing_or_panicking_resolver_falls_back_to_keep_both() {
     let both = "<<<<<<< node-a\na\n=======\nb\n>>>>>>> node-b\n";
     assert_eq!(get(&a, "k").as_deref(), Some(both));
     assert_eq!(get(&a, "p").as_deref(), Some(both));
-    assert_eq!(conflicts(&a.db).unwrap(), vec!["k", "p"]);
+    assert_eq!(a.db.conflicts().unwrap(), vec!["k", "p"]);
 }
 
 #[test]
@@ -331,7 +331,7 @@ fn merge_driver_command_resolves_from_percent_a() {
     commit(&b, &[("k", Some("b\n"))], 2000);
     exchange(&a, &b, &s);
     assert_eq!(get(&a, "k").as_deref(), Some("a\nb\n"));
-    assert!(conflicts(&a.db).unwrap().is_empty());
+    assert!(a.db.conflicts().unwrap().is_empty());
 }
 
 #[test]
@@ -346,7 +346,7 @@ fn merge_driver_failure_or_timeout_falls_back_to_keep_both() {
             get(&a, "k").as_deref(),
             Some("<<<<<<< node-a\na\n=======\nb\n>>>>>>> node-b\n")
         );
-        assert_eq!(conflicts(&a.db).unwrap(), vec!["k"]);
+        assert_eq!(a.db.conflicts().unwrap(), vec!["k"]);
     }
 }
 
@@ -384,7 +384,7 @@ fn criss_cross_merge_bases_are_handled_deterministically() {
     assert_eq!(get(&a, "k").as_deref(), Some("c"));
     assert_eq!(get(&a, "m").as_deref(), Some("b2"));
     assert_eq!(get(&a, "z").as_deref(), Some("a"));
-    assert!(conflicts(&a.db).unwrap().is_empty());
+    assert!(a.db.conflicts().unwrap().is_empty());
 }
 
 #[test]
@@ -392,9 +392,9 @@ fn conflict_trailers_round_trip_odd_keys() {
     let keys = vec!["a%b".to_owned(), "line\nbreak".to_owned(), "x".to_owned()];
     let msg = format!(
         "Merge\n\nGitdb-Clock: a=1\n{}",
-        record::conflict_trailers(&keys)
+        crate::merge::conflict_trailers(&keys)
     );
-    assert_eq!(record::parse_conflicts(&msg), keys);
+    assert_eq!(crate::merge::parse_conflicts(&msg), keys);
 }
 
 #[test]

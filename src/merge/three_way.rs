@@ -24,8 +24,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::db::conflicts::conflicts_at;
 use crate::merge::base::base_trees;
-use crate::merge::record::conflicts_at;
 use crate::merge::strategy::{
     ConflictCase, Content, Decision, Outcome, Side, Strategy, keep_both, run_custom,
 };
@@ -149,7 +149,11 @@ pub fn merge_trees(
     };
     let mut conflicts: BTreeSet<String> = new_conflicts.clone();
     for (head, tree) in [(x, xt), (y, yt)] {
-        for key in conflicts_at(store, head)? {
+        let at_head = conflicts_at(store, head).map_err(|source| MergeError::Commit {
+            commit: head,
+            source,
+        })?;
+        for key in at_head {
             let here = value_at(store, tree, &key, head)?;
             if here.is_some() && final_at(&key, xt, x)? == here {
                 conflicts.insert(key);

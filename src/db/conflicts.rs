@@ -1,4 +1,7 @@
-//! Where conflicted keys are recorded, and how they are read back.
+//! Where conflicted keys are recorded, and how they are read back: part of what a commit
+//! says about itself, beside its stamp, so db owns the format; the merge layer writes it
+//! through [`conflict_trailers`], and readers (the mount's `/.gitdb/conflicts`, the client)
+//! ask db ([`GitDb::conflicts`]).
 //!
 //! A merge commit lists every key in conflict *at that commit* in its trailers, one per key:
 //!
@@ -19,8 +22,7 @@
 use std::collections::BTreeSet;
 
 use crate::db::GitDb;
-use crate::merge::{MergeError, Result};
-use crate::store::{ObjectId, Store};
+use crate::store::{ObjectId, Result, Store};
 
 /// Trailer naming one conflicted key.
 pub const TRAILER_CONFLICT: &str = "Gitdb-Conflict";
@@ -62,22 +64,12 @@ pub fn conflicts_at(store: &Store, head: ObjectId) -> Result<Vec<String>> {
     let mut changed = BTreeSet::new();
     let mut at = head;
     for _ in 0..MAX_WALK {
-        let info = store
-            .commit_info(at)
-            .map_err(|source| MergeError::Commit { commit: at, source })?;
+        let info = store.commit_info(at)?;
         match info.parents.as_slice() {
             [] => return Ok(Vec::new()),
             [parent] => {
-                let ptree = store
-                    .commit_info(*parent)
-                    .map_err(|source| MergeError::Commit {
-                        commit: *parent,
-                        source,
-                    })?
-                    .tree;
-                let diff = store
-                    .diff_trees(ptree, info.tree)
-                    .map_err(|source| MergeError::Commit { commit: at, source })?;
+                let ptree = store.commit_info(*parent)?.tree;
+                let diff = store.diff_trees(ptree, info.tree)?;
                 changed.extend(diff.into_iter().map(|c| c.path));
                 at = *parent;
             }
@@ -95,10 +87,12 @@ pub fn conflicts_at(store: &Store, head: ObjectId) -> Result<Vec<String>> {
     Ok(Vec::new())
 }
 
-/// The keys in conflict at the db's committed head (what `/.gitdb/conflicts` shows).
-pub fn conflicts(db: &GitDb) -> Result<Vec<String>> {
-    match db.head() {
-        Some(head) => conflicts_at(db.store(), head),
-        None => Ok(Vec::new()),
+impl GitDb {
+    /// The keys in conflict at the committed head, sorted (what `/.gitdb/conflicts` shows).
+    pub fn conflicts(&self) -> crate::db::Result<Vec<String>> {
+        match self.head() {
+            Some(head) => Ok(conflicts_at(&self.store, head)?),
+            None => Ok(Vec::new()),
+        }
     }
 }
