@@ -14,7 +14,7 @@
 //! some value is visible below it — a prefix exists exactly while it has keys, as in git.
 //!
 //! # Threads and lock order
-//! `GitDb` is `Send + Sync`, shared by FUSE workers and the gossip task. Three locks, always taken
+//! `GitDb` is `Send + Sync`, shared by FUSE workers and the gossip task. Four locks, always taken
 //! in this order (never the reverse, and none held while calling out of this module):
 //! 1. `commit_lock` — one commit, merge, head adoption or rollback at a time; held while trees
 //!    and the commit are written, without blocking readers or writers. (A delete holding the
@@ -26,6 +26,8 @@
 //!    behind a commit for longer than the switch of the head.
 //! 4. `subscribers` — taken alone, after the others are released, to send [`HeadEvent`]s.
 //!
+//! `witnesses` (see [`witness`]) is a leaf lock taken while `state` is held shared.
+//!
 //! Only one process writes a repository: opening for writing takes an exclusive `flock` on
 //! `<git-dir>/gitdb/lock`; a second writer gets [`DbError::Locked`] with the holder's pid.
 
@@ -34,6 +36,8 @@ pub mod journal;
 pub mod key;
 #[cfg(test)]
 mod testfs;
+mod witness;
+mod working;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -254,6 +258,9 @@ pub struct Status {
     pub dirty: Vec<DirtyKey>,
     /// How many uncommitted changes there are in all.
     pub dirty_count: usize,
+    /// Tree entries scanned, over the node's life, to decide whether committed directories
+    /// with tombstones below them are still visible (see [`GitDb::visibility_scans`]).
+    pub visibility_scans: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -302,7 +309,8 @@ enum Subscriber {
     Callback(Box<dyn Fn(&HeadEvent) -> bool + Send>),
 }
 
-type Working = BTreeMap<String, Change>;
+use crate::db::witness::{Witness, Witnesses};
+use crate::db::working::Working;
 
 /// Small values set but not yet in the object database (see the journal docs), by blob id.
 #[derive(Default, Clone)]
@@ -400,6 +408,9 @@ pub struct GitDb {
     state: RwLock<State>,
     /// Taken last, only to send: subscribers are never called under another lock.
     subscribers: Mutex<Vec<Subscriber>>,
+    /// Where the last search for a visible value below a directory succeeded (a leaf lock,
+    /// taken under `state` shared; see [`witness`]).
+    witnesses: Witnesses,
     _writer_lock: Option<File>,
     /// Tests: run once right after a commit has moved the ref (to fill the disk there).
     #[cfg(test)]
@@ -495,6 +506,7 @@ impl GitDb {
                 hlc: stamp.hlc.unwrap_or_default(),
             }),
             subscribers: Mutex::new(Vec::new()),
+            witnesses: Witnesses::default(),
             _writer_lock: writer_lock,
             #[cfg(test)]
             after_ref_moved: Mutex::new(None),
@@ -876,22 +888,57 @@ impl GitDb {
     /// Whether the committed directory `tree` at `prefix` still has a value the overlay does
     /// not delete. Only asked when the overlay has deletes (and no sets) below `prefix`.
     fn any_visible_value(&self, working: &Working, tree: ObjectId, prefix: &str) -> Result<bool> {
-        for entry in self.store.tree(tree)?.entries() {
+        Ok(self.visible_witness(working, tree, prefix)?.is_some())
+    }
+
+    /// The path of a committed value below `prefix` (the directory `tree`) that the overlay
+    /// does not delete, if there is one. Starts from the witness found last time (see
+    /// [`witness`]), so the tombstones of a growing `rm -rf` are not walked again at every
+    /// unlink.
+    fn visible_witness(
+        &self,
+        working: &Working,
+        tree: ObjectId,
+        prefix: &str,
+    ) -> Result<Option<String>> {
+        let start = match self.witnesses.get(prefix, tree) {
+            Some(w) if !deleted_below(working, prefix, &w.path) => return Ok(Some(w.path)),
+            Some(w) => w.index,
+            None => 0,
+        };
+        let tree_obj = self.store.tree(tree)?;
+        let entries = tree_obj.entries();
+        let start = start.min(entries.len());
+        for index in (start..entries.len()).chain(0..start) {
+            let entry = &entries[index];
+            self.witnesses.count_scanned();
             let path = crate::store::join(prefix, &entry.name);
             if working.get(&path) == Some(&Change::Delete) {
                 continue;
             }
-            match entry.kind {
-                EntryKind::Value(_) => return Ok(true),
-                EntryKind::Dir => {
-                    if self.any_visible_value(working, entry.id, &path)? {
-                        return Ok(true);
-                    }
-                }
-                EntryKind::Submodule => {}
+            let found = match entry.kind {
+                EntryKind::Value(_) => Some(path),
+                EntryKind::Dir => self.visible_witness(working, entry.id, &path)?,
+                EntryKind::Submodule => None,
+            };
+            if let Some(found) = found {
+                let witness = Witness {
+                    tree,
+                    index,
+                    path: found.clone(),
+                };
+                self.witnesses.remember(prefix, witness);
+                return Ok(Some(found));
             }
         }
-        Ok(false)
+        Ok(None)
+    }
+
+    /// Tree entries scanned so far to decide whether directories with tombstones below them
+    /// are still visible. A diagnostic counter: it grows about once per delete, not with the
+    /// square of the deletes in one directory.
+    pub fn visibility_scans(&self) -> u64 {
+        self.witnesses.scanned()
     }
 
     /// `prefix` parsed, if it is a visible directory (the root always is).
@@ -2144,6 +2191,7 @@ impl GitDb {
                     },
                 })
                 .collect(),
+            visibility_scans: self.visibility_scans(),
         }
     }
 }
@@ -2310,10 +2358,10 @@ fn apply_records(
 fn working_diff(old: &Working, new: &Working) -> Vec<String> {
     let mut out: Vec<String> = new
         .iter()
-        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .filter(|(k, v)| old.get(k) != Some(*v))
         .map(|(k, _)| k.clone())
         .collect();
-    out.extend(old.keys().filter(|k| !new.contains_key(*k)).cloned());
+    out.extend(old.keys().filter(|k| !new.contains_key(k)).cloned());
     out
 }
 
@@ -2345,15 +2393,9 @@ fn working_records<'a>(
 
 /// The half-open range of overlay paths strictly below `path`.
 fn below<'a>(working: &'a Working, path: &str) -> impl Iterator<Item = &'a Change> + use<'a> {
-    let (start, end) = if path.is_empty() {
-        (Bound::Excluded(String::new()), Bound::Unbounded)
-    } else {
-        (
-            Bound::Included(format!("{path}/")),
-            Bound::Excluded(format!("{path}0")),
-        )
-    };
-    working.range::<String, _>((start, end)).map(|(_, c)| c)
+    working
+        .range::<String, _>(working::below_bounds(path))
+        .map(|(_, c)| c)
 }
 
 /// The blobs the staged sets refer to.
@@ -2368,7 +2410,7 @@ fn staged_ids(working: &Working) -> std::collections::HashSet<ObjectId> {
 }
 
 fn has_set_under(working: &Working, path: &str) -> bool {
-    below(working, path).any(|c| matches!(c, Change::Set(_)))
+    working.has_set_under(path)
 }
 
 fn has_delete_under(working: &Working, path: &str) -> bool {
@@ -2379,6 +2421,21 @@ fn has_delete_under(working: &Working, path: &str) -> bool {
 /// (a delete of the ancestor, or a value set where a directory was).
 fn hidden_by_ancestor(working: &Working, key: &Key) -> bool {
     key.ancestors().any(|a| working.contains_key(a))
+}
+
+/// Whether a tombstone lies at `path` or at a directory between `prefix` and it: what the
+/// search for a visible value below `prefix` skips on its way to `path`.
+fn deleted_below(working: &Working, prefix: &str, path: &str) -> bool {
+    let deleted = |p: &str| working.get(p) == Some(&Change::Delete);
+    let rest_start = if prefix.is_empty() {
+        0
+    } else {
+        prefix.len() + 1
+    };
+    deleted(path)
+        || path[rest_start..]
+            .match_indices('/')
+            .any(|(i, _)| deleted(&path[..rest_start + i]))
 }
 
 /// Whether the committed value at `path` (below the visible directory `prefix`) is hidden by a
