@@ -34,6 +34,7 @@
 pub mod clock;
 pub mod journal;
 pub mod key;
+pub mod memory;
 #[cfg(test)]
 mod testfs;
 mod witness;
@@ -2037,16 +2038,28 @@ impl GitDb {
         new_tree: ObjectId,
         origin: HeadOrigin,
     ) {
-        if old == new || self.lock_subscribers().is_empty() {
+        if old == new {
             return;
         }
-        let changed = match self.store.diff_trees(old_tree, new_tree) {
-            Ok(changes) => changes.into_iter().map(|c| c.path).collect(),
-            Err(e) => {
-                log::warn!("cannot diff {old_tree}..{new_tree} for subscribers: {e}");
-                Vec::new()
+        let subscribed = !self.lock_subscribers().is_empty();
+        let changed: Vec<String> = if subscribed {
+            match self.store.diff_trees(old_tree, new_tree) {
+                Ok(changes) => changes.into_iter().map(|c| c.path).collect(),
+                Err(e) => {
+                    log::warn!("cannot diff {old_tree}..{new_tree} for subscribers: {e}");
+                    Vec::new()
+                }
             }
+        } else {
+            Vec::new()
         };
+        // What only the old head needed leaves the caches, and the memory it and the commit's
+        // temporaries took goes back to the system (see [`memory`]).
+        self.store.forget_old_head(old_tree, new_tree, &changed);
+        memory::release_freed_memory();
+        if !subscribed {
+            return;
+        }
         self.send(HeadEvent {
             old,
             new,

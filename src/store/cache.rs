@@ -47,11 +47,16 @@ impl Weighter<ObjectId, Arc<Tree>> for TreeWeigher {
     }
 }
 
+/// What a cached blob costs besides its bytes: the `Bytes` and its shared header, the
+/// allocation's header and rounding, the cache's slot. Counted so that a cache of many small
+/// values stays within its budget in memory, not just in value bytes.
+const BLOB_BYTES: u64 = 128;
+
 #[derive(Clone)]
 pub(super) struct BlobWeigher;
 impl Weighter<ObjectId, Bytes> for BlobWeigher {
     fn weight(&self, _: &ObjectId, blob: &Bytes) -> u64 {
-        blob.len() as u64 + 64
+        blob.len() as u64 + BLOB_BYTES
     }
 }
 
