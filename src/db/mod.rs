@@ -14,7 +14,7 @@
 //! some value is visible below it — a prefix exists exactly while it has keys, as in git.
 //!
 //! # Threads and lock order
-//! `GitDb` is `Send + Sync`, shared by FUSE workers and the gossip task. Three locks, always taken
+//! `GitDb` is `Send + Sync`, shared by FUSE workers and the gossip task. Four locks, always taken
 //! in this order (never the reverse, and none held while calling out of this module):
 //! 1. `commit_lock` — one commit, merge, head adoption or rollback at a time; held while trees
 //!    and the commit are written, without blocking readers or writers. (A delete holding the
@@ -29,6 +29,7 @@
 //! `meta` (the node-local modes and owners, see [`meta`]) is a leaf: taken alone by `stat`-time
 //! lookups and chmod/chown, or under `journal` by a delete or rename that must move or drop
 //! metadata in the same serialized order — never while `state` is held, never the reverse.
+//! `witnesses` (see [`witness`]) is a leaf lock taken while `state` is held shared.
 //!
 //! Only one process writes a repository: opening for writing takes an exclusive `flock` on
 //! `<git-dir>/gitdb/lock`; a second writer gets [`DbError::Locked`] with the holder's pid.
@@ -38,9 +39,12 @@ pub mod conflicts;
 pub mod history;
 pub mod journal;
 pub mod key;
+pub mod memory;
 pub mod meta;
 #[cfg(test)]
 mod testfs;
+mod witness;
+mod working;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -249,6 +253,9 @@ pub struct Status {
     pub dirty: Vec<DirtyKey>,
     /// How many uncommitted changes there are in all.
     pub dirty_count: usize,
+    /// Tree entries scanned, over the node's life, to decide whether committed directories
+    /// with tombstones below them are still visible (see [`GitDb::visibility_scans`]).
+    pub visibility_scans: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -297,7 +304,8 @@ enum Subscriber {
     Callback(Box<dyn Fn(&HeadEvent) -> bool + Send>),
 }
 
-type Working = BTreeMap<String, Change>;
+use crate::db::witness::{Witness, Witnesses};
+use crate::db::working::Working;
 
 /// Small values set but not yet in the object database (see the journal docs), by blob id.
 #[derive(Default, Clone)]
@@ -397,6 +405,9 @@ pub struct GitDb {
     subscribers: Mutex<Vec<Subscriber>>,
     /// Modes and owners of paths, node-local (see [`meta`]). Leaf lock.
     meta: Mutex<MetaStore>,
+    /// Where the last search for a visible value below a directory succeeded (a leaf lock,
+    /// taken under `state` shared; see [`witness`]).
+    witnesses: Witnesses,
     _writer_lock: Option<File>,
     /// Tests: run once right after a commit has moved the ref (to fill the disk there).
     #[cfg(test)]
@@ -494,6 +505,7 @@ impl GitDb {
             }),
             subscribers: Mutex::new(Vec::new()),
             meta: Mutex::new(meta),
+            witnesses: Witnesses::default(),
             _writer_lock: writer_lock,
             #[cfg(test)]
             after_ref_moved: Mutex::new(None),
@@ -894,22 +906,57 @@ impl GitDb {
     /// Whether the committed directory `tree` at `prefix` still has a value the overlay does
     /// not delete. Only asked when the overlay has deletes (and no sets) below `prefix`.
     fn any_visible_value(&self, working: &Working, tree: ObjectId, prefix: &str) -> Result<bool> {
-        for entry in self.store.tree(tree)?.entries() {
+        Ok(self.visible_witness(working, tree, prefix)?.is_some())
+    }
+
+    /// The path of a committed value below `prefix` (the directory `tree`) that the overlay
+    /// does not delete, if there is one. Starts from the witness found last time (see
+    /// [`witness`]), so the tombstones of a growing `rm -rf` are not walked again at every
+    /// unlink.
+    fn visible_witness(
+        &self,
+        working: &Working,
+        tree: ObjectId,
+        prefix: &str,
+    ) -> Result<Option<String>> {
+        let start = match self.witnesses.get(prefix, tree) {
+            Some(w) if !deleted_below(working, prefix, &w.path) => return Ok(Some(w.path)),
+            Some(w) => w.index,
+            None => 0,
+        };
+        let tree_obj = self.store.tree(tree)?;
+        let entries = tree_obj.entries();
+        let start = start.min(entries.len());
+        for index in (start..entries.len()).chain(0..start) {
+            let entry = &entries[index];
+            self.witnesses.count_scanned();
             let path = crate::store::join(prefix, &entry.name);
             if working.get(&path) == Some(&Change::Delete) {
                 continue;
             }
-            match entry.kind {
-                EntryKind::Value(_) => return Ok(true),
-                EntryKind::Dir => {
-                    if self.any_visible_value(working, entry.id, &path)? {
-                        return Ok(true);
-                    }
-                }
-                EntryKind::Submodule => {}
+            let found = match entry.kind {
+                EntryKind::Value(_) => Some(path),
+                EntryKind::Dir => self.visible_witness(working, entry.id, &path)?,
+                EntryKind::Submodule => None,
+            };
+            if let Some(found) = found {
+                let witness = Witness {
+                    tree,
+                    index,
+                    path: found.clone(),
+                };
+                self.witnesses.remember(prefix, witness);
+                return Ok(Some(found));
             }
         }
-        Ok(false)
+        Ok(None)
+    }
+
+    /// Tree entries scanned so far to decide whether directories with tombstones below them
+    /// are still visible. A diagnostic counter: it grows about once per delete, not with the
+    /// square of the deletes in one directory.
+    pub fn visibility_scans(&self) -> u64 {
+        self.witnesses.scanned()
     }
 
     /// `prefix` parsed, if it is a visible directory (the root always is).
@@ -2100,16 +2147,28 @@ impl GitDb {
         new_tree: ObjectId,
         origin: HeadOrigin,
     ) {
-        if old == new || self.lock_subscribers().is_empty() {
+        if old == new {
             return;
         }
-        let changed = match self.store.diff_trees(old_tree, new_tree) {
-            Ok(changes) => changes.into_iter().map(|c| c.path).collect(),
-            Err(e) => {
-                log::warn!("cannot diff {old_tree}..{new_tree} for subscribers: {e}");
-                Vec::new()
+        let subscribed = !self.lock_subscribers().is_empty();
+        let changed: Vec<String> = if subscribed {
+            match self.store.diff_trees(old_tree, new_tree) {
+                Ok(changes) => changes.into_iter().map(|c| c.path).collect(),
+                Err(e) => {
+                    log::warn!("cannot diff {old_tree}..{new_tree} for subscribers: {e}");
+                    Vec::new()
+                }
             }
+        } else {
+            Vec::new()
         };
+        // What only the old head needed leaves the caches, and the memory it and the commit's
+        // temporaries took goes back to the system (see [`memory`]).
+        self.store.forget_old_head(old_tree, new_tree, &changed);
+        memory::release_freed_memory();
+        if !subscribed {
+            return;
+        }
         self.send(HeadEvent {
             old,
             new,
@@ -2254,6 +2313,7 @@ impl GitDb {
                     },
                 })
                 .collect(),
+            visibility_scans: self.visibility_scans(),
         }
     }
 }
@@ -2420,10 +2480,10 @@ fn apply_records(
 fn working_diff(old: &Working, new: &Working) -> Vec<String> {
     let mut out: Vec<String> = new
         .iter()
-        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .filter(|(k, v)| old.get(k) != Some(*v))
         .map(|(k, _)| k.clone())
         .collect();
-    out.extend(old.keys().filter(|k| !new.contains_key(*k)).cloned());
+    out.extend(old.keys().filter(|k| !new.contains_key(k)).cloned());
     out
 }
 
@@ -2455,15 +2515,9 @@ fn working_records<'a>(
 
 /// The half-open range of overlay paths strictly below `path`.
 fn below<'a>(working: &'a Working, path: &str) -> impl Iterator<Item = &'a Change> + use<'a> {
-    let (start, end) = if path.is_empty() {
-        (Bound::Excluded(String::new()), Bound::Unbounded)
-    } else {
-        (
-            Bound::Included(format!("{path}/")),
-            Bound::Excluded(format!("{path}0")),
-        )
-    };
-    working.range::<String, _>((start, end)).map(|(_, c)| c)
+    working
+        .range::<String, _>(working::below_bounds(path))
+        .map(|(_, c)| c)
 }
 
 /// The blobs the staged sets refer to.
@@ -2478,7 +2532,7 @@ fn staged_ids(working: &Working) -> std::collections::HashSet<ObjectId> {
 }
 
 fn has_set_under(working: &Working, path: &str) -> bool {
-    below(working, path).any(|c| matches!(c, Change::Set(_)))
+    working.has_set_under(path)
 }
 
 fn has_delete_under(working: &Working, path: &str) -> bool {
@@ -2489,6 +2543,21 @@ fn has_delete_under(working: &Working, path: &str) -> bool {
 /// (a delete of the ancestor, or a value set where a directory was).
 fn hidden_by_ancestor(working: &Working, key: &Key) -> bool {
     key.ancestors().any(|a| working.contains_key(a))
+}
+
+/// Whether a tombstone lies at `path` or at a directory between `prefix` and it: what the
+/// search for a visible value below `prefix` skips on its way to `path`.
+fn deleted_below(working: &Working, prefix: &str, path: &str) -> bool {
+    let deleted = |p: &str| working.get(p) == Some(&Change::Delete);
+    let rest_start = if prefix.is_empty() {
+        0
+    } else {
+        prefix.len() + 1
+    };
+    deleted(path)
+        || path[rest_start..]
+            .match_indices('/')
+            .any(|(i, _)| deleted(&path[..rest_start + i]))
 }
 
 /// Whether the committed value at `path` (below the visible directory `prefix`) is hidden by a

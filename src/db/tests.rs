@@ -1270,3 +1270,60 @@ fn a_read_only_handle_never_shows_a_draft_older_than_its_head() {
     reader.refresh().unwrap();
     assert_eq!(get(&reader, "t"), Some(b"torn".to_vec()));
 }
+
+/// Deleting the committed values of one directory one by one, in any order, costs a bounded
+/// number of tree entries per delete in the search for what keeps the directory visible (the
+/// old search walked every tombstone already there at each step: O(n²) for `rm -rf`).
+#[test]
+fn deleting_a_large_committed_directory_scans_each_entry_about_once() {
+    const N: usize = 2000;
+    const IN_SUB: usize = 200;
+    type Order = (&'static str, fn(usize) -> usize);
+    let orders: [Order; 3] = [
+        ("sorted", |i| i),
+        ("reversed", |i| N + IN_SUB - 1 - i),
+        // A fixed permutation (7919 is prime, so i -> 7919 i mod n is one).
+        ("shuffled", |i| (i * 7919) % (N + IN_SUB)),
+    ];
+    for (order, pick) in orders {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let mut keys: Vec<String> = (0..N).map(|i| format!("d/f{i:05}")).collect();
+        keys.extend((0..IN_SUB).map(|i| format!("d/s/g{i:04}")));
+        keys.sort();
+        for k in &keys {
+            db.set(k, b"v").unwrap();
+        }
+        db.set("other", b"o").unwrap();
+        db.commit("many", 1_000).unwrap();
+        let before = db.visibility_scans();
+        for i in 0..keys.len() {
+            db.delete(&keys[pick(i)]).unwrap();
+            // What the mount asks after each unlink: is the parent still a directory, and
+            // how many subdirectories does the root have (its link count)?
+            let last = i + 1 == keys.len();
+            let expect = if last { None } else { Some(Stat::Dir) };
+            assert_eq!(
+                db.stat("d").unwrap(),
+                expect,
+                "{order}: d after {} deletes",
+                i + 1
+            );
+            let subdirs = db.subdirs("").unwrap();
+            assert_eq!(
+                subdirs.is_empty(),
+                last,
+                "{order}: root's subdirs after {}",
+                i + 1
+            );
+        }
+        let scans = db.visibility_scans() - before;
+        let bound = 8 * keys.len() as u64;
+        assert!(
+            scans <= bound,
+            "{order}: {scans} tree entries scanned for {} deletes (bound {bound})",
+            keys.len()
+        );
+        assert_eq!(names(&db, ""), vec!["other".to_owned()], "{order}");
+    }
+}

@@ -179,6 +179,10 @@ pub struct TreeChange {
     pub new: Option<(EntryKind, ObjectId)>,
 }
 
+/// How many changed paths [`Store::forget_old_head`] follows down the old head (a bulk change
+/// leaves the rest to age out).
+const FORGET_PATHS: usize = 256;
+
 /// The repository and its caches. `Send + Sync`; see the module docs for the handle pool.
 pub struct Store {
     git_dir: PathBuf,
@@ -568,6 +572,41 @@ impl Store {
         })?;
         self.caches.sizes.insert(id, size);
         Ok(size)
+    }
+
+    /// The head moved from the tree `old_root` to `new_root`, changing `changed` (tree paths):
+    /// forgets what only the old head needed, so the caches hold the head's working set rather
+    /// than every head the node ever had (20,000 single-key commits left 20,000 dead root trees
+    /// and as many dead lookups behind). The lookups are all keyed by a root, so they go; of
+    /// the trees, the old root and the old trees above the first [`FORGET_PATHS`] changed
+    /// paths. Only a hint: anything forgotten that is wanted again is read again.
+    pub fn forget_old_head(&self, old_root: ObjectId, new_root: ObjectId, changed: &[String]) {
+        if old_root == new_root {
+            return;
+        }
+        self.caches.entries.clear();
+        let mut dead = vec![old_root];
+        for path in changed.iter().take(FORGET_PATHS) {
+            let Some(mut tree) = self.caches.trees.peek(&old_root) else {
+                break;
+            };
+            let dirs = path.rsplit_once('/').map_or("", |(dirs, _)| dirs);
+            for name in dirs.split('/').filter(|n| !n.is_empty()) {
+                let Some(entry) = tree.get(name).filter(|e| e.kind == EntryKind::Dir) else {
+                    break;
+                };
+                dead.push(entry.id);
+                let Some(next) = self.caches.trees.peek(&entry.id) else {
+                    break;
+                };
+                tree = next;
+            }
+        }
+        for id in dead {
+            if id != new_root {
+                self.caches.trees.remove(&id);
+            }
+        }
     }
 
     /// Whether the object database has `id`.

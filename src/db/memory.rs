@@ -1,0 +1,68 @@
+//! Giving freed memory back to the system after the head moves.
+//!
+//! Every commit allocates and frees a little (tree edits, the diff sent to subscribers, cache
+//! entries that age out), spread over the FUSE workers' malloc arenas. glibc keeps what a
+//! thread frees inside its arena unless it lies at the very top, so a daemon making thousands
+//! of commits held on to ~30 MB it no longer used (measured: 20,000 single-key commits took
+//! the anonymous RSS from 0.7 to 46.6 MB; `malloc_trim(0)` brought it back to 17.5 MB, the
+//! caches' contents). After the head moves, at most once per [`TRIM_INTERVAL`], the free
+//! pages of every arena are returned with `malloc_trim(0)`.
+//!
+//! The larger share was glibc's *dynamic* mmap threshold: each freed allocation above the
+//! threshold (128 KiB at start) raises it, up to 32 MiB, after which large temporaries come
+//! from the arenas and stay there. With the threshold fixed by [`tune_allocator`] (which
+//! turns the adjustment off), 20,000 commits leave the anonymous RSS at 6.4 MB instead of
+//! 22 MB. The daemons call it first thing. On other C libraries both do nothing.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The least time between two trims: a trim walks every arena's free lists under their
+/// locks, so it is done about once a second however fast commits come.
+pub const TRIM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When memory was last returned (process-wide, as the allocator is). Leaf lock, taken with
+/// `try_lock` only: a thread that finds another trimming leaves it to that one.
+static LAST_TRIM: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Returns the allocator's free pages to the system, unless that was done less than
+/// [`TRIM_INTERVAL`] ago. Returns whether it trimmed.
+pub fn release_freed_memory() -> bool {
+    let Ok(mut last) = LAST_TRIM.try_lock() else {
+        return false;
+    };
+    let now = Instant::now();
+    if last.is_some_and(|t| now.duration_since(t) < TRIM_INTERVAL) {
+        return false;
+    }
+    *last = Some(now);
+    trim();
+    true
+}
+
+/// Allocations from this size on are mapped on their own and unmapped when freed (glibc's
+/// starting value, kept fixed).
+pub const MMAP_THRESHOLD: i32 = 128 << 10;
+
+/// Fixes the allocator's mmap threshold at [`MMAP_THRESHOLD`], so large temporaries are
+/// given back when freed instead of raising the threshold and staying in an arena. Process
+/// wide: called by the binaries at start, not by the library on its own.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is safe at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    // SAFETY: malloc_trim only walks and releases the allocator's own free memory; it takes
+    // the arenas' locks itself and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
