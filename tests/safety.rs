@@ -119,7 +119,20 @@ assert all(p.exitcode == 0 for p in ps)
                     .collect();
             }
             expect.sort_unstable();
-            assert_eq!(lines.len(), expect.len(), "{file} ({what}): lines kept");
+            if lines != expect {
+                let missing: Vec<&String> = expect
+                    .iter()
+                    .filter(|e| lines.binary_search(&e.as_str()).is_err())
+                    .collect();
+                // Say whether the store kept what the mount's view lost, for the next reader.
+                let committed = m.git(&["show", &format!("main:{file}")]);
+                panic!(
+                    "{file} ({what}): {} lines kept of {}, missing {missing:?}; the commit has                      {} lines",
+                    lines.len(),
+                    expect.len(),
+                    committed.lines().count()
+                );
+            }
             assert_eq!(lines, expect, "{file} ({what})");
         }
     }
