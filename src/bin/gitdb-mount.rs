@@ -15,8 +15,6 @@ use gitdb::fuse::options::MountCli;
 use gitdb::fuse::{StopSignals, mount, prepare_mountpoint};
 
 fn main() -> ExitCode {
-    // Before anything allocates: large temporaries go back to the system when freed.
-    gitdb::db::memory::tune_allocator();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = MountCli::parse();
     match run(cli) {

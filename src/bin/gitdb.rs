@@ -99,8 +99,6 @@ enum MergeStrategy {
 }
 
 fn main() -> ExitCode {
-    // Before anything allocates: large temporaries go back to the system when freed.
-    gitdb::db::memory::tune_allocator();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     match run(cli) {
