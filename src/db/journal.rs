@@ -314,24 +314,7 @@ impl Journal {
         }
         // The temp file's handle becomes the journal's: the rename keeps the inode, so there is
         // no reopen that could fail after the rename and leave appends going to the old file.
-        let written = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&out)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            Ok::<_, std::io::Error>(f)
-        })();
-        let file = match written {
-            Ok(f) => f,
-            Err(e) => {
-                if let Err(rm) = std::fs::remove_file(&tmp)
-                    && rm.kind() != std::io::ErrorKind::NotFound
-                {
-                    log::warn!("journal: cannot remove {}: {rm}", tmp.display());
-                }
-                return Err(e.into());
-            }
-        };
+        let file = replace_file(&tmp, &self.path, &out)?;
         self.file = file;
         self.len = out.len() as u64;
         self.dirty = false;
@@ -550,6 +533,26 @@ pub(crate) fn decode_frames<R: serde::de::DeserializeOwned>(
         pos += 8 + len as usize;
     }
     (records, pos, last)
+}
+
+/// Writes `bytes` to `tmp`, syncs it and renames it over `path`, returning the file (still
+/// open, at its end: the rename keeps the inode, so no reopen can fail afterwards). On
+/// failure the temp file is removed and `path` is untouched. The caller syncs the directory.
+pub(crate) fn replace_file(tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<File> {
+    let written = (|| {
+        let mut f = File::create(tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(tmp, path)?;
+        Ok::<_, std::io::Error>(f)
+    })();
+    if written.is_err()
+        && let Err(rm) = std::fs::remove_file(tmp)
+        && rm.kind() != std::io::ErrorKind::NotFound
+    {
+        log::warn!("cannot remove {}: {rm}", tmp.display());
+    }
+    written
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::journal::{decode_frames, encode_frame};
+use super::journal::{decode_frames, encode_frame, replace_file};
 
 const MAGIC: &[u8; 8] = b"GITDBM1\n";
 
@@ -421,20 +421,7 @@ impl MetaLog {
             let r = MetaRecord::Undo(entry.clone());
             out.extend_from_slice(&encode_frame(&r).map_err(|e| self.io(e))?);
         }
-        let written = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&out)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            Ok::<_, std::io::Error>(f)
-        })();
-        let file = match written {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(self.io(e));
-            }
-        };
+        let file = replace_file(&tmp, &self.path, &out).map_err(|e| self.io(e))?;
         // The temp file's handle is the log now (the rename kept its inode), positioned at
         // its end.
         self.file = file;
