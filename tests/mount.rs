@@ -13,25 +13,6 @@ fn errno_of<T>(r: std::io::Result<T>) -> i32 {
     }
 }
 
-/// Runs a python3 `script` with the mountpoint as `sys.argv[1]` (and the working directory),
-/// asserting it succeeds; returns stdout.
-fn python(m: &Mount, script: &str) -> String {
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&m.mnt)
-        .current_dir(&m.mnt)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "python failed: {}\nlog: {}",
-        String::from_utf8_lossy(&out.stderr),
-        m.log_text()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn shell_tools_work() {
     let m = Mount::start(&[]);
@@ -877,8 +858,7 @@ fn an_unlinked_open_file_still_answers_fstat_reads_and_writes() {
     // pjdfstest unlink::open_file_not_freed: fstat sends no file handle, so the daemon must
     // find the open handle by inode once the name is gone; ftruncate works there too.
     let m = Mount::start(&[]);
-    let out = python(
-        &m,
+    let out = m.python(
         r#"
 import os
 fd = os.open("f", os.O_CREAT | os.O_RDWR, 0o644)
@@ -916,8 +896,7 @@ fn times_follow_posix_for_names_chmod_rename_and_utimens() {
     // without a write changes nothing, rename keeps a file's mtime, `cp -p` keeps its times.
     // Times have nanosecond resolution, so consecutive operations differ without sleeping.
     let m = Mount::start(&[]);
-    let out = python(
-        &m,
+    let out = m.python(
         r#"
 import os, subprocess
 def t(p):
@@ -1106,8 +1085,7 @@ fn a_reader_sees_what_a_writer_still_open_has_written() {
     // nothing, and the reader saw neither the old nor the new file. Pages a writer only
     // partly wrote are not cached, so every such READ reaches the daemon.
     let m = Mount::start(&[]);
-    let out = python(
-        &m,
+    let out = m.python(
         r#"
 import os, mmap
 with open("t", "wb") as f:

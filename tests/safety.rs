@@ -42,26 +42,6 @@ fn a_rollback_is_seen_by_the_kernel_when_ctl_returns_with_every_cpu_busy() {
     rollback_is_seen_at_once(200);
 }
 
-/// Runs python3 `script` with the mountpoint as `sys.argv[1]` (and the working directory);
-/// returns its output, asserting it succeeded.
-fn python(m: &Mount, script: &str) -> String {
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&m.mnt)
-        .current_dir(&m.mnt)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "python failed: {}{}\nlog: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        m.log_text()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Every line written by concurrent appenders is kept, whole, with no NUL bytes: the open
 /// file is one per inode, shared by every descriptor and process (it used to be one buffer
 /// per descriptor, and the last close won: two `>>` loops kept 209–398 of 400 lines).
@@ -71,8 +51,7 @@ fn appenders_keep_every_line() {
         "for w in a b; do (i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo $w$i >> log; done) & \
          done; wait",
     );
-    python(
-        &m,
+    m.python(
         r#"
 import os, sys, multiprocessing
 def appender(w):
@@ -154,8 +133,7 @@ fn concurrent_appenders_keep_every_line_with_every_cpu_busy() {
 #[test]
 fn two_descriptors_write_one_file() {
     let m = Mount::start(&[]);
-    let out = python(
-        &m,
+    let out = m.python(
         r#"
 import os
 a = os.open("f", os.O_RDWR | os.O_CREAT, 0o644)
@@ -179,8 +157,7 @@ print(open("f").read())
 #[test]
 fn sqlite_in_two_processes() {
     let m = Mount::start(&[]);
-    let out = python(
-        &m,
+    let out = m.python(
         r#"
 import sqlite3, multiprocessing
 def writer(db, mode, w):
@@ -345,8 +322,7 @@ fn sigterm_with_files_left_open_stores_them_and_refuses_later_writes() {
 fn rename_over_is_atomic_for_readers() {
     let m = Mount::start(&[]);
     m.sh_ok("mkdir cfg && echo version-0 > cfg/target && echo commit > .gitdb/ctl");
-    let out = python(
-        &m,
+    let out = m.python(
         r#"
 import os, multiprocessing, time
 def writer(stop):
@@ -417,8 +393,7 @@ fn rename_over_a_file_is_atomic_for_its_readers_with_every_cpu_busy() {
 fn a_reader_open_before_an_append_reads_it_all() {
     let m = Mount::start(&[]);
     m.sh_ok("head -c 60000 /dev/zero | tr '\\0' x > v && echo commit > .gitdb/ctl");
-    let out = python(
-        &m,
+    let out = m.python(
         r#"
 import os
 r = os.open("v", os.O_RDONLY)
@@ -449,8 +424,7 @@ print(len(old), old == b"x" * 60000 + b"y" * 10000, len(fresh), os.stat("v").st_
 #[test]
 fn no_short_reads_once_the_writer_is_done() {
     let m = Mount::start(&[]);
-    let out = python(
-        &m,
+    let out = m.python(
         r#"
 import os, multiprocessing, time
 SIZE = 70000
@@ -492,8 +466,7 @@ fn a_full_disk_loses_nothing_acknowledged() {
     // Room to give back later, taken before the mount fills the rest.
     let ballast = disk.path().join("ballast");
     std::fs::write(&ballast, vec![0u8; 1 << 20]).expect("ballast");
-    let fill = python(
-        &m,
+    let fill = m.python(
         r#"
 import os, errno
 n = 0
@@ -514,8 +487,7 @@ while n < 1000:
     assert!(!m.signal_and_wait(libc::SIGKILL).success());
     m.spawn(&[]);
     std::fs::remove_file(&ballast).expect("free the ballast");
-    python(
-        &m,
+    m.python(
         r#"
 import os
 for i in range(10):
@@ -546,8 +518,7 @@ for i in range(10):
 fn git_gc_beside_the_mount_keeps_uncommitted_large_values() {
     let m = Mount::start(&[]);
     m.sh_ok("echo small > s && echo commit > .gitdb/ctl");
-    python(
-        &m,
+    m.python(
         r#"
 with open("big", "wb") as f:
     f.write(bytes(range(256)) * 1000)

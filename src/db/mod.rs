@@ -2015,22 +2015,16 @@ impl GitDb {
             path: f.follower.path().to_owned(),
             source,
         })?;
+        let replaced = matches!(change, journal::Change::Replaced(_));
         let journal_changed = match change {
             journal::Change::Unchanged => false,
-            journal::Change::Appended(records) => {
-                apply_records(
-                    &self.store,
-                    &mut f.working,
-                    &mut f.pending,
-                    &mut f.base,
-                    records,
-                )?;
-                true
-            }
-            journal::Change::Replaced(records) => {
-                f.working.clear();
-                f.pending = Pending::default();
-                f.base = None;
+            journal::Change::Appended(records) | journal::Change::Replaced(records) => {
+                // A rewritten journal is the whole state again: start from nothing.
+                if replaced {
+                    f.working.clear();
+                    f.pending = Pending::default();
+                    f.base = None;
+                }
                 apply_records(
                     &self.store,
                     &mut f.working,

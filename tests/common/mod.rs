@@ -224,6 +224,26 @@ impl Mount {
     }
 
     /// Runs `git --git-dir REPO args...` and returns stdout (asserting success).
+    /// Runs python3 `script` with the mountpoint as `sys.argv[1]` (and the working
+    /// directory), asserting it succeeds; returns its stdout.
+    pub fn python(&self, script: &str) -> String {
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&self.mnt)
+            .current_dir(&self.mnt)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "python failed: {}{}\nlog: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn git(&self, args: &[&str]) -> String {
         git(&self.repo, args, None)
     }
