@@ -13,6 +13,7 @@
 pub mod db;
 pub mod defaults;
 pub mod fuse;
+pub mod gossip;
 pub mod merge;
 pub mod store;
 

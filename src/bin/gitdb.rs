@@ -306,6 +306,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             match gitdb::merge::merge(&db, theirs, None, &strategy, gitdb::defaults::now_ms())? {
                 MergeOutcome::NoOp => writeln!(out, "noop")?,
                 MergeOutcome::FastForward { to, .. } => writeln!(out, "fast-forward {to}")?,
+                MergeOutcome::Superseded { to, .. } => writeln!(out, "superseded-by {to}")?,
                 MergeOutcome::Merged { commit, conflicts } => {
                     writeln!(out, "merged {commit}")?;
                     for key in conflicts {

@@ -171,6 +171,18 @@ impl VectorClock {
     }
 }
 
+/// A clock from (node, count) pairs; zero counts are dropped, a repeated node keeps its max.
+impl FromIterator<(NodeId, u64)> for VectorClock {
+    fn from_iter<I: IntoIterator<Item = (NodeId, u64)>>(iter: I) -> VectorClock {
+        let mut map = BTreeMap::new();
+        for (node, n) in iter.into_iter().filter(|(_, n)| *n > 0) {
+            let mine = map.entry(node).or_insert(0);
+            *mine = n.max(*mine);
+        }
+        VectorClock(map)
+    }
+}
+
 /// The trailer form: `a=1 b=2`, nodes in sorted order so equal clocks print identically.
 impl fmt::Display for VectorClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

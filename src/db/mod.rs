@@ -41,8 +41,10 @@ pub mod journal;
 pub mod key;
 pub mod memory;
 pub mod meta;
+pub mod replication;
 #[cfg(test)]
 mod testfs;
+pub mod transfer;
 mod witness;
 mod working;
 
@@ -59,9 +61,12 @@ use crate::db::journal::{Journal, JournalError, Record};
 pub use crate::db::key::{Key, KeyError};
 pub use crate::db::meta::{Defaults as MetaDefaults, Meta, MetaError, NodeType};
 use crate::db::meta::{MetaRecord, MetaStore};
+pub use crate::db::replication::{PeerStatus, Replicator};
+pub use crate::db::transfer::{ExportStats, Receiver};
 use crate::store::{
     Bytes, CacheConfig, EntryKind, ObjectId, Signature, Store, StoreError, TreeEdit, ValueMode,
 };
+pub use crate::store::{EntryEdit, Item};
 
 /// Errors of the db layer. Each names the key (or path) it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +116,10 @@ pub enum DbError {
     /// The node-local metadata (modes, owners) could not be read or changed.
     #[error(transparent)]
     Meta(#[from] MetaError),
+    #[error("this node has no peers to sync with (start it with --listen/--peer)")]
+    NoReplication,
+    #[error("sync failed: {reason}")]
+    Replication { reason: String },
 }
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
@@ -256,6 +265,8 @@ pub struct Status {
     /// Tree entries scanned, over the node's life, to decide whether committed directories
     /// with tombstones below them are still visible (see [`GitDb::visibility_scans`]).
     pub visibility_scans: u64,
+    /// The replication service's peers (empty for a single node).
+    pub peers: Vec<PeerStatus>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -408,6 +419,8 @@ pub struct GitDb {
     /// Where the last search for a visible value below a directory succeeded (a leaf lock,
     /// taken under `state` shared; see [`witness`]).
     witnesses: Witnesses,
+    /// The replication service's hook (see [`replication`]). Leaf lock.
+    replicator: RwLock<Option<std::sync::Weak<dyn Replicator>>>,
     _writer_lock: Option<File>,
     /// Tests: run once right after a commit has moved the ref (to fill the disk there).
     #[cfg(test)]
@@ -506,6 +519,7 @@ impl GitDb {
             subscribers: Mutex::new(Vec::new()),
             meta: Mutex::new(meta),
             witnesses: Witnesses::default(),
+            replicator: RwLock::new(None),
             _writer_lock: writer_lock,
             #[cfg(test)]
             after_ref_moved: Mutex::new(None),
@@ -2308,6 +2322,7 @@ impl GitDb {
                 })
                 .collect(),
             visibility_scans: self.visibility_scans(),
+            peers: self.peers(),
         }
     }
 }

@@ -27,6 +27,9 @@ impl ToErrno for DbError {
             DbError::NotEmpty { .. } => libc::ENOTEMPTY,
             DbError::Key(_) | DbError::Clock(_) | DbError::InvalidRename { .. } => libc::EINVAL,
             DbError::Locked { .. } => libc::EBUSY,
+            // `sync` on a node without peers, and a sync round that reached none.
+            DbError::NoReplication => libc::ENOTCONN,
+            DbError::Replication { .. } => libc::EHOSTUNREACH,
             DbError::ReadOnly { .. } | DbError::Meta(MetaError::ReadOnly { .. }) => libc::EROFS,
             DbError::Journal { .. }
             | DbError::Store(_)

@@ -24,6 +24,18 @@
 //! a merge is ordered after everything it merged); `Gitdb-Merge` = the strategy name; and one
 //! `Gitdb-Conflict` trailer per conflicted key. Neither the local wall clock nor the local node
 //! enters the commit.
+//!
+//! # Merges are superseded, not merged
+//! Deterministic pairwise merges are not enough with three or more writers: node A merges
+//! (a, b) while C merges (a, c), and merging those two merges gives yet another commit, so the
+//! heads multiply faster than gossip spreads them. What matters is the set of *writes* (every
+//! commit not made by `gitdb-merge`): when everything our head holds beyond theirs is merges,
+//! their head already holds all our writes, so we take their head instead of merging it
+//! (`Superseded`); when everything their head holds beyond ours is merges, ours holds all of
+//! theirs and we keep it (`NoOp`); when both hold only merges beyond each other (the same
+//! writes, merged in different orders), the smaller commit id wins on both nodes. A new merge
+//! commit is written only when each side holds a write the other lacks, so once the writes
+//! stop, every node reaches one head without writing any further commit.
 
 pub mod base;
 pub mod driver;
@@ -80,8 +92,12 @@ pub type Result<T, E = MergeError> = std::result::Result<T, E>;
 /// What [`merge`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MergeOutcome {
-    /// Their head is ours or one of our ancestors: nothing to do.
+    /// Their head is ours or one of our ancestors, or holds beyond ours only merges of
+    /// writes ours holds too (see the module docs): nothing to do.
     NoOp,
+    /// Our head held beyond theirs only merges of writes theirs holds too: the branch now
+    /// points at theirs, which is not a descendant of ours.
+    Superseded { from: ObjectId, to: ObjectId },
     /// Our head was an ancestor of theirs (or we had none): the branch now points at theirs.
     FastForward {
         from: Option<ObjectId>,
@@ -166,6 +182,11 @@ pub fn merge(
                         },
                         their_head,
                     )
+                } else if let Some(outcome) = supersede(store, ours, their_head)? {
+                    match outcome {
+                        MergeOutcome::Superseded { to, .. } => (outcome, to),
+                        _ => return Ok(outcome),
+                    }
                 } else {
                     let m = merge_commits(store, ours, their_head, strategy)?;
                     (
@@ -180,6 +201,7 @@ pub fn merge(
         };
         let reason = match &outcome {
             MergeOutcome::FastForward { .. } => format!("gitdb merge: fast-forward to {new}"),
+            MergeOutcome::Superseded { .. } => format!("gitdb merge: superseded by {new}"),
             _ => format!("gitdb merge: {their_head}"),
         };
         match db.move_head(ours, new, &reason) {
@@ -201,6 +223,40 @@ pub fn merge(
         theirs: their_head,
         attempts: ATTEMPTS,
     })
+}
+
+/// For concurrent heads: `Some(NoOp)` to keep ours, `Some(Superseded)` to take theirs, `None`
+/// to write a merge commit (see "Merges are superseded" in the module docs).
+fn supersede(store: &Store, ours: ObjectId, theirs: ObjectId) -> Result<Option<MergeOutcome>> {
+    let ours_only = only_merges(store, ours, theirs)?;
+    let theirs_only = only_merges(store, theirs, ours)?;
+    Ok(match (ours_only, theirs_only) {
+        (true, true) if theirs < ours => Some(MergeOutcome::Superseded {
+            from: ours,
+            to: theirs,
+        }),
+        (true, true) | (false, true) => Some(MergeOutcome::NoOp),
+        (true, false) => Some(MergeOutcome::Superseded {
+            from: ours,
+            to: theirs,
+        }),
+        (false, false) => None,
+    })
+}
+
+/// Whether every commit reachable from `tip` and not from `other` is a gitdb merge.
+fn only_merges(store: &Store, tip: ObjectId, other: ObjectId) -> Result<bool> {
+    let bad = |source| MergeError::Bases {
+        a: tip,
+        b: other,
+        source,
+    };
+    for c in store.commits_missing(tip, &[other]).map_err(bad)? {
+        if store.commit_info(c).map_err(bad)?.author != MERGE_IDENTITY {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn is_ancestor(store: &Store, a: ObjectId, b: ObjectId) -> Result<bool> {

@@ -16,6 +16,7 @@ mod copy_out;
 mod edit;
 mod graph;
 pub mod names;
+mod transfer;
 mod tree;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 pub use crate::store::cache::CacheConfig;
 use crate::store::cache::Caches;
 pub use crate::store::graph::ObjectKind;
+pub use crate::store::transfer::{EntryEdit, Importer, Item, Sent};
 pub use crate::store::tree::{EntryKind, Tree, TreeEntry, ValueMode};
 
 pub use gix::ObjectId;
@@ -75,6 +77,9 @@ pub enum StoreError {
     RefUpdate { name: String, source: BoxError },
     #[error("unknown revision {spec:?}")]
     UnknownRevision { spec: String },
+    /// Objects from another repository that failed a check (see [`transfer`]).
+    #[error("refused {what}: {reason}")]
+    Refused { what: String, reason: String },
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -99,7 +104,8 @@ impl StoreError {
             StoreError::Missing { .. }
             | StoreError::WrongKind { .. }
             | StoreError::RefMoved { .. }
-            | StoreError::UnknownRevision { .. } => None,
+            | StoreError::UnknownRevision { .. }
+            | StoreError::Refused { .. } => None,
         }
     }
 }

@@ -99,6 +99,23 @@ pub fn is_special(name: &str) -> bool {
     matches_git_checks(name)
 }
 
+/// Whether a raw tree name is a spelling of `.git` itself, which a checkout would take for the
+/// repository (git fsck's `hasDotgit`). Narrower than [`is_special`]: stock git writes
+/// `.gitattributes` and `.gitmodules` raw, and a peer may send such trees.
+pub fn is_dot_git(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    is_hfs_dot(name, "git")
+        || std::iter::once(bytes)
+            .chain(
+                bytes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\\')
+                    .map(|(i, _)| &bytes[i + 1..]),
+            )
+            .any(is_ntfs_dotgit)
+}
+
 /// [`is_special`] without the shortcut.
 fn matches_git_checks(name: &str) -> bool {
     if ["git", "gitmodules", "gitattributes"]

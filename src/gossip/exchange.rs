@@ -1,0 +1,294 @@
+//! One exchange with a peer, over one connection: both announce, each pulls what it lacks
+//! (push-pull in one round trip of announces), then both merge.
+//!
+//! ```text
+//!  dialer                         responder
+//!  Announce ───────────────────▶
+//!           ◀─────────────────── Announce {wants_yours}
+//!  [Pull ──────────────────────▶  (if the dialer lacks the responder's head)
+//!           ◀─────────────────── Items* End]
+//!  Bye ────────────────────────▶
+//!           ◀─────────────────── [Pull  (if wants_yours)
+//!  Items* End ─────────────────▶]
+//!           ◀─────────────────── Bye
+//! ```
+//!
+//! Received items are checked and written as they arrive (see `db::transfer`); nothing moves a
+//! ref until the whole transfer is in, and then only the merge layer does, by compare-and-swap.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::connection::{Connection, ConnectionError};
+use super::message::{Announce, Message, Oid, WireItem, object_id, oid};
+use super::service::Node;
+use crate::db::GitDb;
+use crate::store::ObjectId;
+
+/// Items are sent in batches of about this many bytes: big enough to amortize a frame, small
+/// enough that the receiver writes while the sender reads.
+const BATCH_BYTES: usize = 256 << 10;
+
+/// What went wrong in an exchange.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error("the peer sent {got} where {expected} belongs")]
+    Unexpected { expected: &'static str, got: String },
+    #[error("the peer refused: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Db(#[from] crate::db::DbError),
+    #[error("merging {head}: {source}")]
+    Merge {
+        head: ObjectId,
+        source: Box<crate::merge::MergeError>,
+    },
+    #[error("a background task failed: {0}")]
+    Task(String),
+}
+
+pub type Result<T, E = ExchangeError> = std::result::Result<T, E>;
+
+fn describe(m: &Message) -> String {
+    match m {
+        Message::Announce(_) => "an announce".into(),
+        Message::Pull { .. } => "a pull".into(),
+        Message::Items(_) => "items".into(),
+        Message::End { .. } => "an end".into(),
+        Message::Refused { reason } => format!("a refusal ({reason})"),
+        Message::Bye => "a bye".into(),
+    }
+}
+
+/// What the exchange learned, for the caller to merge and log.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The peer's head, now in our repository, to merge.
+    pub pulled: Option<(ObjectId, Announce)>,
+    pub served: bool,
+    pub sent: u64,
+    pub received: u64,
+}
+
+/// The dialer's side.
+pub async fn dial(node: &Arc<Node>, conn: &mut Connection) -> Result<(Announce, Outcome)> {
+    let timeout = node.cfg.timeout;
+    conn.send(&Message::Announce(node.announce(false))).await?;
+    let theirs = match conn.recv(timeout).await? {
+        Message::Announce(a) => a,
+        Message::Refused { reason } => return Err(ExchangeError::Refused(reason)),
+        other => {
+            return Err(ExchangeError::Unexpected {
+                expected: "an announce",
+                got: describe(&other),
+            });
+        }
+    };
+    let mut outcome = Outcome::default();
+    if let Some(want) = node.wanted(&theirs) {
+        let r = pull(node, conn, want).await;
+        node.done_pulling(want);
+        r?;
+        outcome.pulled = Some((want, theirs.clone()));
+    }
+    conn.send(&Message::Bye).await?;
+    if theirs.wants_yours {
+        loop {
+            match conn.recv(timeout).await? {
+                Message::Pull { want, have } => {
+                    serve(node, conn, want, have).await?;
+                    outcome.served = true;
+                }
+                Message::Bye => break,
+                other => {
+                    return Err(ExchangeError::Unexpected {
+                        expected: "a pull or bye",
+                        got: describe(&other),
+                    });
+                }
+            }
+        }
+    }
+    outcome.sent = conn.sent;
+    outcome.received = conn.received;
+    Ok((theirs, outcome))
+}
+
+/// The responder's side, after the handshake.
+pub async fn respond(node: &Arc<Node>, conn: &mut Connection) -> Result<(Announce, Outcome)> {
+    let timeout = node.cfg.timeout;
+    let theirs = match conn.recv(timeout).await? {
+        Message::Announce(a) => a,
+        other => {
+            return Err(ExchangeError::Unexpected {
+                expected: "an announce",
+                got: describe(&other),
+            });
+        }
+    };
+    let want = node.wanted(&theirs);
+    conn.send(&Message::Announce(node.announce(want.is_some())))
+        .await?;
+    let mut outcome = Outcome::default();
+    loop {
+        match conn.recv(timeout).await? {
+            Message::Pull { want, have } => {
+                serve(node, conn, want, have).await?;
+                outcome.served = true;
+            }
+            Message::Bye => break,
+            other => {
+                return Err(ExchangeError::Unexpected {
+                    expected: "a pull or bye",
+                    got: describe(&other),
+                });
+            }
+        }
+    }
+    if let Some(want) = want {
+        let r = pull(node, conn, want).await;
+        node.done_pulling(want);
+        r?;
+        outcome.pulled = Some((want, theirs.clone()));
+    }
+    conn.send(&Message::Bye).await?;
+    outcome.sent = conn.sent;
+    outcome.received = conn.received;
+    Ok((theirs, outcome))
+}
+
+/// Asks for `want` and receives it; every item is checked as it is written.
+async fn pull(node: &Arc<Node>, conn: &mut Connection, want: ObjectId) -> Result<()> {
+    let timeout = node.cfg.timeout;
+    let db = node.db.clone();
+    let have: Vec<Oid> = {
+        let known = node.known_heads();
+        tokio::task::block_in_place(|| db.haves(&known))?
+            .into_iter()
+            .take(super::message::MAX_HAVES)
+            .map(oid)
+            .collect()
+    };
+    conn.send(&Message::Pull {
+        want: oid(want),
+        have,
+    })
+    .await?;
+    let mut receiver = db.receiver()?;
+    loop {
+        match conn.recv(timeout).await? {
+            Message::Items(items) => {
+                tokio::task::block_in_place(|| -> Result<()> {
+                    for item in items {
+                        let item = item
+                            .into_item()
+                            .map_err(|e| ExchangeError::Connection(e.into()))?;
+                        receiver.add(item)?;
+                    }
+                    Ok(())
+                })?;
+            }
+            Message::End { .. } => break,
+            Message::Refused { reason } => return Err(ExchangeError::Refused(reason)),
+            other => {
+                return Err(ExchangeError::Unexpected {
+                    expected: "items or an end",
+                    got: describe(&other),
+                });
+            }
+        }
+    }
+    let (commits, objects) = receiver.counts();
+    tokio::task::block_in_place(|| receiver.finish(want))?;
+    log::debug!(
+        "pulled {want} from {}: {commits} commit(s), {objects} object(s)",
+        conn.peer()
+    );
+    Ok(())
+}
+
+/// Answers a pull: the export runs on a blocking thread and hands batches over a bounded
+/// channel, so a large catch-up streams instead of being built in memory first.
+async fn serve(node: &Arc<Node>, conn: &mut Connection, want: Oid, have: Vec<Oid>) -> Result<()> {
+    let want = object_id(&want);
+    let db: Arc<GitDb> = node.db.clone();
+    if !db.has_object(want) {
+        conn.send(&Message::Refused {
+            reason: format!("{want} is not here"),
+        })
+        .await?;
+        return Err(ExchangeError::Refused(format!(
+            "the peer wanted {want}, which is not here"
+        )));
+    }
+    let haves: Vec<ObjectId> = have.iter().map(object_id).collect();
+    let (tx, mut rx) = mpsc::channel::<Vec<WireItem>>(4);
+    let export = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        let stats = db.export(want, &haves, &mut |item| {
+            let w = WireItem::from(item);
+            bytes += w.weight();
+            batch.push(w);
+            if bytes >= BATCH_BYTES {
+                bytes = 0;
+                if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
+                    return Err(crate::db::DbError::Replication {
+                        reason: "the connection ended".into(),
+                    });
+                }
+            }
+            Ok(())
+        })?;
+        if !batch.is_empty() {
+            let _ = tx.blocking_send(batch);
+        }
+        Ok::<_, crate::db::DbError>(stats)
+    });
+    while let Some(batch) = rx.recv().await {
+        conn.send(&Message::Items(batch)).await?;
+    }
+    let stats = export
+        .await
+        .map_err(|e| ExchangeError::Task(e.to_string()))??;
+    conn.send(&Message::End {
+        commits: stats.commits as u32,
+    })
+    .await?;
+    log::debug!(
+        "served {want} to {}: {} commit(s) ({} compact, {} whole)",
+        conn.peer(),
+        stats.commits,
+        stats.compact,
+        stats.whole
+    );
+    Ok(())
+}
+
+/// Merges a pulled head into ours (one merge at a time per node).
+pub async fn merge(node: &Arc<Node>, head: ObjectId, theirs: &Announce) -> Result<()> {
+    let _one = node.merging.lock().await;
+    let db = node.db.clone();
+    let strategy = node.cfg.strategy.clone();
+    let clock = super::message::clock_from_wire(&theirs.clock);
+    let started = Instant::now();
+    let outcome = tokio::task::spawn_blocking(move || {
+        crate::merge::merge(&db, head, Some(&clock), &strategy, super::service::now_ms())
+    })
+    .await
+    .map_err(|e| ExchangeError::Task(e.to_string()))?
+    .map_err(|source| ExchangeError::Merge {
+        head,
+        source: Box::new(source),
+    })?;
+    log::debug!(
+        "merged {head} from {}: {outcome:?} in {:?}",
+        theirs.node,
+        started.elapsed()
+    );
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! The messages peers exchange, and their encoding: postcard (a compact, documented serde
+//! format: varint integers, length-prefixed byte strings, enums as a varint tag) inside the
+//! encrypted frames of [`super::connection`]. docs/protocol.md describes each message byte by
+//! byte; the enum order here is the wire tag, so never reorder, only append.
+//!
+//! Decoding is the first line of defence against a hostile peer: [`Message::decode`] refuses
+//! trailing bytes and anything postcard cannot read, and [`Message::check`] the sizes that a
+//! frame limit alone does not bound (a clock of a million nodes, a peer list of a thousand).
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::{EntryEdit, Item, VectorClock};
+use crate::store::{ObjectId, ValueMode};
+
+/// A 20-byte SHA-1 object id as it travels.
+pub type Oid = [u8; 20];
+
+/// Most peer addresses one announce carries (the rest are learned from other announces).
+pub const MAX_PEERS_PER_ANNOUNCE: usize = 8;
+/// Most nodes a clock may name on the wire.
+pub const MAX_CLOCK_NODES: usize = 4096;
+/// Most haves a pull may name.
+pub const MAX_HAVES: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Who I am and what I have; the first message of every exchange, answered by the other
+    /// side's own announce. Doubles as heartbeat.
+    Announce(Announce),
+    /// Send me `want` and what it needs, given I have `have` (and their history).
+    Pull { want: Oid, have: Vec<Oid> },
+    /// Part of the answer to a pull: items in order (see [`crate::store::Item`]).
+    Items(Vec<WireItem>),
+    /// The answer to a pull is complete.
+    End { commits: u32 },
+    /// The request cannot be served (say the wanted commit is not here); the connection ends.
+    Refused { reason: String },
+    /// Nothing more from me on this connection.
+    Bye,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announce {
+    pub node: String,
+    /// Where this node accepts connections (`host:port`); a `0.0.0.0`/`[::]` host means "the
+    /// address you see me connect from".
+    pub listen: Option<String>,
+    pub head: Option<Oid>,
+    pub clock: Vec<(String, u64)>,
+    pub hlc_millis: u64,
+    pub hlc_counter: u32,
+    /// A sample of peers this node knows.
+    pub peers: Vec<String>,
+    /// In an answer: the sender lacks the head of the announce it answers and will pull it on
+    /// this connection once the first side is done.
+    pub wants_yours: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireItem {
+    Blob(Vec<u8>),
+    Tree(Vec<u8>),
+    Commit {
+        data: Vec<u8>,
+        edits: Option<Vec<WireEdit>>,
+    },
+}
+
+/// A changed path: `mode` is the git mode (0o100644, 0o100755, 0o120000), 0 for a removal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEdit {
+    pub path: String,
+    pub mode: u32,
+    pub id: Oid,
+}
+
+/// A message that could not be decoded or breaks a bound.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("undecodable message: {0}")]
+    Postcard(#[from] postcard::Error),
+    #[error("message has {0} trailing bytes")]
+    Trailing(usize),
+    #[error("message breaks a bound: {0}")]
+    Bound(String),
+}
+
+impl Message {
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing our own types into a Vec cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+        let (msg, rest): (Message, &[u8]) = postcard::take_from_bytes(bytes)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::Trailing(rest.len()));
+        }
+        msg.check()?;
+        Ok(msg)
+    }
+
+    /// The bounds a decoded message must keep.
+    pub fn check(&self) -> Result<(), DecodeError> {
+        let bound = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(DecodeError::Bound(what.to_owned()))
+            }
+        };
+        match self {
+            Message::Announce(a) => {
+                bound(a.node.len() <= 64, "node id over 64 bytes")?;
+                bound(a.clock.len() <= MAX_CLOCK_NODES, "clock too large")?;
+                bound(a.peers.len() <= MAX_PEERS_PER_ANNOUNCE, "too many peers")?;
+                bound(
+                    a.peers.iter().chain(&a.listen).all(|p| p.len() <= 256),
+                    "peer address over 256 bytes",
+                )
+            }
+            Message::Pull { have, .. } => bound(have.len() <= MAX_HAVES, "too many haves"),
+            Message::Refused { reason } => bound(reason.len() <= 4096, "reason too long"),
+            Message::Items(_) | Message::End { .. } | Message::Bye => Ok(()),
+        }
+    }
+}
+
+pub fn oid(id: ObjectId) -> Oid {
+    let mut out = [0u8; 20];
+    out.copy_from_slice(id.as_slice());
+    out
+}
+
+pub fn object_id(o: &Oid) -> ObjectId {
+    ObjectId::from_bytes_or_panic(o)
+}
+
+pub fn clock_to_wire(c: &VectorClock) -> Vec<(String, u64)> {
+    c.iter().map(|(n, v)| (n.as_str().to_owned(), v)).collect()
+}
+
+/// The clock an announce names, with nodes that are not valid ids dropped.
+pub fn clock_from_wire(entries: &[(String, u64)]) -> VectorClock {
+    entries
+        .iter()
+        .filter_map(|(node, v)| Some((crate::db::NodeId::new(node).ok()?, *v)))
+        .collect()
+}
+
+impl From<Item> for WireItem {
+    fn from(item: Item) -> WireItem {
+        match item {
+            Item::Blob(d) => WireItem::Blob(d),
+            Item::Tree(d) => WireItem::Tree(d),
+            Item::Commit { data, edits } => WireItem::Commit {
+                data,
+                edits: edits.map(|es| {
+                    es.into_iter()
+                        .map(|e| WireEdit {
+                            path: e.path,
+                            mode: e.value.map_or(0, |(m, _)| m.octal()),
+                            id: e.value.map_or([0; 20], |(_, id)| oid(id)),
+                        })
+                        .collect()
+                }),
+            },
+        }
+    }
+}
+
+impl WireItem {
+    /// The item, or why it is malformed (an unknown mode).
+    pub fn into_item(self) -> Result<Item, DecodeError> {
+        Ok(match self {
+            WireItem::Blob(d) => Item::Blob(d),
+            WireItem::Tree(d) => Item::Tree(d),
+            WireItem::Commit { data, edits } => Item::Commit {
+                data,
+                edits: match edits {
+                    None => None,
+                    Some(es) => Some(
+                        es.into_iter()
+                            .map(|e| {
+                                let value = match e.mode {
+                                    0 => None,
+                                    0o100644 => Some((ValueMode::Regular, object_id(&e.id))),
+                                    0o100755 => Some((ValueMode::Executable, object_id(&e.id))),
+                                    0o120000 => Some((ValueMode::Symlink, object_id(&e.id))),
+                                    m => {
+                                        return Err(DecodeError::Bound(format!(
+                                            "edit of {:?} has mode {m:o}",
+                                            e.path
+                                        )));
+                                    }
+                                };
+                                Ok(EntryEdit {
+                                    path: e.path,
+                                    value,
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()?,
+                    ),
+                },
+            },
+        })
+    }
+
+    /// Bytes this item holds, for batching.
+    pub fn weight(&self) -> usize {
+        match self {
+            WireItem::Blob(d) | WireItem::Tree(d) => d.len() + 8,
+            WireItem::Commit { data, edits } => {
+                data.len()
+                    + edits
+                        .as_ref()
+                        .map_or(0, |es| es.iter().map(|e| e.path.len() + 28).sum())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn announce() -> Message {
+        Message::Announce(Announce {
+            node: "n1".into(),
+            listen: Some("127.0.0.1:7000".into()),
+            head: Some([7; 20]),
+            clock: vec![("n1".into(), 3)],
+            hlc_millis: 1,
+            hlc_counter: 2,
+            peers: vec!["127.0.0.1:7001".into()],
+            wants_yours: false,
+        })
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        for m in [
+            announce(),
+            Message::Pull {
+                want: [1; 20],
+                have: vec![[2; 20]],
+            },
+            Message::Items(vec![
+                WireItem::Blob(b"v".to_vec()),
+                WireItem::Commit {
+                    data: b"c".to_vec(),
+                    edits: Some(vec![WireEdit {
+                        path: "a/b".into(),
+                        mode: 0o100644,
+                        id: [3; 20],
+                    }]),
+                },
+            ]),
+            Message::End { commits: 1 },
+            Message::Refused {
+                reason: "no".into(),
+            },
+            Message::Bye,
+        ] {
+            assert_eq!(Message::decode(&m.encode()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn bounds_and_trailing_bytes_are_refused() {
+        let mut bytes = announce().encode();
+        bytes.push(0);
+        assert!(matches!(
+            Message::decode(&bytes),
+            Err(DecodeError::Trailing(1))
+        ));
+        let Message::Announce(mut a) = announce() else {
+            unreachable!()
+        };
+        a.peers = vec!["p".into(); MAX_PEERS_PER_ANNOUNCE + 1];
+        assert!(matches!(
+            Message::decode(&Message::Announce(a).encode()),
+            Err(DecodeError::Bound(_))
+        ));
+        let bad_mode = WireItem::Commit {
+            data: vec![],
+            edits: Some(vec![WireEdit {
+                path: "k".into(),
+                mode: 0o160000,
+                id: [0; 20],
+            }]),
+        };
+        assert!(bad_mode.into_item().is_err());
+    }
+
+    proptest! {
+        /// Random bytes never panic the decoder, whatever they claim.
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Message::decode(&bytes);
+        }
+
+        /// A valid message cut anywhere fails to decode instead of decoding to something else.
+        #[test]
+        fn truncated_messages_fail(cut in 0usize..60) {
+            let bytes = announce().encode();
+            let cut = cut.min(bytes.len() - 1);
+            prop_assert!(Message::decode(&bytes[..cut]).is_err());
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! gossip: nodes sync their repositories over TCP (see shared/DESIGN.md and docs/protocol.md).
+//!
+//! Flow: peer → gossip → merge → db. Objects move through the db's transfer verbs
+//! (`db::transfer`), merges through the merge layer, and news of head moves comes from the db's
+//! one news channel; nothing here names the store or the mount.
+//!
+//! - [`key`]: the cluster key (file → Noise pre-shared key);
+//! - [`message`]: the messages and their compact encoding, with their bounds;
+//! - [`connection`]: preamble, Noise handshake, encrypted length-delimited frames;
+//! - [`peers`]: the peer table (liveness, backoff, random choice of partners);
+//! - [`exchange`]: one push-pull exchange over one connection;
+//! - [`service`]: the runtime, listener, anti-entropy timer and news push ([`Gossip`]).
+
+pub mod connection;
+pub mod exchange;
+pub mod key;
+pub mod message;
+pub mod peers;
+pub mod service;
+
+pub use key::ClusterKey;
+pub use service::{Gossip, GossipConfig, GossipError};

@@ -1,0 +1,604 @@
+//! The gossip service: a tokio runtime of its own that listens for peers, runs an exchange with
+//! `fanout` random peers every `interval` (anti-entropy), and pushes news at once: whenever the
+//! db's head moves (a local commit, or a merge this node just made from news it received) the
+//! node starts a round to `fanout` peers, so a change spreads in O(log N) hops without waiting
+//! for the timer.
+//!
+//! [`Gossip`] owns the runtime and is the drop guard: dropping it (or [`Gossip::stop`]) stops the
+//! tasks; an exchange cut at that point leaves nothing named by a ref (see [`super::exchange`]).
+//! The db reaches the service only through the [`Replicator`] hook it holds weakly (`sync` at
+//! the mount, `peers` in `status`), so fuse never names gossip.
+//!
+//! Locks: `peers`, `pulling`, `last_error` and `in_flight` are std mutexes taken briefly, never
+//! across an await or a db call; `merging` (tokio) serializes merges, and is held across one.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use super::connection::Connection;
+use super::exchange::{self, ExchangeError, Outcome};
+use super::key::ClusterKey;
+use super::message::{Announce, MAX_PEERS_PER_ANNOUNCE, clock_to_wire, object_id, oid};
+use super::peers::PeerTable;
+use crate::db::{GitDb, PeerStatus, Replicator};
+use crate::merge::Strategy;
+use crate::store::ObjectId;
+
+/// Most inbound exchanges served at once; more wait for a slot (a flood of connections costs
+/// sockets, not memory).
+const MAX_INBOUND: usize = 64;
+
+pub struct GossipConfig {
+    /// Where to accept peers; `None`: dial only.
+    pub listen: Option<SocketAddr>,
+    /// The address to announce instead of `listen` (behind NAT, or a name).
+    pub advertise: Option<String>,
+    pub peers: Vec<String>,
+    pub fanout: usize,
+    pub interval: Duration,
+    pub key: ClusterKey,
+    /// Accept and dial non-loopback peers without a cluster key.
+    pub insecure: bool,
+    pub strategy: Arc<Strategy>,
+    /// How long to wait for each message of an exchange.
+    pub timeout: Duration,
+}
+
+impl GossipConfig {
+    pub fn new(strategy: Strategy) -> GossipConfig {
+        GossipConfig {
+            listen: None,
+            advertise: None,
+            peers: Vec::new(),
+            fanout: 3,
+            interval: Duration::from_secs(1),
+            key: ClusterKey::open(),
+            insecure: false,
+            strategy: Arc::new(strategy),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Whether this configuration replicates at all.
+    pub fn is_enabled(&self) -> bool {
+        self.listen.is_some() || !self.peers.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GossipError {
+    #[error("cannot start the gossip runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "{addr} is not a loopback address: without --cluster-key-file a node only talks to \
+         loopback peers (pass --insecure to allow it)"
+    )]
+    NeedsKey { addr: String },
+}
+
+/// Counters for `status` and benchmarks.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub exchanges: AtomicU64,
+    pub failures: AtomicU64,
+    pub pulls: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+}
+
+/// The state every task of the service shares.
+pub struct Node {
+    pub db: Arc<GitDb>,
+    pub cfg: GossipConfig,
+    /// The address we listen on, as bound.
+    pub local_addr: Option<SocketAddr>,
+    peers: Mutex<PeerTable>,
+    /// Heads some exchange is pulling now: another exchange that meets the same head leaves it.
+    pulling: Mutex<HashSet<ObjectId>>,
+    /// Peers an exchange is running with now.
+    in_flight: Mutex<HashSet<String>>,
+    pub merging: tokio::sync::Mutex<()>,
+    last_error: Mutex<Option<String>>,
+    pub counters: Counters,
+    handle: tokio::runtime::Handle,
+    rounds: AtomicU64,
+    /// This node, for the db hook (which is called with `&self`).
+    me: std::sync::Weak<Node>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each of these tables is consistent after any single statement: a panic elsewhere
+    // leaves nothing half-updated, so the poison carries no information.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The running service; stops on drop.
+pub struct Gossip {
+    node: Arc<Node>,
+    shutdown: watch::Sender<bool>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Gossip {
+    /// Binds the listener (if any), installs the db hook and starts the tasks.
+    pub fn start(db: Arc<GitDb>, cfg: GossipConfig) -> Result<Gossip, GossipError> {
+        if !cfg.key.is_secret() && !cfg.insecure {
+            for p in &cfg.peers {
+                if !is_loopback_name(p) {
+                    return Err(GossipError::NeedsKey { addr: p.clone() });
+                }
+            }
+            if let Some(l) = cfg.listen
+                && !l.ip().is_loopback()
+            {
+                return Err(GossipError::NeedsKey {
+                    addr: l.to_string(),
+                });
+            }
+        }
+        if !cfg.key.is_secret() {
+            log::warn!(
+                "gossip without a cluster key: sessions are encrypted but anyone who can reach \
+                 this node can join{}",
+                if cfg.insecure {
+                    " (--insecure: non-loopback peers allowed)"
+                } else {
+                    "; only loopback peers are accepted"
+                }
+            );
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("gitdb-gossip")
+            .enable_all()
+            .build()
+            .map_err(GossipError::Runtime)?;
+        let listener = match cfg.listen {
+            Some(addr) => Some(
+                runtime
+                    .block_on(TcpListener::bind(addr))
+                    .map_err(|source| GossipError::Listen { addr, source })?,
+            ),
+            None => None,
+        };
+        let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let node = Arc::new_cyclic(|me| Node {
+            peers: Mutex::new(PeerTable::new(&cfg.peers, cfg.interval)),
+            db,
+            cfg,
+            local_addr,
+            pulling: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashSet::new()),
+            merging: tokio::sync::Mutex::new(()),
+            last_error: Mutex::new(None),
+            counters: Counters::default(),
+            handle: runtime.handle().clone(),
+            rounds: AtomicU64::new(0),
+            me: me.clone(),
+        });
+        let (shutdown, stop) = watch::channel(false);
+        let (news_tx, news_rx) = mpsc::unbounded_channel::<ObjectId>();
+        node.db.subscribe_with(move |ev| {
+            if ev.new != ev.old
+                && let Some(new) = ev.new
+            {
+                return news_tx.send(new).is_ok();
+            }
+            !news_tx.is_closed()
+        });
+        let hook: Arc<dyn Replicator> = node.clone();
+        node.db.set_replicator(Arc::downgrade(&hook));
+        drop(hook);
+        if let Some(listener) = listener {
+            runtime.spawn(accept_loop(node.clone(), listener, stop.clone()));
+        }
+        runtime.spawn(timer_loop(node.clone(), stop.clone()));
+        runtime.spawn(news_loop(node.clone(), news_rx, stop));
+        log::info!(
+            "gossip: node {}{}, {} seed peer(s), fanout {}, every {:?}",
+            node.db.node(),
+            match local_addr {
+                Some(a) => format!(" listening on {a}"),
+                None => String::new(),
+            },
+            node.cfg.peers.len(),
+            node.cfg.fanout,
+            node.cfg.interval
+        );
+        Ok(Gossip {
+            node,
+            shutdown,
+            runtime: Some(runtime),
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.node.local_addr
+    }
+
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// Runs a round with every due peer (up to `fanout`) now; see [`Replicator::sync_now`].
+    pub fn sync_now(&self) -> Result<String, String> {
+        self.node.sync_now()
+    }
+
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        self.node.peers()
+    }
+
+    /// Stops the tasks; exchanges in flight are abandoned (nothing of theirs is named by a
+    /// ref), a merge in flight finishes.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+impl Drop for Gossip {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+fn is_loopback_name(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match addr.to_socket_addrs() {
+        Ok(mut addrs) => addrs.all(|a| a.ip().is_loopback()),
+        Err(_) => false,
+    }
+}
+
+async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(MAX_INBOUND));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let (stream, from) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("gossip: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if !node.cfg.key.is_secret() && !node.cfg.insecure && !from.ip().is_loopback() {
+            log::warn!("gossip: refused {from}: not loopback, and no cluster key is set");
+            continue;
+        }
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let node = node.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                _ = inbound(&node, stream, from) => {}
+                _ = stop.changed() => {}
+            }
+        });
+    }
+}
+
+async fn inbound(node: &Arc<Node>, stream: tokio::net::TcpStream, from: SocketAddr) {
+    let mut conn = match Connection::accept(stream, &node.cfg.key, node.cfg.timeout).await {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("gossip: handshake with {from} failed: {e}");
+            return;
+        }
+    };
+    let result = exchange::respond(node, &mut conn).await;
+    let _ = node.finish_exchange(None, from, result).await;
+}
+
+async fn timer_loop(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(node.cfg.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        // Also picks up commits stock git made, so they spread without a mount's watcher.
+        let db = node.db.clone();
+        let _ = tokio::task::spawn_blocking(move || db.refresh()).await;
+        let _ = node.round(false).await;
+    }
+}
+
+async fn news_loop(
+    node: Arc<Node>,
+    mut news: mpsc::UnboundedReceiver<ObjectId>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let first = tokio::select! {
+            n = news.recv() => n,
+            _ = stop.changed() => return,
+        };
+        if first.is_none() {
+            return;
+        }
+        // A burst of head moves is one push.
+        while news.try_recv().is_ok() {}
+        let _ = node.round(false).await;
+    }
+}
+
+impl Node {
+    fn peer_table(&self) -> MutexGuard<'_, PeerTable> {
+        lock(&self.peers)
+    }
+
+    /// Our announce. `wants_yours`: we lack the head of the announce this answers.
+    pub fn announce(&self, wants_yours: bool) -> Announce {
+        let now = Instant::now();
+        let seed = self.rounds.fetch_add(1, Ordering::Relaxed) ^ now_ms();
+        let peers = self.peer_table().sample(MAX_PEERS_PER_ANNOUNCE, seed, now);
+        let hlc = self.db.hlc();
+        Announce {
+            node: self.db.node().to_string(),
+            listen: self
+                .cfg
+                .advertise
+                .clone()
+                .or_else(|| self.local_addr.map(|a| a.to_string())),
+            head: self.db.head().map(oid),
+            clock: clock_to_wire(&self.db.clock()),
+            hlc_millis: hlc.millis,
+            hlc_counter: hlc.counter,
+            peers,
+            wants_yours,
+        }
+    }
+
+    /// The head of `theirs` if we lack it and no other exchange is pulling it already (then
+    /// it is ours to pull).
+    pub fn wanted(&self, theirs: &Announce) -> Option<ObjectId> {
+        let head = object_id(theirs.head.as_ref()?);
+        if theirs.node == self.db.node().as_str() || self.db.has_object(head) {
+            return None;
+        }
+        lock(&self.pulling).insert(head).then_some(head)
+    }
+
+    pub fn done_pulling(&self, head: ObjectId) {
+        lock(&self.pulling).remove(&head);
+    }
+
+    pub fn known_heads(&self) -> Vec<ObjectId> {
+        self.peer_table().known_heads()
+    }
+
+    /// Where `a` listens, as we can dial it: a `0.0.0.0`/`[::]` host becomes the address the
+    /// connection came from.
+    fn dialable(a: &str, seen_from: SocketAddr) -> Option<String> {
+        let parsed: Option<SocketAddr> = a.parse().ok();
+        match parsed {
+            Some(s) if s.ip().is_unspecified() => {
+                Some(SocketAddr::new(seen_from.ip(), s.port()).to_string())
+            }
+            _ => Some(a.to_owned()),
+        }
+    }
+
+    /// Books the result of an exchange with `dialed` (or an inbound one from `from`) and merges
+    /// what it brought.
+    async fn finish_exchange(
+        self: &Arc<Self>,
+        dialed: Option<&str>,
+        from: SocketAddr,
+        result: Result<(Announce, Outcome), ExchangeError>,
+    ) -> Result<(), String> {
+        let now = Instant::now();
+        self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok((theirs, outcome)) => {
+                self.counters
+                    .bytes_sent
+                    .fetch_add(outcome.sent, Ordering::Relaxed);
+                self.counters
+                    .bytes_received
+                    .fetch_add(outcome.received, Ordering::Relaxed);
+                let addr = dialed.map(str::to_owned).or_else(|| {
+                    theirs
+                        .listen
+                        .as_deref()
+                        .and_then(|l| Self::dialable(l, from))
+                });
+                {
+                    let mut t = self.peer_table();
+                    if theirs.node == self.db.node().as_str() {
+                        if let Some(a) = &addr {
+                            t.is_me(a);
+                        }
+                        return Ok(());
+                    }
+                    if let Some(a) = &addr {
+                        t.contact_ok(a, &theirs.node, theirs.head.as_ref().map(object_id), now);
+                    }
+                    for p in &theirs.peers {
+                        if let Some(p) = Self::dialable(p, from)
+                            && self.may_dial(&p)
+                        {
+                            t.learn(&p);
+                        }
+                    }
+                }
+                let candidate = match outcome.pulled {
+                    Some((head, _)) => {
+                        self.counters.pulls.fetch_add(1, Ordering::Relaxed);
+                        Some(head)
+                    }
+                    None => theirs
+                        .head
+                        .as_ref()
+                        .map(object_id)
+                        .filter(|&h| self.db.has_object(h)),
+                };
+                if let Some(head) = candidate
+                    && self.needs_merge(head)
+                    && let Err(e) = exchange::merge(self, head, &theirs).await
+                {
+                    log::warn!("gossip: {e}");
+                    self.set_error(e.to_string());
+                    return Err(e.to_string());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                let who = dialed.map_or_else(|| from.to_string(), str::to_owned);
+                let backoff = dialed.map(|a| self.peer_table().contact_failed(a, now));
+                log::info!(
+                    "gossip: exchange with {who} failed: {e}{}",
+                    match backoff {
+                        Some(b) => format!(" (next try in {b:?})"),
+                        None => String::new(),
+                    }
+                );
+                let msg = format!("{who}: {e}");
+                self.set_error(msg.clone());
+                Err(msg)
+            }
+        }
+    }
+
+    /// Whether `head` (present here) is not yet in our history.
+    fn needs_merge(&self, head: ObjectId) -> bool {
+        match self.db.head() {
+            None => true,
+            Some(ours) if ours == head => false,
+            Some(ours) => {
+                !tokio::task::block_in_place(|| self.db.descends_from(ours, head)).unwrap_or(true)
+            }
+        }
+    }
+
+    fn may_dial(&self, addr: &str) -> bool {
+        self.cfg.key.is_secret() || self.cfg.insecure || is_loopback_name(addr)
+    }
+
+    fn set_error(&self, e: String) {
+        *lock(&self.last_error) = Some(e);
+    }
+
+    /// One exchange with the peer at `addr`.
+    async fn exchange_with(self: &Arc<Self>, addr: String) -> Result<(), String> {
+        if !lock(&self.in_flight).insert(addr.clone()) {
+            return Ok(());
+        }
+        let r = self.exchange_inner(&addr).await;
+        lock(&self.in_flight).remove(&addr);
+        r
+    }
+
+    async fn exchange_inner(self: &Arc<Self>, addr: &str) -> Result<(), String> {
+        let resolved = match tokio::net::lookup_host(addr).await {
+            Ok(mut a) => a.next(),
+            Err(_) => None,
+        };
+        let Some(sock) = resolved else {
+            let e = ExchangeError::Connection(super::connection::ConnectionError::Io(
+                std::io::Error::new(std::io::ErrorKind::NotFound, "cannot resolve the address"),
+            ));
+            let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
+            return self.finish_exchange(Some(addr), nowhere, Err(e)).await;
+        };
+        if Some(sock) == self.local_addr {
+            self.peer_table().is_me(addr);
+            return Ok(());
+        }
+        let result = async {
+            let mut conn = Connection::connect(sock, &self.cfg.key, self.cfg.timeout).await?;
+            exchange::dial(self, &mut conn).await
+        }
+        .await;
+        self.finish_exchange(Some(addr), sock, result).await
+    }
+
+    /// One round: exchanges with up to `fanout` peers at once. `user`: asked for by `sync`
+    /// (backoff ignored; fails unless some exchange succeeded).
+    pub async fn round(self: &Arc<Self>, user: bool) -> Result<usize, String> {
+        let seed = self.rounds.fetch_add(1, Ordering::Relaxed) ^ now_ms();
+        let targets =
+            self.peer_table()
+                .select_gossip_peers(self.cfg.fanout, seed, Instant::now(), user);
+        if targets.is_empty() {
+            return if user {
+                Err("no peer to sync with".into())
+            } else {
+                Ok(0)
+            };
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in targets {
+            let node = self.clone();
+            tasks.spawn(async move { node.exchange_with(t).await });
+        }
+        let (mut ok, mut last_err) = (0, None);
+        while let Some(r) = tasks.join_next().await {
+            match r {
+                Ok(Ok(())) => ok += 1,
+                Ok(Err(e)) => last_err = Some(e),
+                Err(e) => last_err = Some(e.to_string()),
+            }
+        }
+        if ok == 0
+            && let Some(e) = last_err
+        {
+            return Err(e);
+        }
+        Ok(ok)
+    }
+}
+
+impl Replicator for Node {
+    fn sync_now(&self) -> Result<String, String> {
+        // Called from a plain thread (a FUSE worker, a CLI request): run the round on the
+        // runtime and wait for it.
+        let node = self.me.upgrade().ok_or("the gossip service is stopping")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.handle.spawn(async move {
+            let _ = tx.send(node.round(true).await);
+        });
+        match rx.recv_timeout(self.cfg.timeout * 3) {
+            Ok(Ok(n)) => Ok(format!("synced with {n} peer(s)")),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("the sync round did not end in time".into()),
+        }
+    }
+
+    fn peers(&self) -> Vec<PeerStatus> {
+        self.peer_table().status(Instant::now())
+    }
+}

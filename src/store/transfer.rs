@@ -1,0 +1,642 @@
+//! Object transfer: what another repository lacks, as a stream of items it can check one by one.
+//!
+//! gix has no upload-pack server side, and a pack of whole trees moves ~27 KB for a one-key
+//! change in a store with 1,000-entry directories (see shared/NOTES.md). So a transfer is a
+//! sequence of [`Item`]s, parents before children, in which a commit usually travels as its
+//! raw bytes plus the entries that changed against its first parent: the receiver rebuilds the
+//! trees with [`Store::write_tree`] (the same code that wrote them on the sender) and checks the
+//! result against the tree id the commit names. Where that rebuild would not reproduce the tree
+//! (names stock git wrote that gitdb spells differently, submodules, non-canonical trees) the
+//! sender finds out first, by hashing the rebuild itself, and sends the changed trees whole.
+//!
+//! The receiver ([`Importer`]) trusts nothing: every id is computed from the bytes it got, a
+//! commit is written only once its parents and tree are present and its tree matched, a tree
+//! only once every entry is present and its names are safe to check out, and the caller moves
+//! a ref only after [`Importer::finish`] found the wanted commit. An aborted transfer leaves at
+//! most unreferenced objects, which `git gc` prunes.
+
+use std::collections::{HashMap, HashSet};
+
+use super::tree::EntryKind;
+use super::{ObjectId, ObjectKind, Result, Store, StoreError, TreeEdit, ValueMode, boxed};
+
+/// One unit of a transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A blob some later tree or edit names.
+    Blob(Vec<u8>),
+    /// A whole tree, sent after every tree and blob it names that the receiver lacks.
+    Tree(Vec<u8>),
+    /// A commit's raw bytes. With `edits`, the receiver rebuilds its tree from the first
+    /// parent's (the empty tree for a root commit); without, the tree was sent whole.
+    Commit {
+        data: Vec<u8>,
+        edits: Option<Vec<EntryEdit>>,
+    },
+}
+
+/// One changed path of a commit against its first parent: a key path (names unescaped, as
+/// [`Store::diff_trees`] shows them) and its new value, `None` when it is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryEdit {
+    pub path: String,
+    pub value: Option<(ValueMode, ObjectId)>,
+}
+
+/// What an export sent, so one transfer never sends an object twice.
+#[derive(Debug, Default)]
+pub struct Sent {
+    objects: HashSet<ObjectId>,
+    /// Commits sent with edits, and whole.
+    pub compact: usize,
+    pub whole: usize,
+}
+
+impl Store {
+    /// The commits reachable from `want` and from none of the `haves` this repository has,
+    /// parents before children (so each can be checked on arrival).
+    pub fn commits_missing(&self, want: ObjectId, haves: &[ObjectId]) -> Result<Vec<ObjectId>> {
+        let hidden: Vec<ObjectId> = haves
+            .iter()
+            .copied()
+            .filter(|&h| self.has_object(h))
+            .collect();
+        if hidden.contains(&want) {
+            return Ok(Vec::new());
+        }
+        let ids: HashSet<ObjectId> = self.with_repo(|repo| -> Result<HashSet<ObjectId>> {
+            let walk = repo
+                .rev_walk([want])
+                .with_hidden(hidden)
+                .all()
+                .map_err(|e| StoreError::Read {
+                    id: want,
+                    source: boxed(e),
+                })?;
+            let mut ids = HashSet::new();
+            for info in walk {
+                let info = info.map_err(|e| StoreError::Read {
+                    id: want,
+                    source: boxed(e),
+                })?;
+                ids.insert(info.id);
+            }
+            Ok(ids)
+        })?;
+        // The walk's order is by commit time, which clock skew can put before a parent: order
+        // by the graph instead (post-order of a depth-first walk over the selected commits).
+        let mut order = Vec::with_capacity(ids.len());
+        let mut done = HashSet::with_capacity(ids.len());
+        let mut stack = vec![(want, false)];
+        while let Some((id, expanded)) = stack.pop() {
+            if expanded {
+                order.push(id);
+                continue;
+            }
+            if !ids.contains(&id) || !done.insert(id) {
+                continue;
+            }
+            stack.push((id, true));
+            let info = self.commit_info(id)?;
+            for p in info.parents.iter().rev() {
+                stack.push((*p, false));
+            }
+        }
+        Ok(order)
+    }
+
+    /// Sends the items of commit `id` to `out`, for a receiver that has the closures of its
+    /// parents (and whatever `sent` holds). Returns the number of bytes of objects sent.
+    pub fn export_commit(
+        &self,
+        id: ObjectId,
+        sent: &mut Sent,
+        out: &mut dyn FnMut(Item) -> Result<()>,
+    ) -> Result<()> {
+        let info = self.commit_info(id)?;
+        let base = match info.parents.first() {
+            Some(&p) => self.commit_info(p)?.tree,
+            None => self.empty_tree(),
+        };
+        let changes = self.diff_trees(base, info.tree)?;
+        let edits: Vec<EntryEdit> = changes
+            .into_iter()
+            .map(|c| EntryEdit {
+                path: c.path,
+                value: match c.new {
+                    Some((EntryKind::Value(mode), id)) => Some((mode, id)),
+                    _ => None,
+                },
+            })
+            .collect();
+        let rebuilt = self.hash_tree(base, edits.iter().map(EntryEdit::as_tree_edit))?;
+        let (_, data) = self.raw_object(id)?;
+        if rebuilt == info.tree {
+            for e in &edits {
+                if let Some((_, blob)) = e.value
+                    && sent.objects.insert(blob)
+                {
+                    out(Item::Blob(self.raw_object(blob)?.1))?;
+                }
+            }
+            sent.compact += 1;
+            out(Item::Commit {
+                data,
+                edits: Some(edits),
+            })?;
+        } else {
+            log::debug!("{id}: its tree does not rebuild from edits; sending trees whole");
+            self.export_tree(info.tree, Some(base), sent, out)?;
+            sent.whole += 1;
+            out(Item::Commit { data, edits: None })?;
+        }
+        sent.objects.insert(id);
+        Ok(())
+    }
+
+    /// Sends tree `id` and what it names that differs from `old` (the tree at the same path on
+    /// the receiver's side), children first.
+    fn export_tree(
+        &self,
+        id: ObjectId,
+        old: Option<ObjectId>,
+        sent: &mut Sent,
+        out: &mut dyn FnMut(Item) -> Result<()>,
+    ) -> Result<()> {
+        if old == Some(id) || sent.objects.contains(&id) {
+            return Ok(());
+        }
+        if id == self.empty_tree() {
+            sent.objects.insert(id);
+            return out(Item::Tree(Vec::new()));
+        }
+        let (_, data) = self.raw_object(id)?;
+        let old_entries: HashMap<Vec<u8>, (gix::objs::tree::EntryMode, ObjectId)> = match old {
+            Some(o) => raw_entries(&self.raw_object(o)?.1, o)?,
+            None => HashMap::new(),
+        };
+        let tree = gix::objs::TreeRef::from_bytes(&data, self.object_hash()).map_err(|e| {
+            StoreError::Read {
+                id,
+                source: boxed(e),
+            }
+        })?;
+        for e in &tree.entries {
+            let before = old_entries.get(e.filename.as_ref() as &[u8]);
+            let child = e.oid.to_owned();
+            if before.is_some_and(|(_, o)| *o == child) {
+                continue;
+            }
+            if e.mode.is_tree() {
+                let old_sub = before.filter(|(m, _)| m.is_tree()).map(|(_, o)| *o);
+                self.export_tree(child, old_sub, sent, out)?;
+            } else if (e.mode.is_blob() || e.mode.is_link()) && sent.objects.insert(child) {
+                out(Item::Blob(self.raw_object(child)?.1))?;
+            }
+            // A gitlink names a commit of another repository: nothing to send.
+        }
+        sent.objects.insert(id);
+        out(Item::Tree(data.clone()))
+    }
+}
+
+fn raw_entries(
+    data: &[u8],
+    id: ObjectId,
+) -> Result<HashMap<Vec<u8>, (gix::objs::tree::EntryMode, ObjectId)>> {
+    let tree = gix::objs::TreeRef::from_bytes(data, gix::hash::Kind::Sha1).map_err(|e| {
+        StoreError::Read {
+            id,
+            source: boxed(e),
+        }
+    })?;
+    Ok(tree
+        .entries
+        .iter()
+        .map(|e| (e.filename.to_vec(), (e.mode, e.oid.to_owned())))
+        .collect())
+}
+
+impl EntryEdit {
+    pub fn as_tree_edit(&self) -> TreeEdit<'_> {
+        match self.value {
+            Some((mode, id)) => TreeEdit::Upsert {
+                path: &self.path,
+                mode,
+                id,
+            },
+            None => TreeEdit::Remove { path: &self.path },
+        }
+    }
+}
+
+/// The root name the mount's control directory takes: never a key, so never in a root tree.
+const RESERVED: &str = ".gitdb";
+
+/// How many blobs are buffered before they are written as one pack instead of loose files.
+const PACK_AT: usize = 64;
+
+/// Receives the items of a transfer into a store, checking each (see the module docs).
+pub struct Importer<'a> {
+    store: &'a Store,
+    /// Objects written by this transfer: present without asking the object database.
+    received: HashSet<ObjectId>,
+    /// Blobs not yet written, with their ids.
+    blobs: Vec<(ObjectId, Vec<u8>)>,
+    pub commits: usize,
+    pub objects: usize,
+}
+
+fn refused(what: impl Into<String>, reason: impl Into<String>) -> StoreError {
+    StoreError::Refused {
+        what: what.into(),
+        reason: reason.into(),
+    }
+}
+
+impl<'a> Importer<'a> {
+    pub fn new(store: &'a Store) -> Importer<'a> {
+        Importer {
+            store,
+            received: HashSet::new(),
+            blobs: Vec::new(),
+            commits: 0,
+            objects: 0,
+        }
+    }
+
+    fn present(&self, id: ObjectId) -> bool {
+        self.received.contains(&id) || self.store.has_object(id)
+    }
+
+    pub fn add(&mut self, item: Item) -> Result<()> {
+        match item {
+            Item::Blob(data) => {
+                let id = self.store.hash_blob(&data)?;
+                if self.received.insert(id) {
+                    self.blobs.push((id, data));
+                    self.objects += 1;
+                }
+                if self.blobs.len() >= PACK_AT * 16 {
+                    self.write_blobs()?;
+                }
+                Ok(())
+            }
+            Item::Tree(data) => {
+                self.write_blobs()?;
+                self.add_tree(&data)
+            }
+            Item::Commit { data, edits } => {
+                self.write_blobs()?;
+                self.add_commit(&data, edits)
+            }
+        }
+    }
+
+    fn write_blobs(&mut self) -> Result<()> {
+        if self.blobs.is_empty() {
+            return Ok(());
+        }
+        let blobs = std::mem::take(&mut self.blobs);
+        if blobs.len() >= PACK_AT {
+            self.store
+                .write_blobs_packed(blobs.iter().map(|(_, d)| d.as_slice()))?;
+        } else {
+            for (id, data) in &blobs {
+                let got = self.store.write_raw(ObjectKind::Blob, data)?;
+                debug_assert_eq!(got, *id);
+            }
+        }
+        Ok(())
+    }
+
+    fn add_tree(&mut self, data: &[u8]) -> Result<()> {
+        let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, ObjectKind::Tree, data)
+            .map_err(|e| refused("a tree", e.to_string()))?;
+        if data.is_empty() {
+            self.store.ensure_empty_tree()?;
+            self.received.insert(id);
+            return Ok(());
+        }
+        let tree = gix::objs::TreeRef::from_bytes(data, gix::hash::Kind::Sha1)
+            .map_err(|e| refused(format!("tree {id}"), format!("malformed: {e}")))?;
+        for e in &tree.entries {
+            check_entry_name(e.filename.as_ref()).map_err(|r| refused(format!("tree {id}"), r))?;
+            let child = e.oid.to_owned();
+            if !e.mode.is_commit() && !self.present(child) {
+                return Err(refused(
+                    format!("tree {id}"),
+                    format!("it names {child}, which was not sent"),
+                ));
+            }
+        }
+        // gix checks the bytes re-encode to the same tree; a non-canonical order would hash
+        // differently from what the commit names, which the commit check then refuses.
+        let got = self.store.write_raw(ObjectKind::Tree, data)?;
+        self.received.insert(got);
+        self.objects += 1;
+        Ok(())
+    }
+
+    fn add_commit(&mut self, data: &[u8], edits: Option<Vec<EntryEdit>>) -> Result<()> {
+        let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, ObjectKind::Commit, data)
+            .map_err(|e| refused("a commit", e.to_string()))?;
+        let what = || format!("commit {id}");
+        let commit = gix::objs::CommitRef::from_bytes(data, gix::hash::Kind::Sha1)
+            .map_err(|e| refused(what(), format!("malformed: {e}")))?;
+        let tree = commit.tree();
+        let parents: Vec<ObjectId> = commit.parents().collect();
+        for p in &parents {
+            if !self.present(*p) {
+                return Err(refused(what(), format!("its parent {p} was not sent")));
+            }
+        }
+        match edits {
+            Some(edits) => {
+                let base = match parents.first() {
+                    Some(&p) => self.store.commit_info(p)?.tree,
+                    None => self.store.empty_tree(),
+                };
+                for e in &edits {
+                    check_edit_path(&e.path).map_err(|r| refused(what(), r))?;
+                    if let Some((_, blob)) = e.value
+                        && !self.present(blob)
+                    {
+                        return Err(refused(
+                            what(),
+                            format!("{} names blob {blob}, which was not sent", e.path),
+                        ));
+                    }
+                }
+                let rebuilt = self
+                    .store
+                    .write_tree(base, edits.iter().map(EntryEdit::as_tree_edit))
+                    .map_err(|e| refused(what(), format!("its edits do not apply: {e}")))?;
+                if rebuilt != tree {
+                    return Err(refused(
+                        what(),
+                        format!("its edits rebuild tree {rebuilt}, the commit names {tree}"),
+                    ));
+                }
+                if rebuilt == self.store.empty_tree() {
+                    self.store.ensure_empty_tree()?;
+                }
+                self.received.insert(rebuilt);
+            }
+            None => {
+                if tree == self.store.empty_tree() {
+                    self.store.ensure_empty_tree()?;
+                } else if !self.present(tree) {
+                    return Err(refused(what(), format!("its tree {tree} was not sent")));
+                } else if self.store.tree(tree)?.get(RESERVED).is_some() {
+                    return Err(refused(what(), format!("its root holds {RESERVED}")));
+                }
+            }
+        }
+        let got = self.store.write_raw(ObjectKind::Commit, data)?;
+        self.received.insert(got);
+        self.commits += 1;
+        self.objects += 1;
+        Ok(())
+    }
+
+    /// Ends the transfer: `want` must now be here. Objects are not synced here: moving a ref
+    /// syncs everything written first (see [`Store::sync_written`]).
+    pub fn finish(mut self, want: ObjectId) -> Result<()> {
+        self.write_blobs()?;
+        if !self.present(want) {
+            return Err(refused(
+                format!("the transfer of {want}"),
+                "it ended without that commit",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A tree entry name a peer may send: one safe component, and no spelling of `.git` that a
+/// checkout would take for the repository itself. (`.gitdb` is refused at the root, by the
+/// commit check: below it, it is an ordinary key name.)
+fn check_entry_name(name: &[u8]) -> std::result::Result<(), String> {
+    let shown = String::from_utf8_lossy(name);
+    if name.is_empty() || name == b"." || name == b".." {
+        return Err(format!("an entry is named {shown:?}"));
+    }
+    if name.contains(&b'/') || name.contains(&0) {
+        return Err(format!("the entry name {shown:?} holds '/' or NUL"));
+    }
+    if let Ok(s) = std::str::from_utf8(name)
+        && super::names::is_dot_git(s)
+    {
+        return Err(format!("an entry is named {shown:?}, a spelling of .git"));
+    }
+    Ok(())
+}
+
+/// A path in an edit: components as [`check_entry_name`] allows (the tree writer then escapes
+/// them as it does for local keys).
+fn check_edit_path(path: &str) -> std::result::Result<(), String> {
+    if path.len() > 4096 {
+        return Err("an edit's path is over 4096 bytes".into());
+    }
+    for (i, c) in path.split('/').enumerate() {
+        if i == 0 && c == RESERVED {
+            return Err(format!(
+                "the edit of {path:?} is in the reserved {RESERVED}"
+            ));
+        }
+        if c == ".git" {
+            // A key may be named `.git` (the tree writer escapes it): only the raw tree name
+            // is dangerous.
+            continue;
+        }
+        check_entry_name(c.as_bytes())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{CacheConfig, Signature};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_or_create(&dir.path().join("r.git"), CacheConfig::default()).unwrap();
+        (dir, s)
+    }
+
+    fn commit(s: &Store, parent: Option<ObjectId>, edits: &[(&str, Option<&[u8]>)]) -> ObjectId {
+        let base = match parent {
+            Some(p) => s.commit_info(p).unwrap().tree,
+            None => s.empty_tree(),
+        };
+        let ids: Vec<(String, Option<ObjectId>)> = edits
+            .iter()
+            .map(|(p, v)| (p.to_string(), v.map(|v| s.write_blob(v).unwrap())))
+            .collect();
+        let tree = s
+            .write_tree(
+                base,
+                ids.iter().map(|(p, id)| match id {
+                    Some(id) => TreeEdit::Upsert {
+                        path: p,
+                        mode: ValueMode::Regular,
+                        id: *id,
+                    },
+                    None => TreeEdit::Remove { path: p },
+                }),
+            )
+            .unwrap();
+        let sig = Signature {
+            name: "t".into(),
+            email: "t@t".into(),
+            seconds: 1,
+        };
+        let parents: Vec<ObjectId> = parent.into_iter().collect();
+        s.write_commit(tree, &parents, &sig, "m\n").unwrap()
+    }
+
+    fn transfer(from: &Store, to: &Store, want: ObjectId, haves: &[ObjectId]) -> Result<Sent> {
+        let mut items = Vec::new();
+        let mut sent = Sent::default();
+        for c in from.commits_missing(want, haves)? {
+            from.export_commit(c, &mut sent, &mut |i| {
+                items.push(i);
+                Ok(())
+            })?;
+        }
+        let mut imp = Importer::new(to);
+        for i in items {
+            imp.add(i)?;
+        }
+        imp.finish(want)?;
+        Ok(sent)
+    }
+
+    #[test]
+    fn a_chain_travels_compact_and_checks_out() {
+        let (_d1, a) = store();
+        let (_d2, b) = store();
+        let c1 = commit(&a, None, &[("x/y", Some(b"1")), ("z", Some(b"2"))]);
+        let c2 = commit(&a, Some(c1), &[("x/y", Some(b"3")), ("z", None)]);
+        let sent = transfer(&a, &b, c2, &[]).unwrap();
+        assert_eq!((sent.compact, sent.whole), (2, 0));
+        assert_eq!(
+            b.commit_info(c2).unwrap().tree,
+            a.commit_info(c2).unwrap().tree
+        );
+        // An incremental transfer sends only the new commit.
+        let c3 = commit(&a, Some(c2), &[("n", Some(b"4"))]);
+        assert_eq!(a.commits_missing(c3, &[c2]).unwrap(), vec![c3]);
+        transfer(&a, &b, c3, &[c2]).unwrap();
+        assert!(b.has_object(c3));
+    }
+
+    #[test]
+    fn a_tree_that_does_not_rebuild_travels_whole() {
+        let (_d1, a) = store();
+        let (_d2, b) = store();
+        // A raw `.gitattributes` (an alias: gitdb would write `%.gitattributes`) as stock git
+        // writes it: the rebuild would escape it, so the sender sends the tree.
+        let blob = a.write_blob(b"* text\n").unwrap();
+        let mut t = gix::objs::Tree::empty();
+        t.entries.push(gix::objs::tree::Entry {
+            mode: gix::objs::tree::EntryKind::Blob.into(),
+            filename: ".gitattributes".into(),
+            oid: blob,
+        });
+        let mut raw = Vec::new();
+        gix::objs::WriteTo::write_to(&t, &mut raw).unwrap();
+        let tree = a.write_raw(ObjectKind::Tree, &raw).unwrap();
+        let sig = Signature {
+            name: "git".into(),
+            email: "g@g".into(),
+            seconds: 1,
+        };
+        let c = a.write_commit(tree, &[], &sig, "stock\n").unwrap();
+        let sent = transfer(&a, &b, c, &[]).unwrap();
+        assert_eq!((sent.compact, sent.whole), (0, 1));
+        assert!(b.has_object(tree));
+    }
+
+    #[test]
+    fn hostile_items_are_refused() {
+        let (_d1, a) = store();
+        let (_d2, b) = store();
+        let c1 = commit(&a, None, &[("k", Some(b"v"))]);
+        let (_, data) = a.raw_object(c1).unwrap();
+        // The blob the edit names was not sent.
+        let blob = a.hash_blob(b"v").unwrap();
+        let edits = vec![EntryEdit {
+            path: "k".into(),
+            value: Some((ValueMode::Regular, blob)),
+        }];
+        let mut imp = Importer::new(&b);
+        let e = imp
+            .add(Item::Commit {
+                data: data.clone(),
+                edits: Some(edits.clone()),
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("not sent"), "{e}");
+        // An edit that rebuilds another tree than the commit names.
+        let mut imp = Importer::new(&b);
+        imp.add(Item::Blob(b"w".to_vec())).unwrap();
+        let other = b.hash_blob(b"w").unwrap();
+        let e = imp
+            .add(Item::Commit {
+                data: data.clone(),
+                edits: Some(vec![EntryEdit {
+                    path: "k".into(),
+                    value: Some((ValueMode::Regular, other)),
+                }]),
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("rebuild"), "{e}");
+        assert!(!b.has_object(c1));
+        // Hostile paths.
+        for path in ["..", "a/../b", ".gitdb", "a//b", "a\0b"] {
+            let mut imp = Importer::new(&b);
+            imp.add(Item::Blob(b"v".to_vec())).unwrap();
+            let e = imp
+                .add(Item::Commit {
+                    data: data.clone(),
+                    edits: Some(vec![EntryEdit {
+                        path: path.into(),
+                        value: Some((ValueMode::Regular, blob)),
+                    }]),
+                })
+                .unwrap_err();
+            assert!(matches!(e, StoreError::Refused { .. }), "{path}: {e}");
+        }
+        // A whole tree holding `.git` or `..`.
+        for name in [".git", ".GIT", "..", "git~1"] {
+            let mut t = gix::objs::Tree::empty();
+            t.entries.push(gix::objs::tree::Entry {
+                mode: gix::objs::tree::EntryKind::Blob.into(),
+                filename: name.into(),
+                oid: blob,
+            });
+            let mut raw = Vec::new();
+            gix::objs::WriteTo::write_to(&t, &mut raw).unwrap();
+            let mut imp = Importer::new(&b);
+            imp.add(Item::Blob(b"v".to_vec())).unwrap();
+            let e = imp.add(Item::Tree(raw)).unwrap_err();
+            assert!(matches!(e, StoreError::Refused { .. }), "{name}: {e}");
+        }
+        // Garbage.
+        let mut imp = Importer::new(&b);
+        assert!(imp.add(Item::Tree(b"garbage".to_vec())).is_err());
+        assert!(
+            imp.add(Item::Commit {
+                data: b"garbage".to_vec(),
+                edits: None
+            })
+            .is_err()
+        );
+        // A transfer that ends without its commit.
+        let imp = Importer::new(&b);
+        assert!(imp.finish(c1).is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! Gossip between in-process nodes on loopback: real TCP, real Noise, real repositories (one
+//! temp dir each), every node its own `Gossip` service. Conditions are awaited with a
+//! deadline, never slept on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gitdb::gossip::{ClusterKey, Gossip, GossipConfig};
+use gitdb::merge::Strategy;
+use gitdb::{GitDb, NodeId};
+
+struct Node {
+    db: Arc<GitDb>,
+    gossip: Option<Gossip>,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn addr(&self) -> SocketAddr {
+        self.gossip.as_ref().unwrap().local_addr().unwrap()
+    }
+}
+
+fn open(name: &str) -> (tempfile::TempDir, Arc<GitDb>) {
+    init_log();
+    let dir = tempfile::tempdir().unwrap();
+    let db = GitDb::open(
+        dir.path().join("repo.git"),
+        NodeId::new(name).unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    (dir, Arc::new(db))
+}
+
+fn config(peers: &[SocketAddr], strategy: Strategy) -> GossipConfig {
+    let mut cfg = GossipConfig::new(strategy);
+    cfg.listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.peers = peers.iter().map(|p| p.to_string()).collect();
+    cfg.interval = Duration::from_millis(200);
+    cfg.timeout = Duration::from_secs(5);
+    cfg
+}
+
+fn init_log() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
+
+fn start(name: &str, peers: &[SocketAddr], strategy: Strategy) -> Node {
+    let (dir, db) = open(name);
+    let gossip = Gossip::start(db.clone(), config(peers, strategy)).unwrap();
+    Node {
+        db,
+        gossip: Some(gossip),
+        _dir: dir,
+    }
+}
+
+fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn converged(nodes: &[Node]) -> bool {
+    let h = nodes[0].db.head();
+    h.is_some() && nodes.iter().all(|n| n.db.head() == h)
+}
+
+#[test]
+fn a_commit_on_one_node_reaches_all() {
+    let a = start("a", &[], Strategy::KeepBoth);
+    let b = start("b", &[a.addr()], Strategy::KeepBoth);
+    let c = start("c", &[b.addr()], Strategy::KeepBoth);
+    a.db.set("users/alice/profile", b"hello").unwrap();
+    a.db.commit("first", now_ms()).unwrap();
+    let nodes = [a, b, c];
+    wait_for("all nodes at a's head", Duration::from_secs(20), || {
+        converged(&nodes)
+    });
+    for n in &nodes {
+        assert_eq!(
+            n.db.get("users/alice/profile").unwrap().as_deref(),
+            Some(&b"hello"[..])
+        );
+    }
+    // The peer table shows the contact.
+    let peers = nodes[2].gossip.as_ref().unwrap().peers();
+    assert!(
+        peers
+            .iter()
+            .any(|p| p.alive && p.node.as_deref() == Some("b")),
+        "{peers:?}"
+    );
+}
+
+#[test]
+fn concurrent_commits_converge_to_one_head_under_each_strategy() {
+    for strategy in [Strategy::KeepBoth, Strategy::LastWriteWins] {
+        let a = start("a", &[], strategy.clone());
+        let b = start("b", &[a.addr()], strategy.clone());
+        let c = start("c", &[a.addr(), b.addr()], strategy.clone());
+        let nodes = [a, b, c];
+        for (i, n) in nodes.iter().enumerate() {
+            n.db.set("shared/key", format!("from {i}").as_bytes())
+                .unwrap();
+            n.db.set(&format!("own/{i}"), b"mine").unwrap();
+            n.db.commit(&format!("write {i}"), now_ms()).unwrap();
+        }
+        wait_for("one head", Duration::from_secs(30), || converged(&nodes));
+        for n in &nodes {
+            for i in 0..3 {
+                assert!(n.db.get(&format!("own/{i}")).unwrap().is_some());
+            }
+        }
+        if matches!(strategy, Strategy::KeepBoth) {
+            let v = nodes[0].db.get("shared/key").unwrap().unwrap();
+            let v = String::from_utf8_lossy(&v);
+            for i in 0..3 {
+                assert!(
+                    v.contains(&format!("from {i}")),
+                    "KeepBoth kept every side: {v}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_node_that_was_down_catches_up_and_an_empty_one_gets_everything() {
+    let a = start("a", &[], Strategy::KeepBoth);
+    let (dir_b, db_b) = open("b");
+    for i in 0..20 {
+        a.db.set(&format!("k/{i}"), format!("v{i}").as_bytes())
+            .unwrap();
+        a.db.commit(&format!("c{i}"), now_ms()).unwrap();
+    }
+    // b was down for all of that, then starts with a as its seed.
+    let b = Node {
+        gossip: Some(Gossip::start(db_b.clone(), config(&[a.addr()], Strategy::KeepBoth)).unwrap()),
+        db: db_b,
+        _dir: dir_b,
+    };
+    let nodes = [a, b];
+    wait_for("b caught up", Duration::from_secs(20), || converged(&nodes));
+    assert_eq!(nodes[1].db.log(100).unwrap().len(), 20);
+    assert_eq!(
+        nodes[1].db.get("k/19").unwrap().as_deref(),
+        Some(&b"v19"[..])
+    );
+}
+
+#[test]
+fn a_wrong_cluster_key_gets_nothing_and_gives_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ka, kb) = (dir.path().join("a.key"), dir.path().join("b.key"));
+    std::fs::write(&ka, "a".repeat(40)).unwrap();
+    std::fs::write(&kb, "b".repeat(40)).unwrap();
+    let (da, dba) = open("a");
+    let mut cfg = config(&[], Strategy::KeepBoth);
+    cfg.key = ClusterKey::from_file(&ka).unwrap();
+    let a = Node {
+        gossip: Some(Gossip::start(dba.clone(), cfg).unwrap()),
+        db: dba,
+        _dir: da,
+    };
+    let (db_dir, dbb) = open("b");
+    let mut cfg = config(&[a.addr()], Strategy::KeepBoth);
+    cfg.key = ClusterKey::from_file(&kb).unwrap();
+    let b = Node {
+        gossip: Some(Gossip::start(dbb.clone(), cfg).unwrap()),
+        db: dbb,
+        _dir: db_dir,
+    };
+    a.db.set("secret", b"a's").unwrap();
+    a.db.commit("a", now_ms()).unwrap();
+    b.db.set("other", b"b's").unwrap();
+    b.db.commit("b", now_ms()).unwrap();
+    // b's sync must fail (it reaches no one), and neither side may learn the other's head.
+    let err = b.db.sync_with_peers().unwrap_err();
+    assert!(err.to_string().contains("sync failed"), "{err}");
+    let peers = b.gossip.as_ref().unwrap().peers();
+    assert!(peers[0].failures >= 1 && !peers[0].alive, "{peers:?}");
+    assert!(!a.db.has_object(b.db.head().unwrap()));
+    assert!(!b.db.has_object(a.db.head().unwrap()));
+}
+
+#[test]
+fn sync_runs_a_round_now_and_stop_is_clean() {
+    let a = start("a", &[], Strategy::KeepBoth);
+    let (dir_b, db_b) = open("b");
+    let mut cfg = config(&[a.addr()], Strategy::KeepBoth);
+    // A timer that never fires within the test: only `sync` can move the data.
+    cfg.interval = Duration::from_secs(3600);
+    let mut b = Node {
+        gossip: Some(Gossip::start(db_b.clone(), cfg).unwrap()),
+        db: db_b,
+        _dir: dir_b,
+    };
+    // The first tick of an interval fires at once: let it pass.
+    wait_for("b's first round", Duration::from_secs(10), || {
+        b.gossip.as_ref().unwrap().peers()[0]
+            .last_contact_ms
+            .is_some()
+    });
+    b.db.set("k", b"v").unwrap();
+    b.db.commit("b", now_ms()).unwrap();
+    // The push on commit may already have done it; sync must leave a with b's head either way.
+    let summary = b.db.sync_with_peers().unwrap();
+    assert!(summary.contains("1 peer"), "{summary}");
+    wait_for("a has b's head", Duration::from_secs(10), || {
+        a.db.head() == b.db.head()
+    });
+    b.gossip.take().unwrap().stop();
+    // Without the service, sync says so.
+    assert!(matches!(
+        b.db.sync_with_peers(),
+        Err(gitdb::DbError::NoReplication)
+    ));
+}
