@@ -13,6 +13,7 @@ use clap::Parser;
 use gitdb::GitDb;
 use gitdb::fuse::options::MountCli;
 use gitdb::fuse::{StopSignals, mount, prepare_mountpoint};
+use gitdb::gossip::Gossip;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -37,7 +38,12 @@ fn run(cli: MountCli) -> Result<(), Box<dyn std::error::Error>> {
     let db = Arc::new(GitDb::open(&plan.repo, plan.node.clone(), plan.db)?);
     let autocommit = plan.mount.autocommit;
     let signals = StopSignals::new()?;
-    let mounted = mount(db, &plan.mountpoint, plan.mount)?;
+    // Gossip starts before the mount: a port already taken fails the start, not a live mount.
+    let gossip = match plan.gossip {
+        Some(cfg) => Some(Gossip::start(db.clone(), cfg)?),
+        None => None,
+    };
+    let mounted = mount(db.clone(), &plan.mountpoint, plan.mount)?;
     log::info!(
         "gitdb-mount: node {}, repository {}, mounted on {}{}; stop with Ctrl-C or SIGTERM",
         plan.node,
@@ -48,6 +54,11 @@ fn run(cli: MountCli) -> Result<(), Box<dyn std::error::Error>> {
             None => String::new(),
         }
     );
-    mounted.serve_until_stopped(signals)?;
+    let served = mounted.serve_until_stopped(signals);
+    // The mount has stored what open files held; stop taking peers' changes last, so a merge
+    // in flight finishes onto a consistent journal.
+    drop(gossip);
+    served?;
+    db.sync()?;
     Ok(())
 }

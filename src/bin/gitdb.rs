@@ -89,6 +89,12 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000)]
         driver_timeout_ms: u64,
     },
+    /// Run a headless node: gossip with peers (and their merges, and commits made by stock
+    /// git) without a mount, until SIGINT/SIGTERM.
+    Serve {
+        #[command(flatten)]
+        gossip: gitdb::gossip::cli::GossipArgs,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -118,7 +124,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let writes = matches!(
         cli.cmd,
-        Cmd::Set { .. } | Cmd::Rm { .. } | Cmd::Commit { .. } | Cmd::Rollback | Cmd::Merge { .. }
+        Cmd::Set { .. }
+            | Cmd::Rm { .. }
+            | Cmd::Commit { .. }
+            | Cmd::Rollback
+            | Cmd::Merge { .. }
+            | Cmd::Serve { .. }
     );
     // Readers never take the writer lock, so they work beside a running gitdb-mount, and
     // never create a repository: a typo in --repo is an error, not an empty store.
@@ -139,6 +150,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             ..Options::default()
         },
     )?;
+    if let Cmd::Serve { gossip } = &cli.cmd {
+        // Checked before anything starts: a bad flag costs nothing.
+        let cfg = gossip.config()?;
+        gitdb::gossip::serve_until_signalled(std::sync::Arc::new(db), cfg)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = std::io::stdout().lock();
     match cli.cmd {
         Cmd::Get { key } => match db.get(&key) {
@@ -315,6 +332,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 }
             }
         }
+        Cmd::Serve { .. } => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,10 @@
 //! The control directory `/.gitdb/`: how a shell talks to the store without a client binary.
 //!
-//! - `ctl` (write-only): `commit [message]`, `rollback`. Each written line is one command,
-//!   executed when the write arrives, so a failing command fails that `write(2)` (EINVAL for an
-//!   unknown command, EIO for a failing one) and the reason shows in `status` as `last_error`.
+//! - `ctl` (write-only): `commit [message]`, `rollback`, `sync` (a gossip round now, returning
+//!   when it ends). Each written line is one command, executed when the write arrives, so a
+//!   failing command fails that `write(2)` (EINVAL for an unknown command, ENOTCONN for `sync`
+//!   on a node without peers, EHOSTUNREACH when a round reached none, EIO for other failures)
+//!   and the reason shows in `status` as `last_error`.
 //! - `status` (JSON), `head` (one line), `log` (one commit per line), `conflicts` (one key per
 //!   line; empty until merges exist): generated when opened, served with direct I/O so the page
 //!   cache never shows a stale copy.
@@ -50,7 +52,7 @@ pub const ENTRIES: [(&str, bool); 6] = [
 /// Errors of a `ctl` command.
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
-    #[error("unknown command {0:?} (expected `commit [message]` or `rollback`)")]
+    #[error("unknown command {0:?} (expected `commit [message]`, `rollback` or `sync`)")]
     Unknown(String),
     #[error("command is not UTF-8")]
     NotUtf8,
@@ -65,7 +67,14 @@ impl CtlError {
     pub fn errno(&self) -> i32 {
         match self {
             CtlError::Unknown(_) | CtlError::NotUtf8 => libc::EINVAL,
-            CtlError::Failed { source, .. } if source.errno() == libc::EROFS => libc::EROFS,
+            CtlError::Failed { source, .. }
+                if matches!(
+                    source.errno(),
+                    libc::EROFS | libc::ENOTCONN | libc::EHOSTUNREACH
+                ) =>
+            {
+                source.errno()
+            }
             CtlError::Failed { .. } => libc::EIO,
         }
     }
@@ -117,7 +126,6 @@ struct StatusDoc<'a> {
     #[serde(flatten)]
     db: Status,
     conflicts: Vec<String>,
-    peers: Vec<String>,
     last_error: Option<&'a str>,
     /// Empty directories made with mkdir, kept by the mount only (git cannot store them).
     empty_dirs: Vec<String>,
@@ -138,7 +146,6 @@ pub fn render(
             let doc = StatusDoc {
                 db: db.status_summary(STATUS_DIRTY_MAX),
                 conflicts: conflicts(db),
-                peers: Vec::new(),
                 last_error,
                 empty_dirs,
                 stats,
@@ -200,6 +207,13 @@ pub fn execute(db: &GitDb, data: &[u8], now_ms: u64) -> Result<usize, CtlError> 
                     source,
                 })?;
                 log::info!("ctl: commit: {outcome:?}");
+            }
+            "sync" if arg.trim().is_empty() => {
+                let summary = db.sync_with_peers().map_err(|source| CtlError::Failed {
+                    command: "sync",
+                    source,
+                })?;
+                log::info!("ctl: sync: {summary}");
             }
             "rollback" => {
                 let n = db.rollback().map_err(|source| CtlError::Failed {

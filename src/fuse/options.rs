@@ -33,6 +33,8 @@ pub enum OptionsError {
     Duration { value: String, reason: String },
     #[error("invalid node id: {0}")]
     Node(String),
+    #[error(transparent)]
+    Gossip(#[from] crate::gossip::cli::GossipCliError),
 }
 
 /// The longest duration any option takes: longer ones are typos, and would overflow a
@@ -113,9 +115,13 @@ pub struct MountCli {
     /// `ls -l`, slower `ls`; default off), busy_poll=US (keep the FUSE worker polling while
     /// requests come less than US µs apart; 10 to 100000, default 100, 0: off). fstab words
     /// (defaults, auto, noauto, user, nofail, _netdev, x-*, ...) are accepted and ignored; any
-    /// other option is an error.
+    /// other option is an error. The gossip flags below take `-o` too: listen=ADDR,
+    /// peer=HOST:PORT (repeatable), advertise=ADDR, merge=M, fanout=N, interval=DUR,
+    /// cluster_key_file=PATH, insecure.
     #[arg(short = 'o', value_name = "OPTION")]
     pub options: Vec<String>,
+    #[command(flatten)]
+    pub gossip: crate::gossip::cli::GossipArgs,
 }
 
 /// What the `-o` options amount to.
@@ -136,6 +142,8 @@ pub struct Parsed {
     pub readdirplus: Option<bool>,
     pub busy_poll_us: Option<u64>,
     pub stop_timeout: Option<Duration>,
+    /// Gossip options (see [`crate::gossip::cli::OPTIONS`]), in order.
+    pub gossip: Vec<(String, Option<String>)>,
 }
 
 /// Parses `-o` options (each argument comma-separated).
@@ -238,6 +246,9 @@ pub fn parse_options(opts: &[String]) -> Result<Parsed, OptionsError> {
             | "nofail" | "_netdev" | "relatime" | "norelatime" | "strictatime" | "lazytime"
             | "nolazytime" | "comment" => {}
             x if x.starts_with("x-") => {}
+            g if crate::gossip::cli::OPTIONS.contains(&g) => {
+                p.gossip.push((g.to_owned(), v.map(str::to_owned)));
+            }
             other => return Err(OptionsError::Unknown(other.to_owned())),
         }
     }
@@ -253,6 +264,8 @@ pub struct MountPlan {
     pub node: NodeId,
     pub db: Options,
     pub mount: MountOptions,
+    /// `None`: a single node.
+    pub gossip: Option<crate::gossip::GossipConfig>,
 }
 
 impl MountCli {
@@ -304,12 +317,25 @@ impl MountCli {
             mount.acl = acl;
         }
         mount.stop_timeout = parsed.stop_timeout.unwrap_or(self.stop_timeout);
+        let mut gossip = self.gossip;
+        for (k, v) in &parsed.gossip {
+            gossip.take_option(k, v.as_deref())?;
+        }
+        let gossip = gossip.config()?;
+        if gossip.is_some() && read_only {
+            return Err(OptionsError::BadValue {
+                option: "listen".into(),
+                value: String::new(),
+                reason: "a read-only mount cannot take changes from peers".into(),
+            });
+        }
         Ok(MountPlan {
             mountpoint: self.mountpoint,
             repo,
             node,
             db,
             mount,
+            gossip,
         })
     }
 }

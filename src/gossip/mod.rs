@@ -4,6 +4,7 @@
 //! (`db::transfer`), merges through the merge layer, and news of head moves comes from the db's
 //! one news channel; nothing here names the store or the mount.
 //!
+//! - [`cli`]: the daemons' gossip flags and their `-o` form;
 //! - [`key`]: the cluster key (file → Noise pre-shared key);
 //! - [`message`]: the messages and their compact encoding, with their bounds;
 //! - [`connection`]: preamble, Noise handshake, encrypted length-delimited frames;
@@ -11,6 +12,7 @@
 //! - [`exchange`]: one push-pull exchange over one connection;
 //! - [`service`]: the runtime, listener, anti-entropy timer and news push ([`Gossip`]).
 
+pub mod cli;
 pub mod connection;
 pub mod exchange;
 pub mod key;
@@ -19,4 +21,4 @@ pub mod peers;
 pub mod service;
 
 pub use key::ClusterKey;
-pub use service::{Gossip, GossipConfig, GossipError};
+pub use service::{Gossip, GossipConfig, GossipError, ServeError, serve_until_signalled};

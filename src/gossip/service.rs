@@ -34,6 +34,7 @@ use crate::store::ObjectId;
 /// sockets, not memory).
 const MAX_INBOUND: usize = 64;
 
+#[derive(Debug)]
 pub struct GossipConfig {
     /// Where to accept peers; `None`: dial only.
     pub listen: Option<SocketAddr>,
@@ -601,4 +602,50 @@ impl Replicator for Node {
     fn peers(&self) -> Vec<PeerStatus> {
         self.peer_table().status(Instant::now())
     }
+}
+
+/// Why a headless node stopped other than by a signal.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Gossip(#[from] GossipError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("cannot sync the journal at shutdown: {0}")]
+    Db(#[from] crate::db::DbError),
+}
+
+/// A headless node (`gitdb serve`): gossip (if configured) until SIGINT or SIGTERM, then a
+/// clean stop: the service stops (a merge in flight finishes), the journal is synced.
+pub fn serve_until_signalled(db: Arc<GitDb>, cfg: Option<GossipConfig>) -> Result<(), ServeError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(ServeError::Signals)?;
+    let gossip = match cfg {
+        Some(cfg) => Some(Gossip::start(db.clone(), cfg)?),
+        None => {
+            log::warn!("gitdb serve without --listen or --peer: a single node");
+            None
+        }
+    };
+    log::info!(
+        "gitdb serve: node {}, repository {}{}; stop with Ctrl-C or SIGTERM",
+        db.node(),
+        db.git_dir().display(),
+        gossip
+            .as_ref()
+            .and_then(|g| g.local_addr())
+            .map_or(String::new(), |a| format!(", gossip on {a}"))
+    );
+    // The one line scripts wait for: the address actually bound (port 0 picks one).
+    if let Some(a) = gossip.as_ref().and_then(|g| g.local_addr()) {
+        println!("listening {a}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
+    let signal = signals.forever().next();
+    log::info!("gitdb serve: signal {signal:?}; stopping");
+    drop(gossip);
+    db.sync()?;
+    Ok(())
 }
