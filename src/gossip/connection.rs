@@ -195,6 +195,18 @@ impl Connection {
         Ok(())
     }
 
+    /// Encrypts and sends `plain` as one Noise message, as it is: no length, no encoding. Only
+    /// for tests that play a hostile peer (a frame that lies about its length, say).
+    #[doc(hidden)]
+    pub async fn send_raw_chunk(&mut self, plain: &[u8]) -> Result<()> {
+        let mut buf = vec![0u8; NOISE_MAX];
+        let n = self.noise.write_message(plain, &mut buf)?;
+        self.framed
+            .send(Bytes::copy_from_slice(&buf[..n]))
+            .await
+            .map_err(ConnectionError::Io)
+    }
+
     async fn next_chunk(&mut self, buf: &mut [u8]) -> Result<usize> {
         let frame: BytesMut = match self.framed.next().await {
             Some(f) => f?,
