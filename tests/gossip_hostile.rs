@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gitdb::gossip::connection::{Connection, MAGIC, VERSION};
-use gitdb::gossip::message::{Announce, Message, WireEdit, WireItem};
+use gitdb::gossip::message::{Announce, Message, Packed, WireBlob, WireEdit, WireItem, WireValue};
 use gitdb::gossip::{ClusterKey, Gossip, GossipConfig};
 use gitdb::merge::Strategy;
 use gitdb::{GitDb, NodeId};
@@ -39,6 +39,24 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The id git gives a blob of `data` (`git hash-object`).
+fn git_blob_id(data: &[u8]) -> [u8; 20] {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("git")
+        .args(["hash-object", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let hex = String::from_utf8(out.stdout).unwrap();
+    let id = gitdb::ObjectId::from_hex(hex.trim().as_bytes()).unwrap();
+    let mut o = [0u8; 20];
+    o.copy_from_slice(id.as_slice());
+    o
 }
 
 fn now_ms() -> u64 {
@@ -209,7 +227,7 @@ fn hostile_peer(
                         }))
                         .await;
                     if let Ok(Message::Pull { .. }) = c.recv(Duration::from_secs(5)).await {
-                        let _ = c.send(&Message::Items(items)).await;
+                        let _ = c.send(&Message::Items(Packed::pack(&items))).await;
                         let _ = c.send(&Message::End { commits: 1 }).await;
                     }
                     let _ = c.recv(Duration::from_secs(5)).await;
@@ -234,7 +252,13 @@ fn objects_that_do_not_check_out_are_refused_and_the_peer_marked_failing() {
         .export(head, &[], &mut |item| {
             if let WireItem::Commit { data, edits } = WireItem::from(item) {
                 raw_commit = data;
-                blob_v = edits.unwrap()[0].id;
+                if let Some(WireValue {
+                    blob: WireBlob::Data(d),
+                    ..
+                }) = &edits.unwrap()[0].value
+                {
+                    blob_v = git_blob_id(d);
+                }
             }
             Ok(())
         })
@@ -248,8 +272,10 @@ fn objects_that_do_not_check_out_are_refused_and_the_peer_marked_failing() {
                 data: raw_commit.clone(),
                 edits: Some(vec![WireEdit {
                     path: "k".into(),
-                    mode: 0o100644,
-                    id: blob_v,
+                    value: Some(WireValue {
+                        mode: 0o100644,
+                        blob: WireBlob::Id(blob_v),
+                    }),
                 }]),
             }],
         ),
@@ -261,8 +287,10 @@ fn objects_that_do_not_check_out_are_refused_and_the_peer_marked_failing() {
                     data: raw_commit.clone(),
                     edits: Some(vec![WireEdit {
                         path: "../k".into(),
-                        mode: 0o100644,
-                        id: blob_v,
+                        value: Some(WireValue {
+                            mode: 0o100644,
+                            blob: WireBlob::Id(blob_v),
+                        }),
                     }]),
                 },
             ],

@@ -66,7 +66,7 @@ pub use crate::db::transfer::{ExportStats, Receiver};
 use crate::store::{
     Bytes, CacheConfig, EntryKind, ObjectId, Signature, Store, StoreError, TreeEdit, ValueMode,
 };
-pub use crate::store::{EntryEdit, Item};
+pub use crate::store::{EditBlob, EntryEdit, Item};
 
 /// Errors of the db layer. Each names the key (or path) it concerns.
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::connection::{Connection, ConnectionError};
-use super::message::{Announce, Message, Oid, WireItem, object_id, oid};
+use super::message::{Announce, Message, Oid, Packed, WireItem, object_id, oid};
 use super::service::Node;
 use crate::db::GitDb;
 use crate::store::ObjectId;
@@ -179,10 +179,20 @@ async fn pull(node: &Arc<Node>, conn: &mut Connection, want: ObjectId) -> Result
     })
     .await?;
     let mut receiver = db.receiver()?;
+    let started = Instant::now();
+    let mut importing = std::time::Duration::ZERO;
     loop {
         match conn.recv(timeout).await? {
-            Message::Items(items) => {
+            Message::Items(packed) => {
+                node.counters.object_bytes_received.fetch_add(
+                    packed.zlib.len() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                let t = Instant::now();
                 tokio::task::block_in_place(|| -> Result<()> {
+                    let items = packed
+                        .unpack()
+                        .map_err(|e| ExchangeError::Connection(e.into()))?;
                     for item in items {
                         let item = item
                             .into_item()
@@ -191,6 +201,7 @@ async fn pull(node: &Arc<Node>, conn: &mut Connection, want: ObjectId) -> Result
                     }
                     Ok(())
                 })?;
+                importing += t.elapsed();
             }
             Message::End { .. } => break,
             Message::Refused { reason } => return Err(ExchangeError::Refused(reason)),
@@ -203,10 +214,15 @@ async fn pull(node: &Arc<Node>, conn: &mut Connection, want: ObjectId) -> Result
         }
     }
     let (commits, objects) = receiver.counts();
+    let t = Instant::now();
     tokio::task::block_in_place(|| receiver.finish(want))?;
+    importing += t.elapsed();
     log::debug!(
-        "pulled {want} from {}: {commits} commit(s), {objects} object(s)",
-        conn.peer()
+        "pulled {want} from {}: {commits} commit(s), {objects} object(s) in {:?} ({:?} \
+         writing)",
+        conn.peer(),
+        started.elapsed(),
+        importing
     );
     Ok(())
 }
@@ -226,6 +242,7 @@ async fn serve(node: &Arc<Node>, conn: &mut Connection, want: Oid, have: Vec<Oid
         )));
     }
     let haves: Vec<ObjectId> = have.iter().map(object_id).collect();
+    let started = Instant::now();
     let (tx, mut rx) = mpsc::channel::<Vec<WireItem>>(4);
     let export = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::new();
@@ -250,7 +267,8 @@ async fn serve(node: &Arc<Node>, conn: &mut Connection, want: Oid, have: Vec<Oid
         Ok::<_, crate::db::DbError>(stats)
     });
     while let Some(batch) = rx.recv().await {
-        conn.send(&Message::Items(batch)).await?;
+        let packed = tokio::task::block_in_place(|| Packed::pack(&batch));
+        conn.send(&Message::Items(packed)).await?;
     }
     let stats = export
         .await
@@ -260,11 +278,12 @@ async fn serve(node: &Arc<Node>, conn: &mut Connection, want: Oid, have: Vec<Oid
     })
     .await?;
     log::debug!(
-        "served {want} to {}: {} commit(s) ({} compact, {} whole)",
+        "served {want} to {}: {} commit(s) ({} compact, {} whole) in {:?}",
         conn.peer(),
         stats.commits,
         stats.compact,
-        stats.whole
+        stats.whole,
+        started.elapsed()
     );
     Ok(())
 }

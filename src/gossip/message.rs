@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{EntryEdit, Item, VectorClock};
+use crate::db::{EditBlob, EntryEdit, Item, VectorClock};
 use crate::store::{ObjectId, ValueMode};
 
 /// A 20-byte SHA-1 object id as it travels.
@@ -29,8 +29,8 @@ pub enum Message {
     Announce(Announce),
     /// Send me `want` and what it needs, given I have `have` (and their history).
     Pull { want: Oid, have: Vec<Oid> },
-    /// Part of the answer to a pull: items in order (see [`crate::store::Item`]).
-    Items(Vec<WireItem>),
+    /// Part of the answer to a pull: items in order (see [`crate::store::Item`]), deflated.
+    Items(Packed),
     /// The answer to a pull is complete.
     End { commits: u32 },
     /// The request cannot be served (say the wanted commit is not here); the connection ends.
@@ -66,12 +66,73 @@ pub enum WireItem {
     },
 }
 
-/// A changed path: `mode` is the git mode (0o100644, 0o100755, 0o120000), 0 for a removal.
+/// A changed path and its new value (`None`: removed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireEdit {
     pub path: String,
+    pub value: Option<WireValue>,
+}
+
+/// `mode` is the git mode (0o100644, 0o100755, 0o120000).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireValue {
     pub mode: u32,
-    pub id: Oid,
+    pub blob: WireBlob,
+}
+
+/// A blob the receiver has, or a new one's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireBlob {
+    Id(Oid),
+    Data(Vec<u8>),
+}
+
+/// A batch of items: the postcard encoding of `Vec<WireItem>`, deflated (zlib format), and its
+/// length before deflating (bounded, so inflating can stop at once on a bomb).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packed {
+    pub raw_len: u32,
+    pub zlib: Vec<u8>,
+}
+
+impl Packed {
+    pub fn pack(items: &[WireItem]) -> Packed {
+        use std::io::Write;
+        let raw = postcard::to_allocvec(items).unwrap_or_default();
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        // Writing into a Vec cannot fail.
+        let _ = z.write_all(&raw);
+        Packed {
+            raw_len: raw.len() as u32,
+            zlib: z.finish().unwrap_or_default(),
+        }
+    }
+
+    pub fn unpack(&self) -> Result<Vec<WireItem>, DecodeError> {
+        use std::io::Read;
+        let len = self.raw_len as usize;
+        if len > super::connection::MAX_MESSAGE {
+            return Err(DecodeError::Bound(
+                "a batch inflating past the limit".into(),
+            ));
+        }
+        let mut raw = Vec::with_capacity(len.min(1 << 20));
+        flate2::read::ZlibDecoder::new(&self.zlib[..])
+            .take(len as u64 + 1)
+            .read_to_end(&mut raw)
+            .map_err(|e| DecodeError::Bound(format!("a batch does not inflate: {e}")))?;
+        if raw.len() != len {
+            return Err(DecodeError::Bound(format!(
+                "a batch inflated to {} bytes, it said {len}",
+                raw.len()
+            )));
+        }
+        let (items, rest): (Vec<WireItem>, &[u8]) = postcard::take_from_bytes(&raw)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::Trailing(rest.len()));
+        }
+        Ok(items)
+    }
 }
 
 /// A message that could not be decoded or breaks a bound.
@@ -159,8 +220,13 @@ impl From<Item> for WireItem {
                     es.into_iter()
                         .map(|e| WireEdit {
                             path: e.path,
-                            mode: e.value.map_or(0, |(m, _)| m.octal()),
-                            id: e.value.map_or([0; 20], |(_, id)| oid(id)),
+                            value: e.value.map(|(m, b)| WireValue {
+                                mode: m.octal(),
+                                blob: match b {
+                                    EditBlob::Known(id) => WireBlob::Id(oid(id)),
+                                    EditBlob::Inline(d) => WireBlob::Data(d),
+                                },
+                            }),
                         })
                         .collect()
                 }),
@@ -182,16 +248,25 @@ impl WireItem {
                     Some(es) => Some(
                         es.into_iter()
                             .map(|e| {
-                                let value = match e.mode {
-                                    0 => None,
-                                    0o100644 => Some((ValueMode::Regular, object_id(&e.id))),
-                                    0o100755 => Some((ValueMode::Executable, object_id(&e.id))),
-                                    0o120000 => Some((ValueMode::Symlink, object_id(&e.id))),
-                                    m => {
-                                        return Err(DecodeError::Bound(format!(
-                                            "edit of {:?} has mode {m:o}",
-                                            e.path
-                                        )));
+                                let value = match e.value {
+                                    None => None,
+                                    Some(v) => {
+                                        let mode = match v.mode {
+                                            0o100644 => ValueMode::Regular,
+                                            0o100755 => ValueMode::Executable,
+                                            0o120000 => ValueMode::Symlink,
+                                            m => {
+                                                return Err(DecodeError::Bound(format!(
+                                                    "edit of {:?} has mode {m:o}",
+                                                    e.path
+                                                )));
+                                            }
+                                        };
+                                        let blob = match v.blob {
+                                            WireBlob::Id(id) => EditBlob::Known(object_id(&id)),
+                                            WireBlob::Data(d) => EditBlob::Inline(d),
+                                        };
+                                        Some((mode, blob))
                                     }
                                 };
                                 Ok(EntryEdit {
@@ -212,9 +287,20 @@ impl WireItem {
             WireItem::Blob(d) | WireItem::Tree(d) => d.len() + 8,
             WireItem::Commit { data, edits } => {
                 data.len()
-                    + edits
-                        .as_ref()
-                        .map_or(0, |es| es.iter().map(|e| e.path.len() + 28).sum())
+                    + edits.as_ref().map_or(0, |es| {
+                        es.iter()
+                            .map(|e| {
+                                e.path.len()
+                                    + match &e.value {
+                                        Some(WireValue {
+                                            blob: WireBlob::Data(d),
+                                            ..
+                                        }) => d.len() + 8,
+                                        _ => 28,
+                                    }
+                            })
+                            .sum()
+                    })
             }
         }
     }
@@ -246,17 +332,19 @@ mod tests {
                 want: [1; 20],
                 have: vec![[2; 20]],
             },
-            Message::Items(vec![
+            Message::Items(Packed::pack(&[
                 WireItem::Blob(b"v".to_vec()),
                 WireItem::Commit {
                     data: b"c".to_vec(),
                     edits: Some(vec![WireEdit {
                         path: "a/b".into(),
-                        mode: 0o100644,
-                        id: [3; 20],
+                        value: Some(WireValue {
+                            mode: 0o100644,
+                            blob: WireBlob::Id([3; 20]),
+                        }),
                     }]),
                 },
-            ]),
+            ])),
             Message::End { commits: 1 },
             Message::Refused {
                 reason: "no".into(),
@@ -287,11 +375,24 @@ mod tests {
             data: vec![],
             edits: Some(vec![WireEdit {
                 path: "k".into(),
-                mode: 0o160000,
-                id: [0; 20],
+                value: Some(WireValue {
+                    mode: 0o160000,
+                    blob: WireBlob::Id([0; 20]),
+                }),
             }]),
         };
         assert!(bad_mode.into_item().is_err());
+        // A batch that lies about its inflated size, or is not deflate at all.
+        let mut p = Packed::pack(&[WireItem::Blob(vec![0; 10_000])]);
+        p.raw_len -= 1;
+        assert!(p.unpack().is_err());
+        p.raw_len = u32::MAX;
+        assert!(p.unpack().is_err());
+        let junk = Packed {
+            raw_len: 10,
+            zlib: vec![1, 2, 3],
+        };
+        assert!(junk.unpack().is_err());
     }
 
     proptest! {

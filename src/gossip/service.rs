@@ -96,6 +96,8 @@ pub struct Counters {
     pub pulls: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub bytes_received: AtomicU64,
+    /// Of those, the deflated object batches of pulls (what a git pack would carry).
+    pub object_bytes_received: AtomicU64,
 }
 
 /// The state every task of the service shares.
@@ -457,6 +459,8 @@ impl Node {
                 }
                 let candidate = match outcome.pulled {
                     Some((head, _)) => {
+                        // The line scripts/bench-gossip.sh follows to count hops.
+                        log::debug!("gossip: got {head} from node {}", theirs.node);
                         self.counters.pulls.fetch_add(1, Ordering::Relaxed);
                         Some(head)
                     }
