@@ -58,7 +58,8 @@ class Cluster:
             gossip = ["--listen", f"127.0.0.1:{self.ports[i]}"]
             for s in seeds:
                 gossip += ["--peer", f"127.0.0.1:{self.ports[s]}"]
-            env = dict(os.environ, RUST_LOG="warn,gitdb::gossip::service=debug")
+            env = dict(os.environ,
+                       RUST_LOG=os.environ.get("GITDB_LOG", "warn,gitdb::gossip::service=debug"))
             if i < MOUNTED:
                 mnt = os.path.join(root, f"m{i}")
                 cmd = [os.path.join(bindir, "gitdb-mount"), mnt, "--repo", repo,
@@ -176,7 +177,10 @@ def run(bindir, n):
               f"{statistics.median(conc)*1000:.0f} ms, worst {max(conc)*1000:.0f} ms")
     finally:
         c.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if os.environ.get("GITDB_KEEP"):
+            print(f"  logs kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def all_have(self, t):

@@ -16,7 +16,9 @@ use gitdb::fuse::{StopSignals, mount, prepare_mountpoint};
 use gitdb::gossip::Gossip;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
     let cli = MountCli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

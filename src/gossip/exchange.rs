@@ -295,6 +295,7 @@ pub async fn merge(node: &Arc<Node>, head: ObjectId, theirs: &Announce) -> Resul
     let strategy = node.cfg.strategy.clone();
     let clock = super::message::clock_from_wire(&theirs.clock);
     let started = Instant::now();
+    let before = node.db.head();
     let outcome = tokio::task::spawn_blocking(move || {
         crate::merge::merge(&db, head, Some(&clock), &strategy, super::service::now_ms())
     })
@@ -304,6 +305,11 @@ pub async fn merge(node: &Arc<Node>, head: ObjectId, theirs: &Announce) -> Resul
         head,
         source: Box::new(source),
     })?;
+    if let (crate::merge::MergeOutcome::NoOp, Some(ours)) = (&outcome, before)
+        && node.db.head() == Some(ours)
+    {
+        node.settle(ours, head);
+    }
     log::debug!(
         "merged {head} from {}: {outcome:?} in {:?}",
         theirs.node,

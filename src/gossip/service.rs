@@ -109,9 +109,11 @@ pub struct Node {
     peers: Mutex<PeerTable>,
     /// Heads some exchange is pulling now: another exchange that meets the same head leaves it.
     pulling: Mutex<HashSet<ObjectId>>,
-    /// Peers an exchange is running with now.
-    in_flight: Mutex<HashSet<String>>,
+    /// Peers an exchange is running with now, and whether another was asked for meanwhile.
+    in_flight: Mutex<std::collections::HashMap<String, bool>>,
     pub merging: tokio::sync::Mutex<()>,
+    /// (our head, their head) pairs whose merge was a no-op: not tried again until either moves.
+    settled: Mutex<HashSet<(ObjectId, ObjectId)>>,
     last_error: Mutex<Option<String>>,
     pub counters: Counters,
     handle: tokio::runtime::Handle,
@@ -188,8 +190,9 @@ impl Gossip {
             cfg,
             local_addr,
             pulling: Mutex::new(HashSet::new()),
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(std::collections::HashMap::new()),
             merging: tokio::sync::Mutex::new(()),
+            settled: Mutex::new(HashSet::new()),
             last_error: Mutex::new(None),
             counters: Counters::default(),
             handle: runtime.handle().clone(),
@@ -498,15 +501,28 @@ impl Node {
         }
     }
 
-    /// Whether `head` (present here) is not yet in our history.
+    /// Whether `head` (present here) may hold something our history lacks: not ours, not
+    /// merged (or found superseded) while our head was what it is now.
     fn needs_merge(&self, head: ObjectId) -> bool {
         match self.db.head() {
             None => true,
             Some(ours) if ours == head => false,
             Some(ours) => {
+                if lock(&self.settled).contains(&(ours, head)) {
+                    return false;
+                }
                 !tokio::task::block_in_place(|| self.db.descends_from(ours, head)).unwrap_or(true)
             }
         }
+    }
+
+    /// Remembers that merging `theirs` into `ours` changed nothing.
+    pub fn settle(&self, ours: ObjectId, theirs: ObjectId) {
+        let mut s = lock(&self.settled);
+        if s.len() >= 4096 {
+            s.clear();
+        }
+        s.insert((ours, theirs));
     }
 
     fn may_dial(&self, addr: &str) -> bool {
@@ -517,14 +533,28 @@ impl Node {
         *lock(&self.last_error) = Some(e);
     }
 
-    /// One exchange with the peer at `addr`.
+    /// One exchange with the peer at `addr`. If one is running already, it is asked to run
+    /// once more when done instead (it may have started before the news this one carries:
+    /// skipping would leave that peer to the next timer round).
     async fn exchange_with(self: &Arc<Self>, addr: String) -> Result<(), String> {
-        if !lock(&self.in_flight).insert(addr.clone()) {
-            return Ok(());
+        {
+            let mut running = lock(&self.in_flight);
+            if let Some(again) = running.get_mut(&addr) {
+                *again = true;
+                return Ok(());
+            }
+            running.insert(addr.clone(), false);
         }
-        let r = self.exchange_inner(&addr).await;
-        lock(&self.in_flight).remove(&addr);
-        r
+        loop {
+            let r = self.exchange_inner(&addr).await;
+            let mut running = lock(&self.in_flight);
+            if r.is_ok() && running.get(&addr) == Some(&true) {
+                running.insert(addr.clone(), false);
+                continue;
+            }
+            running.remove(&addr);
+            return r;
+        }
     }
 
     async fn exchange_inner(self: &Arc<Self>, addr: &str) -> Result<(), String> {
