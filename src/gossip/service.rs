@@ -450,7 +450,14 @@ impl Node {
                         return Ok(());
                     }
                     if let Some(a) = &addr {
-                        t.contact_ok(a, &theirs.node, theirs.head.as_ref().map(object_id), now);
+                        // A peer that just pulled our head has it now (peer choice goes by
+                        // what peers are known to hold).
+                        let head = if outcome.served {
+                            self.db.head()
+                        } else {
+                            theirs.head.as_ref().map(object_id)
+                        };
+                        t.contact_ok(a, &theirs.node, head, now);
                     }
                     for p in &theirs.peers {
                         if let Some(p) = Self::dialable(p, from)
@@ -585,9 +592,13 @@ impl Node {
     /// (backoff ignored; fails unless some exchange succeeded).
     pub async fn round(self: &Arc<Self>, user: bool) -> Result<usize, String> {
         let seed = self.rounds.fetch_add(1, Ordering::Relaxed) ^ now_ms();
-        let targets =
-            self.peer_table()
-                .select_gossip_peers(self.cfg.fanout, seed, Instant::now(), user);
+        let targets = self.peer_table().select_gossip_peers(
+            self.cfg.fanout,
+            seed,
+            Instant::now(),
+            user,
+            self.db.head(),
+        );
         if targets.is_empty() {
             return if user {
                 Err("no peer to sync with".into())

@@ -171,10 +171,14 @@ pub fn merge(
                 their_head,
             ),
             Some(ours) => {
-                if is_ancestor(store, their_head, ours)? {
+                // Two walks answer every question ancestry asks here: what each side holds
+                // beyond the other (empty: an ancestor), and whether that is only merges.
+                let theirs_only = beyond(store, their_head, ours)?;
+                if theirs_only.is_empty() {
                     return Ok(MergeOutcome::NoOp);
                 }
-                if is_ancestor(store, ours, their_head)? {
+                let ours_only = beyond(store, ours, their_head)?;
+                if ours_only.is_empty() {
                     (
                         MergeOutcome::FastForward {
                             from: Some(ours),
@@ -182,7 +186,12 @@ pub fn merge(
                         },
                         their_head,
                     )
-                } else if let Some(outcome) = supersede(store, ours, their_head)? {
+                } else if let Some(outcome) = supersede(
+                    ours,
+                    their_head,
+                    only_merges(store, &ours_only)?,
+                    only_merges(store, &theirs_only)?,
+                ) {
                     match outcome {
                         MergeOutcome::Superseded { to, .. } => (outcome, to),
                         _ => return Ok(outcome),
@@ -225,12 +234,16 @@ pub fn merge(
     })
 }
 
-/// For concurrent heads: `Some(NoOp)` to keep ours, `Some(Superseded)` to take theirs, `None`
-/// to write a merge commit (see "Merges are superseded" in the module docs).
-fn supersede(store: &Store, ours: ObjectId, theirs: ObjectId) -> Result<Option<MergeOutcome>> {
-    let ours_only = only_merges(store, ours, theirs)?;
-    let theirs_only = only_merges(store, theirs, ours)?;
-    Ok(match (ours_only, theirs_only) {
+/// For concurrent heads, given whether each holds only merges beyond the other: `Some(NoOp)`
+/// to keep ours, `Some(Superseded)` to take theirs, `None` to write a merge commit (see
+/// "Merges are superseded" in the module docs).
+fn supersede(
+    ours: ObjectId,
+    theirs: ObjectId,
+    ours_only_merges: bool,
+    theirs_only_merges: bool,
+) -> Option<MergeOutcome> {
+    match (ours_only_merges, theirs_only_merges) {
         (true, true) if theirs < ours => Some(MergeOutcome::Superseded {
             from: ours,
             to: theirs,
@@ -241,28 +254,31 @@ fn supersede(store: &Store, ours: ObjectId, theirs: ObjectId) -> Result<Option<M
             to: theirs,
         }),
         (false, false) => None,
-    })
+    }
 }
 
-/// Whether every commit reachable from `tip` and not from `other` is a gitdb merge.
-fn only_merges(store: &Store, tip: ObjectId, other: ObjectId) -> Result<bool> {
-    let bad = |source| MergeError::Bases {
-        a: tip,
-        b: other,
-        source,
-    };
-    for c in store.commits_missing(tip, &[other]).map_err(bad)? {
-        if store.commit_info(c).map_err(bad)?.author != MERGE_IDENTITY {
+/// The commits reachable from `tip` and not from `other`.
+fn beyond(store: &Store, tip: ObjectId, other: ObjectId) -> Result<Vec<ObjectId>> {
+    store
+        .commits_missing(tip, &[other])
+        .map_err(|source| MergeError::Bases {
+            a: tip,
+            b: other,
+            source,
+        })
+}
+
+/// Whether every one of `commits` is a gitdb merge.
+fn only_merges(store: &Store, commits: &[ObjectId]) -> Result<bool> {
+    for &c in commits {
+        let info = store
+            .commit_info(c)
+            .map_err(|source| MergeError::Commit { commit: c, source })?;
+        if info.author != MERGE_IDENTITY {
             return Ok(false);
         }
     }
     Ok(true)
-}
-
-fn is_ancestor(store: &Store, a: ObjectId, b: ObjectId) -> Result<bool> {
-    store
-        .descends_from(b, a)
-        .map_err(|source| MergeError::Bases { a, b, source })
 }
 
 /// Writes the merge commit of `a` and `b` (the order of the arguments does not matter) and

@@ -481,3 +481,49 @@ fn escaped_names_merge_under_their_real_names() {
         .collect();
     assert_eq!(raw, ["%.git", ".GIT~"]);
 }
+
+/// Three writers, merged in two different orders on two nodes: the merges supersede each
+/// other instead of being merged again, so the nodes meet on one head without a new commit,
+/// and each holds every write.
+#[test]
+fn merges_of_the_same_writes_supersede_each_other() {
+    let s = Strategy::KeepBoth;
+    let (a, b, c) = (node("node-a"), node("node-b"), node("node-c"));
+    commit(&a, &[("a", Some("1"))], 1000);
+    commit(&b, &[("b", Some("2"))], 1001);
+    commit(&c, &[("c", Some("3"))], 1002);
+    // x merges a, then b, then c; y merges c, then b, then a: the same writes, other merges.
+    let (x, y) = (node("node-x"), node("node-y"));
+    for from in [&a, &b, &c] {
+        pull(&x, from, &s);
+    }
+    for from in [&c, &b, &a] {
+        pull(&y, from, &s);
+    }
+    let (hx, hy) = (x.db.head().unwrap(), y.db.head().unwrap());
+    assert_ne!(hx, hy, "different merge orders, different merge commits");
+    let (ox, oy) = exchange(&x, &y, &s);
+    let winner = hx.min(hy);
+    assert_eq!(x.db.head(), Some(winner));
+    for o in [ox, oy] {
+        assert!(
+            matches!(o, MergeOutcome::NoOp | MergeOutcome::Superseded { .. }),
+            "no new merge commit: {o:?}"
+        );
+    }
+    for k in ["a", "b", "c"] {
+        assert!(get(&x, k).is_some() && get(&y, k).is_some(), "{k} kept");
+    }
+    // A node whose head holds a write the other lacks keeps it: a new write on x after the
+    // merges is merged into y, never superseded away.
+    commit(&x, &[("d", Some("4"))], 2000);
+    let o = pull(&y, &x, &s);
+    assert!(matches!(o, MergeOutcome::FastForward { .. }), "{o:?}");
+    commit(&y, &[("e", Some("5"))], 2001);
+    commit(&x, &[("f", Some("6"))], 2002);
+    let (ox, _) = exchange(&x, &y, &s);
+    assert!(matches!(ox, MergeOutcome::Merged { .. }), "{ox:?}");
+    for k in ["d", "e", "f"] {
+        assert!(get(&x, k).is_some(), "{k} kept");
+    }
+}
