@@ -2,6 +2,8 @@
 //! temp dir each), every node its own `Gossip` service. Conditions are awaited with a
 //! deadline, never slept on.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -227,4 +229,51 @@ fn sync_runs_a_round_now_and_stop_is_clean() {
         b.db.sync_with_peers(),
         Err(gitdb::DbError::NoReplication)
     ));
+}
+
+#[test]
+fn uncommitted_writes_stay_on_top_of_what_gossip_brings() {
+    let a = start("a", &[], Strategy::KeepBoth);
+    let b = start("b", &[a.addr()], Strategy::KeepBoth);
+    b.db.set("draft", b"not yet").unwrap();
+    b.db.set("shared", b"b's draft").unwrap();
+    a.db.set("shared", b"a's").unwrap();
+    a.db.set("other", b"a's").unwrap();
+    a.db.commit("a", now_ms()).unwrap();
+    let nodes = [a, b];
+    wait_for("b at a's head", Duration::from_secs(20), || {
+        nodes[1].db.head() == nodes[0].db.head()
+    });
+    let b = &nodes[1].db;
+    assert_eq!(b.get("draft").unwrap().as_deref(), Some(&b"not yet"[..]));
+    assert_eq!(b.get("shared").unwrap().as_deref(), Some(&b"b's draft"[..]));
+    assert_eq!(b.get("other").unwrap().as_deref(), Some(&b"a's"[..]));
+    assert_eq!(b.status().dirty_count, 2);
+}
+
+/// The convergence tests again with every CPU busy: gossip must not depend on a quiet machine.
+#[test]
+fn convergence_with_every_cpu_busy() {
+    let _busy = common::BusyCpus::start();
+    let a = start("a", &[], Strategy::KeepBoth);
+    let b = start("b", &[a.addr()], Strategy::KeepBoth);
+    let c = start("c", &[b.addr()], Strategy::KeepBoth);
+    let d = start("d", &[a.addr(), c.addr()], Strategy::KeepBoth);
+    let nodes = [a, b, c, d];
+    for round in 0..3 {
+        for (i, n) in nodes.iter().enumerate() {
+            n.db.set(&format!("k/{i}"), format!("{round}").as_bytes())
+                .unwrap();
+            n.db.commit("busy", now_ms()).unwrap();
+        }
+        wait_for("one head under load", Duration::from_secs(60), || {
+            converged(&nodes)
+                && nodes.iter().all(|n| {
+                    (0..4).all(|i| {
+                        n.db.get(&format!("k/{i}")).unwrap().as_deref()
+                            == Some(format!("{round}").as_bytes())
+                    })
+                })
+        });
+    }
 }
