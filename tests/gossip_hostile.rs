@@ -187,10 +187,11 @@ impl Commit for Arc<GitDb> {
 }
 
 /// A fake peer that answers every exchange with an announce of `head` and, to the pull, with
-/// `items`; it counts the exchanges.
+/// `items` (then `End`, unless it `vanish`es); it counts the exchanges.
 fn hostile_peer(
     head: [u8; 20],
     items: Vec<WireItem>,
+    vanish: bool,
 ) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -228,6 +229,10 @@ fn hostile_peer(
                         .await;
                     if let Ok(Message::Pull { .. }) = c.recv(Duration::from_secs(5)).await {
                         let _ = c.send(&Message::Items(Packed::pack(&items))).await;
+                        if vanish {
+                            // Mid-transfer: the commit's blob went, the commit never comes.
+                            return;
+                        }
                         let _ = c.send(&Message::End { commits: 1 }).await;
                     }
                     let _ = c.recv(Duration::from_secs(5)).await;
@@ -265,7 +270,7 @@ fn objects_that_do_not_check_out_are_refused_and_the_peer_marked_failing() {
         .unwrap();
     let mut want = [0u8; 20];
     want.copy_from_slice(head.as_slice());
-    let cases: Vec<(&str, Vec<WireItem>)> = vec![
+    let cases: Vec<(&str, Vec<WireItem>, bool)> = vec![
         (
             "an edit naming a blob never sent",
             vec![WireItem::Commit {
@@ -278,6 +283,7 @@ fn objects_that_do_not_check_out_are_refused_and_the_peer_marked_failing() {
                     }),
                 }]),
             }],
+            false,
         ),
         (
             "an edit with `..`",
@@ -294,6 +300,7 @@ fn objects_that_do_not_check_out_are_refused_and_the_peer_marked_failing() {
                     }]),
                 },
             ],
+            false,
         ),
         (
             "edits that rebuild another tree",
@@ -304,11 +311,21 @@ fn objects_that_do_not_check_out_are_refused_and_the_peer_marked_failing() {
                     edits: Some(vec![]),
                 },
             ],
+            false,
         ),
-        ("no commit at all", vec![WireItem::Blob(b"x".to_vec())]),
+        (
+            "no commit at all",
+            vec![WireItem::Blob(b"x".to_vec())],
+            false,
+        ),
+        (
+            "a peer that vanishes mid-transfer",
+            vec![WireItem::Blob(b"v".to_vec())],
+            true,
+        ),
     ];
-    for (what, items) in cases {
-        let (evil, count) = hostile_peer(want, items);
+    for (what, items, vanish) in cases {
+        let (evil, count) = hostile_peer(want, items, vanish);
         let (_d, a) = open("a");
         let ga = Gossip::start(a.clone(), config(&[evil.to_string()])).unwrap();
         wait_for("two exchanges with the hostile peer", || {
