@@ -22,7 +22,9 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::connection::{Connection, ConnectionError};
-use super::message::{Announce, Message, Oid, Packed, WireItem, object_id, oid};
+use super::message::{
+    Announce, BlobAssembly, Message, Oid, Packed, WireItem, object_id, oid, split,
+};
 use super::service::Node;
 use crate::db::GitDb;
 use crate::store::ObjectId;
@@ -179,6 +181,7 @@ async fn pull(node: &Arc<Node>, conn: &mut Connection, want: ObjectId) -> Result
     })
     .await?;
     let mut receiver = db.receiver()?;
+    let mut parts = BlobAssembly::default();
     let started = Instant::now();
     let mut importing = std::time::Duration::ZERO;
     loop {
@@ -193,15 +196,33 @@ async fn pull(node: &Arc<Node>, conn: &mut Connection, want: ObjectId) -> Result
                     let items = packed
                         .unpack()
                         .map_err(|e| ExchangeError::Connection(e.into()))?;
+                    let bad = |e: super::message::DecodeError| ExchangeError::Connection(e.into());
                     for item in items {
-                        let item = item
-                            .into_item()
-                            .map_err(|e| ExchangeError::Connection(e.into()))?;
+                        let item = match item {
+                            WireItem::BlobPart { size, data } => {
+                                match parts.add(size, data).map_err(bad)? {
+                                    Some(blob) => crate::db::Item::Blob(blob),
+                                    None => continue,
+                                }
+                            }
+                            _ if parts.is_open() => {
+                                return Err(bad(super::message::DecodeError::Bound(
+                                    "an item inside a blob's parts".into(),
+                                )));
+                            }
+                            other => other.into_item().map_err(bad)?,
+                        };
                         receiver.add(item)?;
                     }
                     Ok(())
                 })?;
                 importing += t.elapsed();
+            }
+            Message::End { .. } if parts.is_open() => {
+                return Err(ExchangeError::Unexpected {
+                    expected: "the rest of a blob",
+                    got: "an end".into(),
+                });
             }
             Message::End { .. } => break,
             Message::Refused { reason } => return Err(ExchangeError::Refused(reason)),
@@ -248,15 +269,16 @@ async fn serve(node: &Arc<Node>, conn: &mut Connection, want: Oid, have: Vec<Oid
         let mut batch = Vec::new();
         let mut bytes = 0;
         let stats = db.export(want, &haves, &mut |item| {
-            let w = WireItem::from(item);
-            bytes += w.weight();
-            batch.push(w);
-            if bytes >= BATCH_BYTES {
-                bytes = 0;
-                if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
-                    return Err(crate::db::DbError::Replication {
-                        reason: "the connection ended".into(),
-                    });
+            for w in split(WireItem::from(item)) {
+                bytes += w.weight();
+                batch.push(w);
+                if bytes >= BATCH_BYTES {
+                    bytes = 0;
+                    if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
+                        return Err(crate::db::DbError::Replication {
+                            reason: "the connection ended".into(),
+                        });
+                    }
                 }
             }
             Ok(())

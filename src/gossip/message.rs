@@ -64,6 +64,69 @@ pub enum WireItem {
         data: Vec<u8>,
         edits: Option<Vec<WireEdit>>,
     },
+    /// A piece of a blob too large for one message: pieces follow each other, each naming the
+    /// blob's whole size, until that many bytes came (see [`BlobAssembly`]).
+    BlobPart {
+        size: u64,
+        data: Vec<u8>,
+    },
+}
+
+/// Blobs larger than this travel in pieces of this size.
+pub const BLOB_PART: usize = 4 << 20;
+/// The largest blob a peer may announce in pieces.
+pub const MAX_BLOB: u64 = 16 << 30;
+
+/// Puts [`WireItem::BlobPart`]s back together on the receiving side.
+#[derive(Debug, Default)]
+pub struct BlobAssembly {
+    partial: Option<(u64, Vec<u8>)>,
+}
+
+impl BlobAssembly {
+    /// Takes a part; returns the whole blob once its last part came.
+    pub fn add(&mut self, size: u64, data: Vec<u8>) -> Result<Option<Vec<u8>>, DecodeError> {
+        if size > MAX_BLOB {
+            return Err(DecodeError::Bound(format!("a blob of {size} bytes")));
+        }
+        let (want, buf) = self
+            .partial
+            .get_or_insert_with(|| (size, Vec::with_capacity(size.min(1 << 26) as usize)));
+        if *want != size {
+            return Err(DecodeError::Bound(
+                "blob parts disagree on the blob's size".into(),
+            ));
+        }
+        buf.extend_from_slice(&data);
+        match (buf.len() as u64).cmp(&size) {
+            std::cmp::Ordering::Less => Ok(None),
+            std::cmp::Ordering::Equal => Ok(self.partial.take().map(|(_, b)| b)),
+            std::cmp::Ordering::Greater => {
+                Err(DecodeError::Bound("blob parts longer than the blob".into()))
+            }
+        }
+    }
+
+    /// Whether a blob is half received (any other item now is a protocol error).
+    pub fn is_open(&self) -> bool {
+        self.partial.is_some()
+    }
+}
+
+/// `item` as it goes on the wire: one item, or a large blob's parts.
+pub fn split(item: WireItem) -> Vec<WireItem> {
+    match item {
+        WireItem::Blob(d) if d.len() > BLOB_PART => {
+            let size = d.len() as u64;
+            d.chunks(BLOB_PART)
+                .map(|c| WireItem::BlobPart {
+                    size,
+                    data: c.to_vec(),
+                })
+                .collect()
+        }
+        other => vec![other],
+    }
 }
 
 /// A changed path and its new value (`None`: removed).
@@ -240,6 +303,9 @@ impl WireItem {
     pub fn into_item(self) -> Result<Item, DecodeError> {
         Ok(match self {
             WireItem::Blob(d) => Item::Blob(d),
+            WireItem::BlobPart { .. } => {
+                return Err(DecodeError::Bound("a blob part out of place".into()));
+            }
             WireItem::Tree(d) => Item::Tree(d),
             WireItem::Commit { data, edits } => Item::Commit {
                 data,
@@ -284,7 +350,9 @@ impl WireItem {
     /// Bytes this item holds, for batching.
     pub fn weight(&self) -> usize {
         match self {
-            WireItem::Blob(d) | WireItem::Tree(d) => d.len() + 8,
+            WireItem::Blob(d) | WireItem::Tree(d) | WireItem::BlobPart { data: d, .. } => {
+                d.len() + 8
+            }
             WireItem::Commit { data, edits } => {
                 data.len()
                     + edits.as_ref().map_or(0, |es| {

@@ -111,6 +111,8 @@ pub struct Node {
     pulling: Mutex<HashSet<ObjectId>>,
     /// Peers an exchange is running with now, and whether another was asked for meanwhile.
     in_flight: Mutex<std::collections::HashMap<String, bool>>,
+    /// Woken whenever an exchange ends (a `sync` waits on it for a running one).
+    exchange_done: tokio::sync::Notify,
     pub merging: tokio::sync::Mutex<()>,
     /// (our head, their head) pairs whose merge was a no-op: not tried again until either moves.
     settled: Mutex<HashSet<(ObjectId, ObjectId)>>,
@@ -191,6 +193,7 @@ impl Gossip {
             local_addr,
             pulling: Mutex::new(HashSet::new()),
             in_flight: Mutex::new(std::collections::HashMap::new()),
+            exchange_done: tokio::sync::Notify::new(),
             merging: tokio::sync::Mutex::new(()),
             settled: Mutex::new(HashSet::new()),
             last_error: Mutex::new(None),
@@ -542,15 +545,31 @@ impl Node {
 
     /// One exchange with the peer at `addr`. If one is running already, it is asked to run
     /// once more when done instead (it may have started before the news this one carries:
-    /// skipping would leave that peer to the next timer round).
-    async fn exchange_with(self: &Arc<Self>, addr: String) -> Result<(), String> {
-        {
-            let mut running = lock(&self.in_flight);
-            if let Some(again) = running.get_mut(&addr) {
-                *again = true;
-                return Ok(());
+    /// skipping would leave that peer to the next timer round). `wait`: for a `sync` a user
+    /// asked for, which must not return before an exchange that started after it has ended:
+    /// wait for the running one to end, then run our own.
+    async fn exchange_with(self: &Arc<Self>, addr: String, wait: bool) -> Result<(), String> {
+        loop {
+            let done = self.exchange_done.notified();
+            tokio::pin!(done);
+            {
+                let mut running = lock(&self.in_flight);
+                match running.get_mut(&addr) {
+                    Some(again) if !wait => {
+                        *again = true;
+                        return Ok(());
+                    }
+                    Some(_) => {
+                        // Registered before the lock is released: no wake-up is missed.
+                        done.as_mut().enable();
+                    }
+                    None => {
+                        running.insert(addr.clone(), false);
+                        break;
+                    }
+                }
             }
-            running.insert(addr.clone(), false);
+            done.await;
         }
         loop {
             let r = self.exchange_inner(&addr).await;
@@ -560,6 +579,8 @@ impl Node {
                 continue;
             }
             running.remove(&addr);
+            drop(running);
+            self.exchange_done.notify_waiters();
             return r;
         }
     }
@@ -609,7 +630,7 @@ impl Node {
         let mut tasks = tokio::task::JoinSet::new();
         for t in targets {
             let node = self.clone();
-            tasks.spawn(async move { node.exchange_with(t).await });
+            tasks.spawn(async move { node.exchange_with(t, user).await });
         }
         let (mut ok, mut last_err) = (0, None);
         while let Some(r) = tasks.join_next().await {

@@ -145,7 +145,15 @@ impl Store {
             for (path, value) in plain {
                 let value = match value {
                     Some((mode, blob)) if sent.objects.insert(blob) => {
-                        Some((mode, EditBlob::Inline(self.raw_object(blob)?.1)))
+                        let data = self.raw_object(blob)?.1;
+                        if data.len() > INLINE_MAX {
+                            // Large values travel as items of their own, which the wire can
+                            // split; an edit then names them.
+                            out(Item::Blob(data))?;
+                            Some((mode, EditBlob::Known(blob)))
+                        } else {
+                            Some((mode, EditBlob::Inline(data)))
+                        }
                     }
                     Some((mode, blob)) => Some((mode, EditBlob::Known(blob))),
                     None => None,
@@ -236,6 +244,9 @@ fn tree_edit(path: &str, value: Option<(ValueMode, ObjectId)>) -> TreeEdit<'_> {
         None => TreeEdit::Remove { path },
     }
 }
+
+/// The largest blob sent inside its edit.
+pub const INLINE_MAX: usize = 1 << 20;
 
 /// The root name the mount's control directory takes: never a key, so never in a root tree.
 const RESERVED: &str = ".gitdb";
