@@ -7,11 +7,14 @@
 //!   KeepBoth, Custom), merge commits every node writes identically.
 //! - [`fuse`]: the key tree as a FUSE filesystem, its `/.gitdb/` control directory, and the
 //!   threads that keep kernel caches right when HEAD moves (used by `gitdb-mount`).
+//! - [`door`]: the daemon's local unix socket, through which the `gitdb` client drives a
+//!   daemon that holds the repository's writer lock.
 //!
 //! Each layer only calls the one below it.
 
 pub mod db;
 pub mod defaults;
+pub mod door;
 pub mod fuse;
 pub mod gossip;
 pub mod merge;

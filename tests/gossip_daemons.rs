@@ -229,6 +229,28 @@ fn a_mount_and_a_headless_node_replicate_both_ways() {
     );
     held.wait().unwrap();
 
+    // The client drives the headless node through its door, and the change spreads.
+    for args in [
+        vec!["set", "door/key", "via the door"],
+        vec!["commit", "-m", "through the door"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_gitdb"))
+            .args(["--repo", a.repo.to_str().unwrap(), "--node-id", "a"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let a_head = a.head().unwrap();
+    wait_for("the mount has the door's commit", || {
+        mount_head(&m) == a_head
+    });
+    assert_eq!(m.sh_ok("cat door/key"), "via the door");
+
     // `sync` runs a round and the status shows the peer.
     m.sh_ok("echo sync > .gitdb/ctl");
     let status: serde_json::Value = serde_json::from_str(&m.sh_ok("cat .gitdb/status")).unwrap();

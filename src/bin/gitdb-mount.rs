@@ -38,6 +38,10 @@ fn run(cli: MountCli) -> Result<(), Box<dyn std::error::Error>> {
         std::fs::create_dir_all(parent)?;
     }
     let db = Arc::new(GitDb::open(&plan.repo, plan.node.clone(), plan.db)?);
+    // The `gitdb` client's commands reach the writer through its door until shutdown.
+    let _door = (!db.is_read_only())
+        .then(|| gitdb::door::serve(db.clone()))
+        .transpose()?;
     let autocommit = plan.mount.autocommit;
     let signals = StopSignals::new()?;
     // Gossip starts before the mount: a port already taken fails the start, not a live mount.

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gitdb::db::{CommitOutcome, DbError, DiffKind, NodeKind, Options};
+use gitdb::db::{DiffKind, Options};
+use gitdb::door::{self, exec::display_key};
 use gitdb::{GitDb, NodeId, ValueMode};
 
 #[derive(Parser)]
@@ -71,6 +72,8 @@ enum Cmd {
     },
     /// Node, head, clock and uncommitted keys, as JSON.
     Status,
+    /// Run a replication round with the daemon's peers now (needs a daemon with peers).
+    Sync,
     /// Show a commit and the keys it changed; with KEY, the value of KEY at that commit.
     Show { rev: String, key: Option<String> },
     /// Keys that differ between two commits.
@@ -142,123 +145,42 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let db = GitDb::open(
-        &repo,
-        node,
-        Options {
-            branch: cli.branch.clone(),
-            read_only: !writes,
-            create: writes,
-            ..Options::default()
-        },
-    )?;
+    let open = || {
+        GitDb::open(
+            &repo,
+            node,
+            Options {
+                branch: cli.branch.clone(),
+                read_only: !writes,
+                create: writes,
+                ..Options::default()
+            },
+        )
+    };
     if let Cmd::Serve { gossip } = &cli.cmd {
         // Checked before anything starts: a bad flag costs nothing.
         let cfg = gossip.config()?;
-        gitdb::gossip::serve_until_signalled(std::sync::Arc::new(db), cfg)?;
+        let db = std::sync::Arc::new(open()?);
+        let _door = door::serve(db.clone())?;
+        gitdb::gossip::serve_until_signalled(db, cfg)?;
         return Ok(ExitCode::SUCCESS);
     }
+    // The commands a daemon serves go to its door while one holds the repository.
+    let cmd = match door_command(cli.cmd)? {
+        Ok(command) => {
+            let ask = door::Ask {
+                branch: cli.branch.clone(),
+                node: cli.node_id.clone(),
+                command,
+            };
+            let response = door::client::run(&repo, &ask, open);
+            return Ok(ExitCode::from(door::client::print(&response)?));
+        }
+        Err(cmd) => cmd,
+    };
+    let db = open()?;
     let mut out = std::io::stdout().lock();
-    match cli.cmd {
-        Cmd::Get { key } => match db.get(&key) {
-            Ok(Some(v)) => out.write_all(&v)?,
-            Ok(None) => {
-                eprintln!("gitdb: no such key: {}", display_key(&key));
-                return Ok(ExitCode::from(1));
-            }
-            Err(e @ DbError::IsDirectory { .. }) => {
-                eprintln!("gitdb: {e}");
-                return Ok(ExitCode::from(1));
-            }
-            Err(e) => return Err(e.into()),
-        },
-        Cmd::Set {
-            key,
-            value,
-            exec,
-            symlink,
-        } => {
-            let bytes = match value {
-                Some(v) => v.into_bytes(),
-                None => {
-                    let mut buf = Vec::new();
-                    std::io::stdin().read_to_end(&mut buf)?;
-                    buf
-                }
-            };
-            let mode = if exec {
-                ValueMode::Executable
-            } else if symlink {
-                ValueMode::Symlink
-            } else {
-                ValueMode::Regular
-            };
-            db.set_with_mode(&key, &bytes, mode)?;
-            db.sync()?;
-        }
-        Cmd::Rm { key, recursive } => {
-            let r = if recursive {
-                db.delete_prefix(&key)
-            } else {
-                db.delete(&key)
-            };
-            match r {
-                Ok(()) => db.sync()?,
-                Err(e @ DbError::NotFound { .. }) => {
-                    eprintln!("gitdb: {e}");
-                    return Ok(ExitCode::from(1));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Cmd::Ls { prefix, recursive } => {
-            let listed = if recursive {
-                db.list_recursive(&prefix).map(|all| {
-                    all.into_iter()
-                        .map(|(k, _)| format!("/{k}"))
-                        .collect::<Vec<_>>()
-                })
-            } else {
-                db.list(&prefix).map(|children| {
-                    children
-                        .into_iter()
-                        .map(|e| match e.kind {
-                            NodeKind::Dir => format!("{}/", e.name),
-                            NodeKind::Value(_) => e.name,
-                        })
-                        .collect()
-                })
-            };
-            match listed {
-                Ok(lines) => {
-                    for l in lines {
-                        writeln!(out, "{l}")?;
-                    }
-                }
-                Err(e @ (DbError::NotFound { .. } | DbError::NotADirectory { .. })) => {
-                    eprintln!("gitdb: {e}");
-                    return Ok(ExitCode::from(1));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Cmd::Commit { message } => match db.commit(&message, gitdb::defaults::now_ms())? {
-            CommitOutcome::Committed { id, .. } => writeln!(out, "{id}")?,
-            CommitOutcome::NothingToCommit => eprintln!("gitdb: nothing to commit"),
-        },
-        Cmd::Rollback => {
-            let n = db.rollback()?;
-            eprintln!("gitdb: dropped {n} uncommitted change(s)");
-        }
-        Cmd::Log { n } => {
-            for e in db.log(n)? {
-                writeln!(out, "{} {} {} {}", e.id, e.author, e.clock, e.summary)?;
-            }
-        }
-        Cmd::Status => {
-            serde_json::to_writer_pretty(&mut out, &db.status())?;
-            writeln!(out)?;
-        }
+    match cmd {
         Cmd::Show {
             rev,
             key: Some(key),
@@ -334,9 +256,48 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 }
             }
         }
-        Cmd::Serve { .. } => unreachable!("handled above"),
+        _ => unreachable!("serve, and door_command took every other command"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The door's command for `cmd` (reading a `set`'s value from stdin), or `cmd` back when it
+/// is not one the door serves.
+fn door_command(cmd: Cmd) -> std::io::Result<Result<door::Command, Cmd>> {
+    Ok(Ok(match cmd {
+        Cmd::Get { key } => door::Command::Get { key },
+        Cmd::Set {
+            key,
+            value,
+            exec,
+            symlink,
+        } => {
+            let value = match value {
+                Some(v) => v.into_bytes(),
+                None => {
+                    let mut buf = Vec::new();
+                    std::io::stdin().read_to_end(&mut buf)?;
+                    buf
+                }
+            };
+            let mode = if exec {
+                ValueMode::Executable
+            } else if symlink {
+                ValueMode::Symlink
+            } else {
+                ValueMode::Regular
+            };
+            door::Command::Set { key, value, mode }
+        }
+        Cmd::Rm { key, recursive } => door::Command::Rm { key, recursive },
+        Cmd::Ls { prefix, recursive } => door::Command::Ls { prefix, recursive },
+        Cmd::Commit { message } => door::Command::Commit { message },
+        Cmd::Rollback => door::Command::Rollback,
+        Cmd::Status => door::Command::Status,
+        Cmd::Log { n } => door::Command::Log { n: n as u64 },
+        Cmd::Sync => door::Command::Sync,
+        other => return Ok(Err(other)),
+    }))
 }
 
 fn diff_letter(k: DiffKind) -> char {
@@ -345,8 +306,4 @@ fn diff_letter(k: DiffKind) -> char {
         DiffKind::Modified => 'M',
         DiffKind::Deleted => 'D',
     }
-}
-
-fn display_key(key: &str) -> String {
-    format!("/{}", key.trim_matches('/'))
 }

@@ -759,6 +759,12 @@ impl GitDb {
         self.store.git_dir()
     }
 
+    /// The git directory of the repository at `path` (as [`GitDb::git_dir`] of a handle opened
+    /// there would be), without opening it as a db: where a client looks for a daemon's door.
+    pub fn git_dir_of(path: &Path) -> Result<PathBuf> {
+        Ok(Store::git_dir_of(path)?)
+    }
+
     /// The committed head of the branch (`None` before the first commit).
     pub fn head(&self) -> Option<ObjectId> {
         self.read_state().head
@@ -2120,6 +2126,21 @@ impl GitDb {
             return;
         }
         self.send(event);
+    }
+
+    /// Tells subscribers that the working layer's `keys` (tree paths) changed through another
+    /// client of this handle than the subscriber itself (the daemon's door, see
+    /// [`crate::door`]): the head stays, as for the changes a read-only handle follows, so the
+    /// event is `HeadOrigin::Adopted` with `old == new` and the mount drops its kernel caches
+    /// of exactly those keys.
+    pub fn announce_changed(&self, keys: Vec<String>) {
+        let head = self.head();
+        self.announce(HeadEvent {
+            old: head,
+            new: head,
+            origin: HeadOrigin::Adopted,
+            changed: keys,
+        });
     }
 
     /// Receives a [`HeadEvent`] each time the head moves or a rollback drops changes.

@@ -269,6 +269,16 @@ impl Store {
         Ok(Store::from_repo(repo, caches))
     }
 
+    /// The git directory of the repository at `path`, as [`Store::git_dir`] of a store opened
+    /// there would be.
+    pub fn git_dir_of(path: &Path) -> Result<PathBuf> {
+        let repo = gix::open(path).map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            source: boxed(e),
+        })?;
+        Ok(repo.git_dir().to_owned())
+    }
+
     fn from_repo(repo: gix::Repository, caches: CacheConfig) -> Store {
         let git_dir = repo.git_dir().to_owned();
         let empty_tree = ObjectId::empty_tree(repo.object_hash());
