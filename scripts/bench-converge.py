@@ -3,15 +3,14 @@
 
 Usage: scripts/bench-converge.py BIN_DIR [N ...]   (default N: 16 32)
 
-For each N: N daemons (the first 4 `gitdb-mount` on FUSE mounts, the rest headless
-`gitdb serve`), in a random topology where each node knows 2 seeds among the nodes started
-before it, gossiping at the default interval (1 s) and fanout (3). Then:
-- 10 trials of one commit (a write and `echo commit > /.gitdb/ctl` on node 0): the time from the
-  commit until every node's branch names it, and the hops it took (from the nodes' logs:
-  whom each node pulled it from);
-- 5 trials of concurrent commits on the 4 mounted nodes at once: the time until all N nodes
-  name one head.
-Prints median and worst. Every daemon and mount is stopped at the end, also on failure.
+For each N: N headless daemons (`gitdb serve`), in a random topology where each node knows 2
+seeds among the nodes started before it, gossiping at the default interval (1 s) and fanout
+(3). Writes go through each daemon's door (`gitdb set`, `gitdb commit`). Then:
+- 10 trials of one commit on node 0: the time from the commit's return until every node's
+  branch names it, and the hops it took (from the nodes' logs: whom each node pulled it from);
+- 5 trials of commits on 4 nodes at once: the time until all N nodes name one head that
+  holds all 4 writes.
+Prints median and worst. Every daemon is stopped at the end, also on failure.
 """
 import os
 import random
@@ -26,7 +25,7 @@ import tempfile
 import threading
 import time
 
-MOUNTED = 4
+WRITERS = 4
 
 
 def free_port():
@@ -50,7 +49,7 @@ class Cluster:
         self.bindir, self.n, self.root = bindir, n, root
         rng = random.Random(seed)
         self.ports = [free_port() for _ in range(n)]
-        self.repos, self.mounts, self.logs, self.procs = [], [], [], []
+        self.repos, self.logs, self.procs = [], [], []
         for i in range(n):
             repo = os.path.join(root, f"n{i}.git")
             log = os.path.join(root, f"n{i}.log")
@@ -60,23 +59,17 @@ class Cluster:
                 gossip += ["--peer", f"127.0.0.1:{self.ports[s]}"]
             env = dict(os.environ,
                        RUST_LOG=os.environ.get("GITDB_LOG", "warn,gitdb::gossip::service=debug"))
-            if i < MOUNTED:
-                mnt = os.path.join(root, f"m{i}")
-                cmd = [os.path.join(bindir, "gitdb-mount"), mnt, "--repo", repo,
-                       "--node-id", f"n{i}"] + gossip
-                self.mounts.append(mnt)
-            else:
-                cmd = [os.path.join(bindir, "gitdb"), "--repo", repo, "--node-id", f"n{i}",
-                       "serve"] + gossip
+            cmd = [os.path.join(bindir, "gitdb"), "--repo", repo, "--node-id", f"n{i}",
+                   "serve"] + gossip
             out = open(log, "w")
             self.procs.append(subprocess.Popen(cmd, stdout=out, stderr=out, env=env))
             self.repos.append(repo)
             self.logs.append(log)
         deadline = time.time() + 60
-        for mnt in self.mounts:
-            while not os.path.exists(os.path.join(mnt, ".gitdb", "head")):
+        for repo in self.repos:
+            while not os.path.exists(os.path.join(repo, "gitdb", "door.sock")):
                 if time.time() > deadline:
-                    raise RuntimeError(f"{mnt} did not mount")
+                    raise RuntimeError(f"{repo}: no daemon")
                 time.sleep(0.02)
         # Let every node make its first contacts.
         time.sleep(3)
@@ -84,15 +77,14 @@ class Cluster:
     def heads(self):
         return [read_head(r) for r in self.repos]
 
+    def gitdb(self, i, *args):
+        subprocess.run([os.path.join(self.bindir, "gitdb"), "--repo", self.repos[i],
+                        "--node-id", f"n{i}", *args], check=True, stdout=subprocess.DEVNULL)
+
     def commit(self, i, key, value):
-        mnt = self.mounts[i]
-        os.makedirs(os.path.join(mnt, "bench"), exist_ok=True)
-        with open(os.path.join(mnt, "bench", key), "w") as f:
-            f.write(value)
-        with open(os.path.join(mnt, ".gitdb", "ctl"), "w") as f:
-            f.write("commit bench\n")
-        with open(os.path.join(mnt, ".gitdb", "head")) as f:
-            return f.read().strip()
+        self.gitdb(i, "set", f"bench/{key}", value)
+        self.gitdb(i, "commit", "-m", "bench")
+        return read_head(self.repos[i])
 
     def wait_all(self, pred, deadline_s=60):
         t0 = time.time()
@@ -136,8 +128,6 @@ class Cluster:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
-        for mnt in self.mounts:
-            subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
 
 
 def run(bindir, n):
@@ -153,7 +143,7 @@ def run(bindir, n):
             time.sleep(0.2)
         conc = []
         for t in range(5):
-            barrier = threading.Barrier(MOUNTED)
+            barrier = threading.Barrier(WRITERS)
             t0 = [0.0]
 
             def write(i):
@@ -162,7 +152,7 @@ def run(bindir, n):
                     t0[0] = time.time()
                 c.commit(i, f"w{i}", f"round {t} from {i}\n")
 
-            threads = [threading.Thread(target=write, args=(i,)) for i in range(MOUNTED)]
+            threads = [threading.Thread(target=write, args=(i,)) for i in range(WRITERS)]
             for th in threads:
                 th.start()
             for th in threads:
@@ -173,7 +163,7 @@ def run(bindir, n):
             time.sleep(0.5)
         print(f"  {n} nodes: one commit: median {statistics.median(times)*1000:.0f} ms, worst "
               f"{max(times)*1000:.0f} ms, hops median {statistics.median(hops):.0f} max "
-              f"{max(hops)}; commits on {MOUNTED} nodes at once, time to one head: median "
+              f"{max(hops)}; commits on {WRITERS} nodes at once, time to one head: median "
               f"{statistics.median(conc)*1000:.0f} ms, worst {max(conc)*1000:.0f} ms")
     finally:
         c.stop()
@@ -185,12 +175,10 @@ def run(bindir, n):
 
 def all_have(self, t):
     # One head is not enough: it must hold every writer's round-t value.
-    for i in range(MOUNTED):
-        try:
-            with open(os.path.join(self.mounts[0], "bench", f"w{i}")) as f:
-                if f.read() != f"round {t} from {i}\n":
-                    return False
-        except OSError:
+    for i in range(WRITERS):
+        out = subprocess.run(["git", "--git-dir", self.repos[0], "show", f"main:bench/w{i}"],
+                             capture_output=True, text=True)
+        if out.stdout != f"round {t} from {i}\n":
             return False
     return True
 

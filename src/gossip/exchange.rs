@@ -99,21 +99,7 @@ pub async fn dial(node: &Arc<Node>, conn: &mut Connection) -> Result<(Announce, 
     }
     conn.send(&Message::Bye).await?;
     if theirs.wants_yours {
-        loop {
-            match conn.recv(timeout).await? {
-                Message::Pull { want, have } => {
-                    serve(node, conn, want, have).await?;
-                    outcome.served = true;
-                }
-                Message::Bye => break,
-                other => {
-                    return Err(ExchangeError::Unexpected {
-                        expected: "a pull or bye",
-                        got: describe(&other),
-                    });
-                }
-            }
-        }
+        outcome.served = serve_pulls(node, conn).await?;
     }
     outcome.sent = conn.sent;
     outcome.received = conn.received;
@@ -135,22 +121,10 @@ pub async fn respond(node: &Arc<Node>, conn: &mut Connection) -> Result<(Announc
     let want = node.wanted(&theirs);
     conn.send(&Message::Announce(node.announce(want.is_some())))
         .await?;
-    let mut outcome = Outcome::default();
-    loop {
-        match conn.recv(timeout).await? {
-            Message::Pull { want, have } => {
-                serve(node, conn, want, have).await?;
-                outcome.served = true;
-            }
-            Message::Bye => break,
-            other => {
-                return Err(ExchangeError::Unexpected {
-                    expected: "a pull or bye",
-                    got: describe(&other),
-                });
-            }
-        }
-    }
+    let mut outcome = Outcome {
+        served: serve_pulls(node, conn).await?,
+        ..Outcome::default()
+    };
     if let Some(want) = want {
         let r = pull(node, conn, want).await;
         node.done_pulling(want);
@@ -161,6 +135,26 @@ pub async fn respond(node: &Arc<Node>, conn: &mut Connection) -> Result<(Announc
     outcome.sent = conn.sent;
     outcome.received = conn.received;
     Ok((theirs, outcome))
+}
+
+/// Answers the other side's pulls until its `Bye`; whether it pulled anything.
+async fn serve_pulls(node: &Arc<Node>, conn: &mut Connection) -> Result<bool> {
+    let mut served = false;
+    loop {
+        match conn.recv(node.cfg.timeout).await? {
+            Message::Pull { want, have } => {
+                serve(node, conn, want, have).await?;
+                served = true;
+            }
+            Message::Bye => return Ok(served),
+            other => {
+                return Err(ExchangeError::Unexpected {
+                    expected: "a pull or bye",
+                    got: describe(&other),
+                });
+            }
+        }
+    }
 }
 
 /// Asks for `want` and receives it; every item is checked as it is written.

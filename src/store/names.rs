@@ -103,17 +103,19 @@ pub fn is_special(name: &str) -> bool {
 /// repository (git fsck's `hasDotgit`). Narrower than [`is_special`]: stock git writes
 /// `.gitattributes` and `.gitmodules` raw, and a peer may send such trees.
 pub fn is_dot_git(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    is_hfs_dot(name, "git")
-        || std::iter::once(bytes)
-            .chain(
-                bytes
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, b)| **b == b'\\')
-                    .map(|(i, _)| &bytes[i + 1..]),
-            )
-            .any(is_ntfs_dotgit)
+    is_hfs_dot(name, "git") || segments(name.as_bytes()).any(is_ntfs_dotgit)
+}
+
+/// The whole name, then what follows each `\` in it: git checks every such segment, since
+/// Windows reads `\` as a directory separator.
+fn segments(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::once(bytes).chain(
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\\')
+            .map(|(i, _)| &bytes[i + 1..]),
+    )
 }
 
 /// [`is_special`] without the shortcut.
@@ -124,20 +126,11 @@ fn matches_git_checks(name: &str) -> bool {
     {
         return true;
     }
-    let bytes = name.as_bytes();
-    std::iter::once(bytes)
-        .chain(
-            bytes
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| **b == b'\\')
-                .map(|(i, _)| &bytes[i + 1..]),
-        )
-        .any(|seg| {
-            is_ntfs_dotgit(seg)
-                || is_ntfs_dot_generic(seg, b"gitmodules", b"gi7eba")
-                || is_ntfs_dot_generic(seg, b"gitattributes", b"gi7d29")
-        })
+    segments(name.as_bytes()).any(|seg| {
+        is_ntfs_dotgit(seg)
+            || is_ntfs_dot_generic(seg, b"gitmodules", b"gi7eba")
+            || is_ntfs_dot_generic(seg, b"gitattributes", b"gi7d29")
+    })
 }
 
 /// HFS+: with the code points HFS+ ignores dropped and ASCII case folded, `name` is `.needle`.
