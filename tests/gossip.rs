@@ -306,3 +306,18 @@ fn a_value_larger_than_a_message_replicates_in_parts() {
     });
     assert!(nodes[1].db.get("big/blob").unwrap().unwrap()[..] == big[..]);
 }
+
+#[test]
+fn two_nodes_with_one_node_id_are_told_apart_and_refused() {
+    let a = start("same", &[], Strategy::KeepBoth);
+    let b = start("same", &[a.addr()], Strategy::KeepBoth);
+    a.db.set("k", b"v").unwrap();
+    a.db.commit("a", now_ms()).unwrap();
+    let err = b.db.sync_with_peers().unwrap_err().to_string();
+    assert!(err.contains("own node id"), "{err}");
+    assert!(
+        !b.db.has_object(a.db.head().unwrap()),
+        "nothing was taken from the twin"
+    );
+    assert!(b.db.status().peers.is_empty() || !b.db.status().peers[0].alive);
+}

@@ -376,11 +376,7 @@ impl Node {
         let hlc = self.db.hlc();
         Announce {
             node: self.db.node().to_string(),
-            listen: self
-                .cfg
-                .advertise
-                .clone()
-                .or_else(|| self.local_addr.map(|a| a.to_string())),
+            listen: self.announce_listen(),
             head: self.db.head().map(oid),
             clock: clock_to_wire(&self.db.clock()),
             hlc_millis: hlc.millis,
@@ -388,6 +384,14 @@ impl Node {
             peers,
             wants_yours,
         }
+    }
+
+    /// The listen address we announce.
+    fn announce_listen(&self) -> Option<String> {
+        self.cfg
+            .advertise
+            .clone()
+            .or_else(|| self.local_addr.map(|a| a.to_string()))
     }
 
     /// The head of `theirs` if we lack it and no other exchange is pulling it already (then
@@ -447,6 +451,21 @@ impl Node {
                 {
                     let mut t = self.peer_table();
                     if theirs.node == self.db.node().as_str() {
+                        let ours = self.announce_listen();
+                        if theirs.listen.is_some() && theirs.listen != ours {
+                            // Not us under another name: another node with our id. Their
+                            // commits would count on our clock entry; refuse to mix them.
+                            drop(t);
+                            let msg = format!(
+                                "{} announces our own node id {:?}: give each node its own \
+                                 --node-id",
+                                addr.as_deref().unwrap_or("a peer"),
+                                theirs.node
+                            );
+                            log::warn!("gossip: {msg}");
+                            self.set_error(msg.clone());
+                            return Err(msg);
+                        }
                         if let Some(a) = &addr {
                             t.is_me(a);
                         }
