@@ -2015,6 +2015,8 @@ impl GitDb {
         self.store
             .update_ref(&self.branch_ref, expected, new, reason)?;
         self.store.sync_ref(&self.branch_ref)?;
+        // Packs a transfer wrote are named by the branch now: `git gc` may repack them.
+        self.store.release_packs();
         self.adopt_head(Some(new))
     }
 
