@@ -2,13 +2,14 @@
 //! files, history, orphaned inodes), and how git modes and node-local metadata become kinds,
 //! permission bits and owners.
 
+use std::ffi::OsStr;
 use std::time::{Duration, SystemTime};
 
-use fuser::{Errno, FileAttr, FileType, INodeNo, Request};
+use fuser::{AccessFlags, Errno, FileAttr, FileType, INodeNo};
 
-use super::control;
+use super::control::{self, CtlNode};
 use super::errno::{db_err, errno, lookup_err};
-use super::fscore::FsCore;
+use super::fscore::{Caller, FsCore};
 use super::inodes::ROOT_INO;
 use super::shared::lock;
 use super::times::Times;
@@ -16,6 +17,41 @@ use super::times::Times;
 use crate::db::meta::MODE_BITS;
 use crate::db::{Meta, MetaDefaults, NodeKind, NodeType, Stat};
 use crate::store::ValueMode;
+
+impl FsCore {
+    /// LOOKUP: the attributes of `name` in `parent`.
+    pub(crate) fn lookup(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+    ) -> Result<(FileAttr, Duration), Errno> {
+        self.child(parent, name).and_then(|p| self.getattr_path(&p))
+    }
+
+    /// GETATTR of `ino`.
+    pub(crate) fn getattr(&self, ino: INodeNo) -> Result<(FileAttr, Duration), Errno> {
+        // An inode whose name is gone (or holds something else now) answers for itself.
+        match self.path_of(ino).and_then(|p| self.getattr_path(&p)) {
+            Err(Errno::ENOENT | Errno::ESTALE) => self.orphan_attr(ino),
+            other => other,
+        }
+    }
+
+    /// ACCESS: whether `ino` exists and, for W_OK, may be changed.
+    pub(crate) fn access(&self, ino: INodeNo, mask: AccessFlags) -> Result<(), Errno> {
+        self.path_of(ino).and_then(|path| {
+            self.getattr_path(&path)?;
+            if mask.contains(AccessFlags::W_OK) {
+                match control::parse(&path) {
+                    Some(CtlNode::Ctl) => {}
+                    Some(_) => return Err(Errno::EROFS),
+                    None => self.check_writable()?,
+                }
+            }
+            Ok(())
+        })
+    }
+}
 
 pub(super) fn kind_of(mode: ValueMode) -> (FileType, u16) {
     match mode {
@@ -54,13 +90,13 @@ impl FsCore {
         self.db().set_meta(path, entry).map_err(|e| db_err(&e))
     }
 
-    /// The metadata a node made by `req` in `parent` gets, as on a local filesystem: the
+    /// The metadata a node made by `caller` in `parent` gets, as on a local filesystem: the
     /// caller's uid, its gid (or the directory's when the directory is setgid, and then a new
     /// directory is setgid too), and the requested mode less the umask (the kernel has
     /// usually applied it already).
     pub(super) fn creator_meta(
         &self,
-        req: &Request,
+        caller: &Caller,
         parent: &str,
         mode: u32,
         umask: u32,
@@ -68,8 +104,8 @@ impl FsCore {
     ) -> Meta {
         let mut meta = Meta {
             mode: mode & !umask & MODE_BITS,
-            uid: req.uid(),
-            gid: req.gid(),
+            uid: caller.uid,
+            gid: caller.gid,
         };
         let p = self
             .meta_defaults()
@@ -242,7 +278,7 @@ pub(super) fn attr_type(attr: &FileAttr) -> NodeType {
         FileType::Directory => NodeType::Dir,
         FileType::Symlink => NodeType::Symlink,
         _ => NodeType::File {
-            executable: attr.perm & 0o111 != 0,
+            executable: is_executable(u32::from(attr.perm)),
         },
     }
 }
@@ -256,9 +292,14 @@ pub(super) fn node_kind(kind: NodeKind) -> FileType {
 
 /// The git mode a file with permission bits `mode` gets: git keeps only the executable bit.
 pub(super) fn value_mode(mode: u32) -> ValueMode {
-    if mode & 0o111 != 0 {
+    if is_executable(mode) {
         ValueMode::Executable
     } else {
         ValueMode::Regular
     }
+}
+
+/// Whether permission bits `mode` make a file executable (any x bit: what git's one bit says).
+pub(super) fn is_executable(mode: u32) -> bool {
+    mode & 0o111 != 0
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fuser::{Errno, FileAttr, FileType, ReplyWrite};
+use fuser::{Errno, FileAttr, FileType};
 
 use super::attrs::{ZERO_TTL, kind_of};
 use super::coherence::KernelTask;
@@ -94,20 +94,24 @@ impl FsCore {
         )
     }
 
-    /// Runs one control command written to `/.gitdb/ctl`. The reply goes out from the
-    /// invalidation thread, after whatever the command's change queued there (a rollback's
-    /// or an adopted head's invalidations): once `echo rollback > ctl` returns, the kernel no
-    /// longer shows what was dropped.
-    pub(super) fn ctl(&self, data: &[u8], reply: ReplyWrite) {
+    /// Runs one control command written to `/.gitdb/ctl`; the bytes written, or the errno
+    /// the write fails with (the reason goes to `status`). Its reply must go out through
+    /// [`Self::after_kernel`], after whatever the command's change queued there (a
+    /// rollback's or an adopted head's invalidations): once `echo rollback > ctl` returns, the
+    /// kernel no longer shows what was dropped.
+    pub(super) fn ctl(&self, data: &[u8]) -> Result<u32, Errno> {
         let len = data.len() as u32;
-        let result = control::execute(self.db(), data, now_ms()).map_err(|e| {
-            self.s.set_last_error(format!("ctl: {e}"));
-            errno(e.errno())
-        });
-        self.s
-            .tell_kernel(KernelTask::Reply(Box::new(move || match result {
-                Ok(_) => reply.written(len),
-                Err(e) => reply.error(e),
-            })));
+        control::execute(self.db(), data, now_ms())
+            .map(|_| len)
+            .map_err(|e| {
+                self.s.set_last_error(format!("ctl: {e}"));
+                errno(e.errno())
+            })
+    }
+
+    /// Runs `reply` on the invalidation thread once every task queued there before it is
+    /// done.
+    pub(crate) fn after_kernel(&self, reply: impl FnOnce() + Send + 'static) {
+        self.s.tell_kernel(KernelTask::Reply(Box::new(reply)));
     }
 }

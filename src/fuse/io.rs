@@ -1,33 +1,136 @@
 //! Reading and writing through a handle, and storing an open file's bytes in the db when it
 //! is flushed (the one `set` a written file becomes).
 
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use fuser::{Errno, ReplyData};
+use fuser::{Errno, FileHandle, INodeNo};
 
 use super::coherence::PREFILL_MAX;
+use super::control::{self, CtlNode};
 use super::errno::{db_err, errno};
 use super::fscore::FsCore;
 use super::handles::{FlushData, OpenFile};
+use super::open::Handle;
 use super::shared::lock;
 
 use crate::db::GitDb;
-use crate::store::{ObjectId, ValueMode};
+use crate::store::{Bytes, ObjectId, ValueMode};
+
+/// What a WRITE answers, and when.
+pub(crate) enum Written {
+    /// Reply now.
+    Now(Result<u32, Errno>),
+    /// A `ctl` command: reply from the notifier thread once the kernel's caches agree with
+    /// its result (see [`FsCore::after_kernel`]).
+    AfterKernel(Result<u32, Errno>),
+}
 
 impl FsCore {
-    /// Replies to a READ from `f`, lending the bytes to the reply instead of copying them out.
-    pub(super) fn reply_read(&self, f: &mut OpenFile, offset: u64, size: u32, reply: ReplyData) {
-        let mut reply = Some(reply);
-        let result = f.read_with(self.db(), offset, size, |bytes| {
-            if let Some(r) = reply.take() {
-                r.data(bytes);
+    /// READ through handle `fh`: `send` gets the bytes at `offset` (lent from the open file,
+    /// not copied out) and its result is returned. An error means `send` did not run.
+    pub(crate) fn read<R>(
+        &self,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        send: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, Errno> {
+        let h = self.handle(fh)?;
+        match &*h {
+            Handle::Value { file, .. } => lock(file)
+                .read_with(self.db(), offset, size, send)
+                .map_err(|e| errno(e.errno())),
+            Handle::Data(d) => {
+                let start = (offset as usize).min(d.len());
+                let end = start.saturating_add(size as usize).min(d.len());
+                Ok(send(&d[start..end]))
             }
-        });
-        if let (Err(e), Some(r)) = (result, reply.take()) {
-            r.error(errno(e.errno()));
+            Handle::Ctl => Ok(send(&[])),
         }
     }
 
+    /// WRITE of `data` at `offset` through handle `fh`: into the open file (stored when it is
+    /// flushed), or a command for `ctl`.
+    pub(crate) fn write(&self, fh: FileHandle, offset: u64, data: &[u8]) -> Written {
+        let h = match self.handle(fh) {
+            Ok(h) => h,
+            Err(e) => return Written::Now(Err(e)),
+        };
+        let result = match &*h {
+            Handle::Ctl => {
+                // A rollback replaces values without a write to their files.
+                self.s.all_change();
+                self.s.forget_nlinks();
+                return Written::AfterKernel(self.ctl(data));
+            }
+            Handle::Value {
+                writable: false, ..
+            } => Err(Errno::EBADF),
+            Handle::Value { ino, file, .. } => {
+                let mut f = lock(file);
+                if self.s.closing.load(Ordering::SeqCst) {
+                    // The daemon is stopping and has stored open files for the last time.
+                    Err(Errno::EIO)
+                } else {
+                    self.s.file_changes(*ino);
+                    f.write(self.db(), offset, data)
+                        .map_err(|e| errno(e.errno()))
+                }
+            }
+            Handle::Data(_) => Err(Errno::EROFS),
+        };
+        Written::Now(result.map(|()| data.len() as u32))
+    }
+
+    /// FLUSH of handle `fh`: a writer's bytes become one `set`.
+    pub(crate) fn flush(&self, fh: FileHandle) -> Result<(), Errno> {
+        // FLUSH is sent on close(2) of a writer's descriptor (readers opt out); the RELEASE
+        // that follows is asynchronous.
+        self.handle(fh).and_then(|h| match &*h {
+            Handle::Value {
+                file,
+                writable: true,
+                ..
+            } => self.flush_value(&mut lock(file)),
+            _ => Ok(()),
+        })
+    }
+
+    /// FSYNC of handle `fh`: stored, then the db made durable.
+    pub(crate) fn fsync(&self, fh: FileHandle) -> Result<(), Errno> {
+        self.handle(fh)
+            .and_then(|h| match &*h {
+                Handle::Value { file, .. } => self.flush_value(&mut lock(file)),
+                _ => Ok(()),
+            })
+            .and_then(|()| self.db().sync().map_err(|e| db_err(&e)))
+    }
+
+    /// FSYNCDIR: the db made durable.
+    pub(crate) fn fsyncdir(&self) -> Result<(), Errno> {
+        self.db().sync().map_err(|e| db_err(&e))
+    }
+
+    /// READLINK of `ino`: the symlink's target (a history path's as of its commit).
+    pub(crate) fn readlink(&self, ino: INodeNo) -> Result<Bytes, Errno> {
+        self.path_of(ino).and_then(|path| {
+            if let Some(CtlNode::History { commit, path }) = control::parse(&path) {
+                return self
+                    .db()
+                    .get_at(&commit.to_string(), &path)
+                    .map_err(|e| db_err(&e))?
+                    .ok_or(Errno::ENOENT);
+            }
+            self.db()
+                .get(&path)
+                .map_err(|e| db_err(&e))?
+                .ok_or(Errno::ENOENT)
+        })
+    }
+}
+
+impl FsCore {
     /// Stores what an open file holds in the db, as one set, if the db does not have it yet.
     pub(super) fn flush_value(&self, v: &mut OpenFile) -> Result<(), Errno> {
         if !v.dirty {

@@ -3,8 +3,9 @@
 //! [`super::dirs`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use fuser::{Errno, FileType, INodeNo};
+use fuser::{Errno, FileAttr, FileType, INodeNo};
 
 use super::attrs::{kind_of, node_kind};
 use super::control::{self, CtlNode};
@@ -15,6 +16,68 @@ use super::inodes::split;
 use super::shared::lock;
 
 use crate::db::DbError;
+
+impl FsCore {
+    /// READDIR of `ino` from `offset`: `add(ino, cookie, kind, name)` for each entry until it
+    /// answers true (the reply is full).
+    pub(crate) fn readdir(
+        &self,
+        ino: INodeNo,
+        offset: u64,
+        mut add: impl FnMut(INodeNo, u64, FileType, &str) -> bool,
+    ) -> Result<(), Errno> {
+        let (listing, start) = self.listing(ino, offset)?;
+        for (i, (ino, kind, name)) in listing.entries.iter().enumerate().skip(start) {
+            if add(INodeNo(*ino), listing.cookie(i), *kind, name) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// READDIRPLUS of `ino` from `offset`: `add(cookie, name, attr, ttl)` for each entry
+    /// until it answers true (the reply is full).
+    pub(crate) fn readdirplus(
+        &self,
+        ino: INodeNo,
+        offset: u64,
+        mut add: impl FnMut(u64, &str, &FileAttr, &Duration) -> bool,
+    ) -> Result<(), Errno> {
+        let (listing, start) = self.listing(ino, offset)?;
+        let Ok(dir) = self.path_of(ino) else {
+            return Err(Errno::ENOENT);
+        };
+        let mut child = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let base = child.len();
+        for (i, (_, _, name)) in listing.entries.iter().enumerate().skip(start) {
+            // `.` and `..` carry no lookup (the kernel skips them): their own attributes.
+            let found = if name == "." || name == ".." {
+                let path = if name == "." {
+                    dir.as_str()
+                } else {
+                    split(&dir).0
+                };
+                self.getattr_path(path)
+            } else {
+                child.truncate(base);
+                child.push_str(name);
+                self.getattr_path(&child)
+            };
+            // An entry gone since the listing was taken is left out, as a later listing would.
+            let Ok((attr, ttl)) = found else {
+                continue;
+            };
+            if add(listing.cookie(i), name, &attr, &ttl) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
 
 impl FsCore {
     pub(super) fn list_dir(&self, path: &str) -> Result<Vec<(u64, FileType, String)>, Errno> {

@@ -18,17 +18,18 @@
 //!
 //! The files, one concept each. The filesystem proper:
 //! - `adapter.rs`: `impl fuser::Filesystem` — turns each fuser callback into a call on
-//!   [`FsCore`] and replies;
-//! - `fscore.rs`: [`FsCore`], the filesystem without fuser's request and reply types; its
+//!   `FsCore` and replies;
+//! - `fscore.rs`: `FsCore`, the filesystem without fuser's request and reply types; its
 //!   operations live in the files below, as `impl FsCore` blocks;
 //! - `shared.rs`: [`Shared`], the state of the callbacks and the background threads, and the
 //!   lock order;
 //! - `attrs.rs`: attributes (`getattr`), modes and owners; `times.rs`: atime/mtime/ctime
 //!   bookkeeping;
 //! - `names.rs`: the mount-local namespace — path resolution, empty directories, pending files,
-//!   directory link counts; `entries.rs`: what adds or removes a name (create, mknod, mkdir,
-//!   symlink, unlink, rmdir);
-//! - `open.rs`: the handle table, opening and releasing; `io.rs`: read, write, flush, fsync;
+//!   directory link counts; `entries.rs`: what adds or removes a name (mknod, mkdir, symlink,
+//!   unlink, rmdir);
+//! - `open.rs`: the handle table, open, create, release; `io.rs`: read, write, flush, fsync,
+//!   readlink;
 //!   `setattr.rs`: truncate, chmod, chown, utimens; `rename.rs`; `listing.rs`: READDIR(PLUS);
 //! - `controlfs.rs`: the `/.gitdb/` directory as the filesystem serves it; `statfs.rs`;
 //! - `coherence.rs`: what keeps the kernel's caches right — change tokens, page-cache prefill,
@@ -88,6 +89,5 @@ pub use background::{MountError, MountOptions, Mounted, StopSignals, mount};
 pub use coherence::PREFILL_MAX;
 pub(crate) use coherence::{ChangeToken, KernelTask};
 pub use config::FsConfig;
-pub use fscore::FsCore;
 pub use mountpoint::{clean_stale_mount, prepare_mountpoint};
 pub use shared::Shared;

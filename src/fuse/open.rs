@@ -3,19 +3,153 @@
 //! storing what open files hold at shutdown.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use fuser::{Errno, FileHandle, OpenAccMode, OpenFlags};
+use fuser::{Errno, FileAttr, FileHandle, FopenFlags, INodeNo, OpenAccMode, OpenFlags};
 
 use super::coherence::{KernelTask, PREFILL_MAX};
-use super::errno::{errno, lookup_err};
-use super::fscore::FsCore;
+use super::control::{self, CtlNode};
+use super::errno::{db_err, errno, lookup_err};
+use super::fscore::{Caller, FsCore};
 use super::handles::OpenFile;
+use super::inodes::split;
 use super::shared::{Shared, lock};
 
 use crate::db::Stat;
 use crate::store::Bytes;
+
+impl FsCore {
+    /// OPEN of `ino`: a handle and the flags the kernel is to keep it with.
+    pub(crate) fn open(
+        &self,
+        ino: INodeNo,
+        flags: OpenFlags,
+    ) -> Result<(FileHandle, FopenFlags), Errno> {
+        let write = writable(flags);
+        // A reader has nothing to flush: spare close() that round trip.
+        let value_flags = if write {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+        };
+        let path = match self.path_of(ino) {
+            Ok(path) => path,
+            // Held by the kernel, its name given away by a rename since the lookup.
+            Err(Errno::ESTALE) => {
+                let (fh, _) = self.open_value(ino.0, write, || self.load_orphan(ino.0))?;
+                return Ok((fh, value_flags));
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(node) = control::parse(&path) {
+            return match node {
+                CtlNode::Ctl => Ok((self.new_handle(Handle::Ctl), FopenFlags::FOPEN_DIRECT_IO)),
+                CtlNode::Dir | CtlNode::HistoryDir => Err(Errno::EISDIR),
+                _ if write => Err(Errno::EROFS),
+                CtlNode::History { commit, path } => {
+                    let data = self
+                        .db()
+                        .get_at(&commit.to_string(), &path)
+                        .map_err(|e| db_err(&e))?
+                        .ok_or(Errno::ENOENT)?;
+                    Ok((
+                        self.new_handle(Handle::Data(data)),
+                        FopenFlags::FOPEN_KEEP_CACHE,
+                    ))
+                }
+                node => {
+                    let data: Bytes = self.render(&node).into();
+                    Ok((
+                        self.new_handle(Handle::Data(data)),
+                        FopenFlags::FOPEN_DIRECT_IO,
+                    ))
+                }
+            };
+        }
+        if write {
+            self.check_writable()?;
+            // O_TRUNC empties the kernel's pages once this open returns.
+            self.s.changing(ino.0);
+        }
+        let (fh, file) = self.open_value(ino.0, write, || self.load_file(ino.0, &path))?;
+        if write && flags.0 & libc::O_TRUNC != 0 {
+            let truncated = lock(&file)
+                .truncate(self.db(), 0)
+                .map_err(|e| errno(e.errno()));
+            if let Err(e) = truncated {
+                let _ = self.release_handle(fh);
+                return Err(e);
+            }
+        }
+        Ok((fh, value_flags))
+    }
+
+    /// CREATE of `name` in `parent` by `caller` (`flags`: the open(2) flags): a pending file
+    /// (or the existing one, joined), opened for writing.
+    pub(crate) fn create(
+        &self,
+        caller: &Caller,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> Result<(FileAttr, Duration, FileHandle, FopenFlags), Errno> {
+        let path = self.new_child(parent, name)?;
+        let existing = self.db().stat(&path).map_err(|e| db_err(&e))?;
+        // A file still being written by another process exists too: joining it keeps
+        // both writers' bytes (the kernel sends CREATE when its dentry is not cached).
+        let exists = match existing {
+            Some(Stat::Dir) if flags & libc::O_EXCL == 0 => return Err(Errno::EISDIR),
+            Some(_) => true,
+            None => self.pending_mode(&path).is_some(),
+        };
+        if exists && flags & libc::O_EXCL != 0 {
+            return Err(Errno::EEXIST);
+        }
+        if exists {
+            self.check_writable()?;
+        } else {
+            let meta = self.creator_meta(caller, split(&path).0, mode, umask, false);
+            self.create_pending(&path, meta)?;
+        }
+        let (attr, ttl) = self.getattr_path(&path)?;
+        let ino = attr.ino.0;
+        self.s.changing(ino);
+        let (fh, file) = self.open_value(ino, true, || self.load_file(ino, &path))?;
+        if !exists || flags & libc::O_TRUNC != 0 {
+            // A new (or truncated) file: its first flush stores it, even if empty, with
+            // the times it was created with.
+            let mut f = lock(&file);
+            let truncated = f.truncate(self.db(), 0).map_err(|e| errno(e.errno()));
+            f.modified = Some(attr.mtime);
+            drop(f);
+            if let Err(e) = truncated {
+                let _ = self.release_handle(fh);
+                return Err(e);
+            }
+        }
+        Ok((attr, ttl, fh, FopenFlags::FOPEN_KEEP_CACHE))
+    }
+
+    /// RELEASE of handle `fh` (see [`Self::release_handle`]).
+    pub(crate) fn release(&self, fh: FileHandle) -> Result<(), Errno> {
+        self.release_handle(fh)
+    }
+
+    /// FORGET: the kernel will not name `ino` again.
+    pub(crate) fn forget(&self, ino: INodeNo) {
+        // An inode the kernel forgets is never named again (a replaced one has no name that
+        // would hand it out), so what a rename recorded for it can go.
+        let mut orphans = lock(&self.s.orphans);
+        if !orphans.is_empty() {
+            orphans.forget(ino.0);
+        }
+    }
+}
 
 /// What an open file handle refers to.
 pub(super) enum Handle {

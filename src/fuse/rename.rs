@@ -2,8 +2,11 @@
 //! directories, pending files, inode numbers, times, link counts) and recording the inode a
 //! replaced value leaves behind (see [`super::orphans`]).
 
-use fuser::Errno;
+use std::ffi::OsStr;
 
+use fuser::{Errno, INodeNo, RenameFlags};
+
+use super::control;
 use super::errno::{db_err, lookup_err};
 use super::fscore::FsCore;
 use super::inodes::{at_or_below, split};
@@ -13,6 +16,32 @@ use super::times::Times;
 
 use crate::db::{DbError, Key, Stat};
 use crate::store::ValueMode;
+
+impl FsCore {
+    /// RENAME of `name` in `parent` to `newname` in `newparent` (flags: only
+    /// RENAME_NOREPLACE).
+    pub(crate) fn rename(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+    ) -> Result<(), Errno> {
+        let from = self.child(parent, name)?;
+        let to = self.child(newparent, newname)?;
+        // Not EXDEV: `mv` would fall back to copying the whole control tree, history
+        // included, into the store as keys.
+        if control::is_under(&from) || control::is_under(&to) {
+            return Err(Errno::EPERM);
+        }
+        let bits = flags.bits();
+        if bits & !libc::RENAME_NOREPLACE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.do_rename(&from, &to, bits & libc::RENAME_NOREPLACE != 0)
+    }
+}
 
 impl FsCore {
     pub(super) fn do_rename(&self, from: &str, to: &str, noreplace: bool) -> Result<(), Errno> {
