@@ -34,7 +34,8 @@
 //! - `controlfs.rs`: the `/.gitdb/` directory as the filesystem serves it; `statfs.rs`;
 //! - `coherence.rs`: what keeps the kernel's caches right — change tokens, page-cache prefill,
 //!   the targets of an invalidation, the notifier thread's tasks;
-//! - [`errno`]: what the errors of the layers below become at the kernel.
+//! - [`errno`]: what the errors of the layers below become at the kernel;
+//! - `tests.rs`: unit tests of `FsCore`'s operations over a temp repository, no `/dev/fuse`.
 //!
 //! Pieces used by those:
 //! - [`inodes`]: stable path <-> inode numbers;
@@ -83,6 +84,9 @@ mod setattr;
 mod shared;
 mod statfs;
 mod times;
+
+#[cfg(test)]
+mod tests;
 
 pub use adapter::GitDbFs;
 pub use background::{MountError, MountOptions, Mounted, StopSignals, mount};
