@@ -8,6 +8,8 @@
 //! an application told EACCES or ENOENT about gitdb's own files would look for the fault in
 //! its own.
 
+use fuser::Errno;
+
 use crate::db::{DbError, KeyError, MetaError};
 use crate::store::StoreError;
 
@@ -68,6 +70,23 @@ pub fn io_errno(e: &std::io::Error) -> i32 {
             ErrorKind::ReadOnlyFilesystem => libc::EROFS,
             _ => libc::EIO,
         },
+    }
+}
+
+pub(super) fn errno(e: i32) -> Errno {
+    Errno::from_i32(e)
+}
+
+pub(super) fn db_err(e: &DbError) -> Errno {
+    errno(e.errno())
+}
+
+/// A lookup of a name that cannot be a key finds nothing (except a name that is too long).
+pub(super) fn lookup_err(e: &DbError) -> Errno {
+    match e {
+        DbError::Key(KeyError::TooLong { .. }) => Errno::ENAMETOOLONG,
+        DbError::Key(_) => Errno::ENOENT,
+        other => db_err(other),
     }
 }
 
