@@ -65,11 +65,6 @@ impl GossipConfig {
             timeout: Duration::from_secs(10),
         }
     }
-
-    /// Whether this configuration replicates at all.
-    pub fn is_enabled(&self) -> bool {
-        self.listen.is_some() || !self.peers.is_empty()
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,12 +83,9 @@ pub enum GossipError {
     NeedsKey { addr: String },
 }
 
-/// Counters for `status` and benchmarks.
+/// Bytes on the wire, for benchmarks.
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub exchanges: AtomicU64,
-    pub failures: AtomicU64,
-    pub pulls: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub bytes_received: AtomicU64,
     /// Of those, the deflated object batches of pulls (what a git pack would carry).
@@ -433,7 +425,6 @@ impl Node {
         result: Result<(Announce, Outcome), ExchangeError>,
     ) -> Result<(), String> {
         let now = Instant::now();
-        self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok((theirs, outcome)) => {
                 self.counters
@@ -493,7 +484,6 @@ impl Node {
                     Some((head, _)) => {
                         // The line scripts/bench-gossip.sh follows to count hops.
                         log::debug!("gossip: got {head} from node {}", theirs.node);
-                        self.counters.pulls.fetch_add(1, Ordering::Relaxed);
                         Some(head)
                     }
                     None => theirs
@@ -513,7 +503,6 @@ impl Node {
                 Ok(())
             }
             Err(e) => {
-                self.counters.failures.fetch_add(1, Ordering::Relaxed);
                 let who = dialed.map_or_else(|| from.to_string(), str::to_owned);
                 let backoff = dialed.map(|a| self.peer_table().contact_failed(a, now));
                 log::info!(
