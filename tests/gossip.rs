@@ -3,14 +3,16 @@
 //! deadline, never slept on.
 
 mod common;
+mod gossip_support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use gitdb::GitDb;
 use gitdb::gossip::{ClusterKey, Gossip, GossipConfig};
 use gitdb::merge::Strategy;
-use gitdb::{GitDb, NodeId};
+use gossip_support::{now_ms, open, wait_for};
 
 struct Node {
     db: Arc<GitDb>,
@@ -24,18 +26,6 @@ impl Node {
     }
 }
 
-fn open(name: &str) -> (tempfile::TempDir, Arc<GitDb>) {
-    init_log();
-    let dir = tempfile::tempdir().unwrap();
-    let db = GitDb::open(
-        dir.path().join("repo.git"),
-        NodeId::new(name).unwrap(),
-        Default::default(),
-    )
-    .unwrap();
-    (dir, Arc::new(db))
-}
-
 fn config(peers: &[SocketAddr], strategy: Strategy) -> GossipConfig {
     let mut cfg = GossipConfig::new(strategy);
     cfg.listen = Some("127.0.0.1:0".parse().unwrap());
@@ -43,10 +33,6 @@ fn config(peers: &[SocketAddr], strategy: Strategy) -> GossipConfig {
     cfg.interval = Duration::from_millis(200);
     cfg.timeout = Duration::from_secs(5);
     cfg
-}
-
-fn init_log() {
-    let _ = env_logger::builder().is_test(true).try_init();
 }
 
 fn start(name: &str, peers: &[SocketAddr], strategy: Strategy) -> Node {
@@ -57,21 +43,6 @@ fn start(name: &str, peers: &[SocketAddr], strategy: Strategy) -> Node {
         gossip: Some(gossip),
         _dir: dir,
     }
-}
-
-fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 fn converged(nodes: &[Node]) -> bool {

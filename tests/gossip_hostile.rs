@@ -5,23 +5,19 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use gitdb::GitDb;
 use gitdb::gossip::connection::{Connection, MAGIC, VERSION};
 use gitdb::gossip::message::{Announce, Message, Packed, WireBlob, WireEdit, WireItem, WireValue};
 use gitdb::gossip::{ClusterKey, Gossip, GossipConfig};
 use gitdb::merge::Strategy;
-use gitdb::{GitDb, NodeId};
+use gossip_support::{now_ms, open};
 
-fn open(name: &str) -> (tempfile::TempDir, Arc<GitDb>) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = GitDb::open(
-        dir.path().join("repo.git"),
-        NodeId::new(name).unwrap(),
-        Default::default(),
-    )
-    .unwrap();
-    (dir, Arc::new(db))
+mod gossip_support;
+
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    gossip_support::wait_for(what, Duration::from_secs(20), cond)
 }
 
 fn config(peers: &[String]) -> GossipConfig {
@@ -31,14 +27,6 @@ fn config(peers: &[String]) -> GossipConfig {
     cfg.interval = Duration::from_millis(100);
     cfg.timeout = Duration::from_secs(2);
     cfg
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// The id git gives a blob of `data` (`git hash-object`).
@@ -57,13 +45,6 @@ fn git_blob_id(data: &[u8]) -> [u8; 20] {
     let mut o = [0u8; 20];
     o.copy_from_slice(id.as_slice());
     o
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 fn preamble(version: u16) -> Vec<u8> {
@@ -90,7 +71,6 @@ fn raw(addr: SocketAddr, bytes: &[u8]) -> bool {
 
 #[test]
 fn garbage_never_stops_a_node_from_serving_its_good_peers() {
-    let _ = env_logger::builder().is_test(true).try_init();
     let (_da, a) = open("a");
     let ga = Gossip::start(a.clone(), config(&[])).unwrap();
     let addr = ga.local_addr().unwrap();
@@ -245,7 +225,6 @@ fn hostile_peer(
 
 #[test]
 fn objects_that_do_not_check_out_are_refused_and_the_peer_marked_failing() {
-    let _ = env_logger::builder().is_test(true).try_init();
     // A real commit made elsewhere, whose tree the hostile peer then lies about.
     let (_dm, maker) = open("m");
     maker.set("k", b"v").unwrap();
