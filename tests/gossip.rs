@@ -292,3 +292,56 @@ fn two_nodes_with_one_node_id_are_told_apart_and_refused() {
     );
     assert!(b.db.status().peers.is_empty() || !b.db.status().peers[0].alive);
 }
+
+/// A receiver whose disk fills up during a transfer keeps its head (nothing names the cut
+/// transfer), its repository stays sound for stock git, and the exchange reports the failure.
+#[test]
+fn a_full_disk_on_the_receiver_moves_no_ref() {
+    let disk = common::Tmpfs::mount("12M");
+    let b_db = Arc::new(
+        GitDb::open(
+            disk.path().join("repo.git"),
+            gitdb::NodeId::new("b").unwrap(),
+            Default::default(),
+        )
+        .unwrap(),
+    );
+    b_db.set("local", b"kept").unwrap();
+    b_db.commit("before", now_ms()).unwrap();
+    let b_head = b_db.head();
+    let a = start("a", &[], Strategy::KeepBoth);
+    // 24 MiB that deflate cannot shrink: more than the receiver's disk holds.
+    let mut big = Vec::with_capacity(24 << 20);
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    while big.len() < 24 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    a.db.set("big", &big).unwrap();
+    a.db.commit("big", now_ms()).unwrap();
+    let mut cfg = config(&[a.addr()], Strategy::KeepBoth);
+    cfg.listen = None;
+    cfg.interval = Duration::from_secs(3600);
+    let gb = Gossip::start(b_db.clone(), cfg).unwrap();
+    let err = b_db.sync_with_peers().unwrap_err().to_string();
+    assert!(
+        err.contains("No space left"),
+        "the full disk is named: {err}"
+    );
+    assert_eq!(b_db.head(), b_head, "the branch did not move");
+    assert_eq!(b_db.get("local").unwrap().as_deref(), Some(&b"kept"[..]));
+    drop(gb);
+    let fsck = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(disk.path().join("repo.git"))
+        .args(["fsck", "--strict"])
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+}

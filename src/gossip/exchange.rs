@@ -55,6 +55,22 @@ pub enum ExchangeError {
 
 pub type Result<T, E = ExchangeError> = std::result::Result<T, E>;
 
+impl ExchangeError {
+    /// `" (<the I/O error underneath>)"` when a local write failed for a reason its message
+    /// hides (gix's errors say "could not stream loose object data", not "no space left"),
+    /// else empty: what an operator needs in `status` to see a full disk.
+    pub fn io_cause(&self) -> String {
+        let io = match self {
+            ExchangeError::Db(e) => e.io_error(),
+            _ => None,
+        };
+        match io {
+            Some(io) if !self.to_string().contains(&io.to_string()) => format!(" ({io})"),
+            _ => String::new(),
+        }
+    }
+}
+
 fn describe(m: &Message) -> String {
     match m {
         Message::Announce(_) => "an announce".into(),

@@ -512,7 +512,7 @@ impl Node {
                         None => String::new(),
                     }
                 );
-                let msg = format!("{who}: {e}");
+                let msg = format!("{who}: {e}{}", e.io_cause());
                 self.set_error(msg.clone());
                 Err(msg)
             }
