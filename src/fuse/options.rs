@@ -431,6 +431,29 @@ mod tests {
     }
 
     #[test]
+    fn gossip_options_reach_the_plan_as_fstab_spells_them() {
+        let cli = MountCli::try_parse_from([
+            "gitdb-mount",
+            "/mnt/x",
+            "--peer",
+            "127.0.0.1:7001",
+            "-o",
+            "listen=127.0.0.1:0,peer=127.0.0.1:7002,fanout=5,interval=250ms,merge=lww",
+        ])
+        .expect("cli");
+        let g = cli.plan().expect("plan").gossip.expect("gossip on");
+        assert_eq!(g.peers, ["127.0.0.1:7001", "127.0.0.1:7002"]);
+        assert_eq!((g.fanout, g.interval), (5, Duration::from_millis(250)));
+        assert!(g.listen.is_some());
+        let single = MountCli::try_parse_from(["gitdb-mount", "/m"]).expect("cli");
+        assert!(single.plan().expect("plan").gossip.is_none());
+        for o in ["listen=127.0.0.1:0,ro", "fanout=5", "peer=nope", "listen"] {
+            let cli = MountCli::try_parse_from(["gitdb-mount", "/m", "-o", o]).expect("cli");
+            assert!(cli.plan().is_err(), "-o {o} accepted");
+        }
+    }
+
+    #[test]
     fn options_win_over_flags() {
         let cli = MountCli::try_parse_from([
             "gitdb-mount",
