@@ -10,6 +10,7 @@ use fuser::{AccessFlags, Errno, FileAttr, FileType, INodeNo};
 use super::control::{self, CtlNode};
 use super::errno::{db_err, errno, lookup_err};
 use super::fscore::{Caller, FsCore};
+use super::handles::OpenFile;
 use super::inodes::ROOT_INO;
 use super::shared::lock;
 use super::times::Times;
@@ -157,11 +158,9 @@ impl FsCore {
         }
     }
 
-    /// Length and last write time of the open file of `ino`, if it holds bytes the db does
-    /// not have yet (it then speaks for the file's size).
-    pub(super) fn dirty_len(&self, ino: u64) -> Option<(u64, SystemTime)> {
-        let file = self.s.open_file(ino)?;
-        let mut f = lock(&file);
+    /// Length and last write time of open file `f`, if it holds bytes the db does not have
+    /// yet (it then speaks for the file's size).
+    fn dirty_len(&self, f: &mut OpenFile) -> Option<(u64, SystemTime)> {
         if !f.dirty {
             return None;
         }
@@ -181,13 +180,24 @@ impl FsCore {
             attr.nlink = self.dir_nlink(path);
             return Ok((self.dress(path, NodeType::Dir, attr), ttl));
         }
+        // The open file's lock is held across the db's stat. A flush moves the file's bytes
+        // into the db and clears `dirty` under that lock, so the two are seen in one state:
+        // a stat from before a flush with `dirty` read after it answered the old size, the
+        // kernel took it as the file's size, and the next O_APPEND write (placed at the
+        // kernel's size) landed on top of the line just flushed.
+        let known = lock(&self.s.inodes).get(path);
+        let open = known.and_then(|ino| self.s.open_file(ino));
+        let mut open = open.as_deref().map(lock);
+        // Pending before the db, as everywhere (see `Shared::pending`).
+        let pending = self.pending_mode(path);
         let stat = self.db().stat(path).map_err(|e| lookup_err(&e))?;
+        let dirty = open.as_deref_mut().and_then(|f| self.dirty_len(f));
         if stat.is_none() {
-            if let Some(mode) = self.pending_mode(path) {
+            if let Some(mode) = pending {
                 let ino = self.ino_of(path);
                 let (kind, perm) = kind_of(mode);
                 let t = self.times_of(path, self.s.start, false);
-                let (size, t) = match self.dirty_len(ino) {
+                let (size, t) = match dirty {
                     Some((len, modified)) => (len, Self::written_at(t, modified)),
                     None => (0, t),
                 };
@@ -214,7 +224,7 @@ impl FsCore {
                     self.s.start
                 };
                 let t = self.times_of(path, base, committed);
-                let (size, t) = match self.dirty_len(ino) {
+                let (size, t) = match dirty {
                     Some((len, modified)) => (len, Self::written_at(t, modified)),
                     None => (size, t),
                 };

@@ -91,12 +91,14 @@ impl FsCore {
     /// RMDIR: only a directory without keys (one this layer keeps) can go.
     pub(crate) fn rmdir(&self, parent: INodeNo, name: &OsStr) -> Result<(), Errno> {
         self.writable_child(parent, name).and_then(|path| {
+            // Pending before the db (see `Shared::pending`).
+            let pending = self.pending_mode(&path).is_some();
             match self.db().stat(&path).map_err(|e| lookup_err(&e))? {
                 Some(Stat::Dir) => return Err(Errno::ENOTEMPTY),
                 Some(Stat::Value { .. }) => return Err(Errno::ENOTDIR),
                 None => {}
             }
-            if self.pending_mode(&path).is_some() {
+            if pending {
                 return Err(Errno::ENOTDIR);
             }
             if self.has_local_children(&path) {

@@ -99,13 +99,16 @@ impl FsCore {
         flags: i32,
     ) -> Result<(FileAttr, Duration, FileHandle, FopenFlags), Errno> {
         let path = self.new_child(parent, name)?;
-        let existing = self.db().stat(&path).map_err(|e| db_err(&e))?;
         // A file still being written by another process exists too: joining it keeps
         // both writers' bytes (the kernel sends CREATE when its dentry is not cached).
+        // Pending is asked before the db (see `Shared::pending`): a flush racing this
+        // create could otherwise hide the file from both, and the create would truncate it.
+        let pending = self.pending_mode(&path).is_some();
+        let existing = self.db().stat(&path).map_err(|e| db_err(&e))?;
         let exists = match existing {
             Some(Stat::Dir) if flags & libc::O_EXCL == 0 => return Err(Errno::EISDIR),
             Some(_) => true,
-            None => self.pending_mode(&path).is_some(),
+            None => pending,
         };
         if exists && flags & libc::O_EXCL != 0 {
             return Err(Errno::EEXIST);

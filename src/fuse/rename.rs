@@ -74,9 +74,11 @@ impl FsCore {
         if !self.is_dir(split(to).0)? {
             return Err(Errno::ESTALE);
         }
+        // Pending before the db (see `Shared::pending`).
+        let to_pending = self.pending_mode(to).is_some();
         let dst = db.stat(to).map_err(|e| lookup_err(&e))?;
         let dst_empty = dst.is_none() && self.is_empty_dir(to);
-        let dst_pending = dst.is_none() && self.pending_mode(to).is_some();
+        let dst_pending = dst.is_none() && to_pending;
         if noreplace && (dst.is_some() || dst_empty || dst_pending) {
             return Err(Errno::EEXIST);
         }

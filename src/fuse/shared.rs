@@ -41,7 +41,9 @@ pub struct Shared {
     pub(super) empty_dirs: Mutex<BTreeSet<String>>,
     /// Files created through the mount and not flushed yet: they exist for the kernel (and
     /// are listed) but the store gets them only as whole values when their writer flushes, so
-    /// a commit never records the empty middle state of a file being written.
+    /// a commit never records the empty middle state of a file being written. A flush sets
+    /// the value in the db before it removes the name from here, so whoever asks whether a
+    /// name exists asks here first and the db second, and never finds it in neither.
     pub(super) pending: Mutex<BTreeMap<String, ValueMode>>,
     pub(super) handles: Mutex<Handles>,
     /// Inodes whose name a rename gave to another file, for whoever still holds them.

@@ -307,3 +307,76 @@ fn a_read_only_mount_refuses_changes_with_erofs() {
         Some(Errno::EROFS)
     );
 }
+
+/// A lookup, a getattr or a CREATE that races a writer's flush sees the file as it is: never
+/// missing, never shorter than a write already answered. The kernel takes the size a lookup
+/// answers as the file's, and an O_APPEND write lands at that size: one stale answer (a db
+/// stat from before the flush, the open file's state from after it) made two `>>` loops lose
+/// a line under CPU load. A CREATE that found the file in neither place truncated it.
+#[test]
+fn lookups_and_creates_racing_a_flush_see_every_answered_write() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const ROUNDS: u64 = 400;
+    let fx = fixture();
+    // (round << 32) | bytes answered so far in that round's file, set once a write returned.
+    let acked = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let append = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND;
+    std::thread::scope(|s| {
+        let observer = |joiner: bool| {
+            let (core, acked, done) = (&fx.core, &acked, &done);
+            move || {
+                let mut checks = 0u64;
+                while !done.load(Ordering::SeqCst) {
+                    let now = acked.load(Ordering::SeqCst);
+                    let (round, size) = (now >> 32, now & 0xffff_ffff);
+                    if round == 0 {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    let file = format!("f{round}");
+                    let size_seen = if joiner {
+                        let (attr, _, fh, _) = core
+                            .create(&me(), ROOT, name(&file), 0o644, 0o022, append)
+                            .unwrap_or_else(|e| panic!("create {file}: {e:?}"));
+                        core.release(fh).unwrap();
+                        attr.size
+                    } else {
+                        match core.lookup(ROOT, name(&file)) {
+                            Ok((attr, _)) => attr.size,
+                            Err(e) => panic!("{file} answered {size} bytes, lookup: {e:?}"),
+                        }
+                    };
+                    assert!(
+                        size_seen >= size,
+                        "{file}: {size} bytes answered, {size_seen} seen (joiner: {joiner})"
+                    );
+                    checks += 1;
+                }
+                checks
+            }
+        };
+        let looker = s.spawn(observer(false));
+        let joiner = s.spawn(observer(true));
+        for round in 1..=ROUNDS {
+            let file = format!("f{round}");
+            let mut len = 0u64;
+            for line in [&b"x\n"[..], b"yy\n"] {
+                let (attr, _, fh, _) = fx
+                    .core
+                    .create(&me(), ROOT, name(&file), 0o644, 0o022, append)
+                    .unwrap();
+                assert_eq!(attr.size, len, "{file}");
+                fx.write(fh, len, line);
+                len += line.len() as u64;
+                acked.store(round << 32 | len, Ordering::SeqCst);
+                fx.core.flush(fh).unwrap();
+                fx.core.release(fh).unwrap();
+            }
+            assert_eq!(value(&fx.db, &file).as_deref(), Some(&b"x\nyy\n"[..]));
+        }
+        done.store(true, Ordering::SeqCst);
+        let (looks, joins) = (looker.join().unwrap(), joiner.join().unwrap());
+        assert!(looks > 0 && joins > 0, "{looks} lookups, {joins} creates");
+    });
+}
