@@ -8,6 +8,7 @@ need=()
 command -v git >/dev/null || need+=(git)
 command -v python3 >/dev/null || need+=(python3)
 command -v fusermount3 >/dev/null || need+=(fuse3)
+command -v systemd-analyze >/dev/null || need+=(systemd) # tests/systemd.rs checks the unit
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -9,6 +9,7 @@
 //!   threads that keep kernel caches right when HEAD moves (used by `gitdb-mount`).
 //! - [`door`]: the daemon's local unix socket, through which the `gitdb` client drives a
 //!   daemon that holds the repository's writer lock.
+//! - [`notify`]: readiness and stopping notices to systemd (`Type=notify` units).
 //!
 //! Each layer only calls the one below it.
 
@@ -18,6 +19,7 @@ pub mod door;
 pub mod fuse;
 pub mod gossip;
 pub mod merge;
+pub mod notify;
 pub mod store;
 
 pub use db::{

@@ -15,6 +15,9 @@ use gitdb::fuse::options::MountCli;
 use gitdb::fuse::{StopSignals, mount, prepare_mountpoint};
 use gitdb::gossip::Gossip;
 
+/// How long a fresh mount may take to answer its first request before the start fails.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
@@ -50,6 +53,9 @@ fn run(cli: MountCli) -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     let mounted = mount(db.clone(), &plan.mountpoint, plan.mount)?;
+    // systemd (`Type=notify`) starts what depends on the mount only once it answers.
+    mounted.wait_answering(READY_WITHIN)?;
+    gitdb::notify::ready(&format!("mounted on {}", plan.mountpoint.display()));
     log::info!(
         "gitdb-mount: node {}, repository {}, mounted on {}{}; stop with Ctrl-C or SIGTERM",
         plan.node,

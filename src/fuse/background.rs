@@ -52,6 +52,12 @@ pub enum MountError {
     },
     #[error("starting a thread: {0}")]
     Thread(std::io::Error),
+    #[error("{path} was mounted but did not answer within {waited:?}: {source}")]
+    NotAnswering {
+        path: PathBuf,
+        waited: Duration,
+        source: std::io::Error,
+    },
     #[error("unmounting {path}: {source}")]
     Unmount {
         path: PathBuf,
@@ -500,6 +506,7 @@ impl Mounted {
         loop {
             match signals.rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(sig) => {
+                    crate::notify::stopping();
                     log::info!("signal {sig}: storing open files, unmounting");
                     break;
                 }
@@ -514,6 +521,27 @@ impl Mounted {
         }
         drop(signals);
         self.shutdown()
+    }
+
+    /// Blocks until the mount answers a request (a stat of `/.gitdb/head`, served by this
+    /// process's own FUSE threads once the kernel's INIT is done) or `within` passes: what a
+    /// readiness notice promises to whoever starts reading the mount next.
+    pub fn wait_answering(&self, within: Duration) -> Result<(), MountError> {
+        let probe = self.mountpoint.join(".gitdb/head");
+        let end = std::time::Instant::now() + within;
+        loop {
+            match std::fs::symlink_metadata(&probe) {
+                Ok(_) => return Ok(()),
+                Err(source) if std::time::Instant::now() >= end => {
+                    return Err(MountError::NotAnswering {
+                        path: self.mountpoint.clone(),
+                        waited: within,
+                        source,
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
     }
 
     /// Whether the kernel ended the session (someone ran `umount`).

@@ -717,7 +717,13 @@ pub fn serve_until_signalled(db: Arc<GitDb>, cfg: Option<GossipConfig>) -> Resul
         use std::io::Write;
         let _ = std::io::stdout().flush();
     }
+    crate::notify::ready(&format!(
+        "node {} serving {}",
+        db.node(),
+        db.git_dir().display()
+    ));
     let signal = signals.forever().next();
+    crate::notify::stopping();
     log::info!("gitdb serve: signal {signal:?}; stopping");
     drop(gossip);
     db.sync()?;

@@ -1,0 +1,28 @@
+//! Notices to a service manager: systemd's `sd_notify` protocol (`READY=1` once the daemon
+//! serves, `STOPPING=1` when a clean stop begins), so a `Type=notify` unit orders the services
+//! that read the mount after it answers, not after the process merely started. The sd-notify
+//! crate speaks the protocol; it does nothing when `NOTIFY_SOCKET` is unset (a daemon run by
+//! hand, a mount helper, the tests that do not ask for it).
+//!
+//! A notice that cannot be sent is logged and otherwise ignored: the daemon serves either way,
+//! and systemd reports a unit that never got ready by its own timeout.
+
+use sd_notify::NotifyState;
+
+/// Tells the service manager the daemon serves now, with a one-line `status` for
+/// `systemctl status`.
+pub fn ready(status: &str) {
+    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// Tells the service manager a clean stop has begun (what open files hold is being stored,
+/// the mount is being detached), so it waits for the exit instead of calling it a failure.
+pub fn stopping() {
+    send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+}
+
+fn send(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        log::warn!("telling the service manager (NOTIFY_SOCKET): {e}");
+    }
+}
