@@ -22,7 +22,18 @@ pub fn stopping() {
 }
 
 fn send(states: &[NotifyState]) {
-    if let Err(e) = sd_notify::notify(states) {
-        log::warn!("telling the service manager (NOTIFY_SOCKET): {e}");
+    match sd_notify::notify(states) {
+        Ok(()) => {}
+        // The socket is gone: its owner stopped listening (the mount helper does, once it has
+        // seen READY=1), which is no fault of the daemon's.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            log::debug!("telling the service manager (NOTIFY_SOCKET): {e}")
+        }
+        Err(e) => log::warn!("telling the service manager (NOTIFY_SOCKET): {e}"),
     }
 }

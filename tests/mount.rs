@@ -567,57 +567,6 @@ fn the_store_never_sees_a_half_written_value() {
     assert_eq!(m.git(&["show", "main:g"]), "half-and-whole");
 }
 
-/// `scripts/mount.fuse.gitdb` as mount(8) would call it: `SOURCE MOUNTPOINT -o OPTIONS`.
-#[test]
-fn fstab_helper_mounts_in_the_background() {
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            if is_mounted(&self.0) {
-                let _ = std::process::Command::new("umount")
-                    .arg("-l")
-                    .arg(&self.0)
-                    .status();
-            }
-        }
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mnt = dir.path().join("mnt");
-    let repo = dir.path().join("repo.git");
-    let helper = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/mount.fuse.gitdb");
-    let _guard = Unmount(mnt.clone());
-    let out = std::process::Command::new(helper)
-        .arg(&repo)
-        .arg(&mnt)
-        .arg("-o")
-        .arg("rw,node_id=fstab-node,autocommit=100ms,_netdev")
-        .env("GITDB_MOUNT", common::binary())
-        .env("GITDB_MOUNT_LOG", dir.path().join("mount.log"))
-        .output()
-        .expect("run helper");
-    assert!(
-        out.status.success(),
-        "helper failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(is_mounted(&mnt), "the helper returns once mounted");
-    std::fs::write(mnt.join("k"), "v\n").expect("write");
-    wait_for("the autocommit", || {
-        std::fs::read_to_string(mnt.join(".gitdb/head")).is_ok_and(|h| h.trim().len() == 40)
-    });
-    assert!(git(&repo, &["log", "-1", "--format=%an"], None).contains("fstab-node"));
-    let st = std::process::Command::new("umount")
-        .arg(&mnt)
-        .status()
-        .expect("umount");
-    assert!(st.success());
-    // The daemon notices and exits; its log says so.
-    wait_for("the daemon to exit", || {
-        std::fs::read_to_string(dir.path().join("mount.log"))
-            .is_ok_and(|l| l.contains("syncing the journal"))
-    });
-}
-
 #[test]
 fn an_open_file_keeps_an_uncommitted_value_across_rollback() {
     let m = Mount::start(&[]);

@@ -167,7 +167,7 @@ fn a_second_daemon_on_a_live_mount_exits_with_a_clear_error_and_stacks_nothing()
     assert_eq!(status.code(), Some(1), "{}", second.log_text());
     let text = second.log_text();
     let wanted = format!(
-        "{} already has a live {} mount (gitdb:{})",
+        "{} already has a live {} mount ({})",
         m.mnt.display(),
         mounts[0].fstype,
         m.repo.display()
@@ -256,7 +256,7 @@ fn dead_mounts_stacked_before_the_fix_are_all_detached() {
     let mounts = mounts_at(&m.mnt);
     assert_eq!(mounts.len(), 1, "{mounts:?}\n{}", m.log_text());
     assert!(m.daemon_running(), "{}", m.log_text());
-    assert_eq!(mounts[0].source, format!("gitdb:{}", m.repo.display()));
+    assert_eq!(mounts[0].source, m.repo.display().to_string());
     m.sh_ok("echo v > k");
     assert_eq!(m.sh_ok("cat k"), "v\n");
     assert_eq!(

@@ -2,15 +2,17 @@
 //! the foreground (logs via `RUST_LOG`) until SIGINT/SIGTERM or an external `umount`; then it
 //! stores what open files hold, unmounts, syncs the journal and exits 0.
 //!
-//! Flags and `-o` options (so an `/etc/fstab` line through `scripts/mount.fuse.gitdb` can say
-//! everything the flags say) are parsed by [`gitdb::fuse::options`]; this file only wires the
-//! pieces together.
+//! Flags and `-o` options (so an `/etc/fstab` line can say everything the flags say) are
+//! parsed by [`gitdb::fuse::options`]. Called as `mount.fuse.gitdb` (a symlink in /sbin) or
+//! with `--mount-helper` first, it is mount(8)'s helper instead ([`gitdb::fuse::helper`]).
+//! This file only wires the pieces together.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
 use gitdb::GitDb;
+use gitdb::fuse::helper;
 use gitdb::fuse::options::MountCli;
 use gitdb::fuse::{StopSignals, mount, prepare_mountpoint};
 use gitdb::gossip::Gossip;
@@ -19,6 +21,9 @@ use gitdb::gossip::Gossip;
 const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn main() -> ExitCode {
+    if let Some(args) = helper::helper_call(std::env::args_os()) {
+        return mount_helper(&args);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
@@ -26,9 +31,32 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e}");
+            // Once, to stderr (the log's own line would say it twice on a terminal).
             eprintln!("gitdb-mount: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// As `/sbin/mount.fuse.gitdb`: start this program as the daemon, return once it serves.
+fn mount_helper(args: &[std::ffi::OsString]) -> ExitCode {
+    let result = helper::HelperArgs::parse(args).and_then(|call| {
+        let daemon = std::env::current_exe().map_err(|source| helper::HelperError::Spawn {
+            daemon: "/proc/self/exe".into(),
+            source,
+        })?;
+        let verbose = call.verbose;
+        helper::run(&call, &daemon, |line| {
+            if verbose {
+                eprintln!("mount.fuse.gitdb: {line}");
+            }
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mount.fuse.gitdb: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -45,6 +45,17 @@ pub enum MountError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{device}: {source}; {advice}")]
+    FuseDevice {
+        device: PathBuf,
+        source: std::io::Error,
+        advice: String,
+    },
+    #[error(
+        "allow_other and allow_root as a user other than root need `user_allow_other` in \
+         {conf} (fusermount3 refuses them otherwise); add that line as root, or mount without them"
+    )]
+    AllowOtherNotPermitted { conf: PathBuf },
     #[error("preparing the value cache in {path}: {source}")]
     Cache {
         path: PathBuf,
@@ -139,22 +150,86 @@ pub struct Mounted {
     stop_timeout: Duration,
 }
 
-/// The kernel mount options: the caller's, a `gitdb:<repo>` fsname and the `gitdb` subtype
-/// unless given, and `default_permissions` whenever users other than the owner may enter:
+/// The kernel mount options: the caller's, the repository's path as fsname and the `gitdb`
+/// subtype unless given (so `/proc/mounts` shows `REPO MOUNTPOINT fuse.gitdb`, the fstab line
+/// as written, and `mount -a` knows the line is mounted), and `default_permissions` whenever users other than the owner may enter:
 /// the daemon checks no permissions itself, so the kernel must check the modes it shows
 /// (values 644/755 owned by the mounting user), or any local user could change any key.
 fn kernel_options(options: &MountOptions, git_dir: &Path) -> Vec<MountOption> {
     let mut opts = options.mount_options.clone();
     if !opts.iter().any(|o| matches!(o, MountOption::FSName(_))) {
-        opts.push(MountOption::FSName(format!("gitdb:{}", git_dir.display())));
+        let git_dir = std::path::absolute(git_dir).unwrap_or_else(|_| git_dir.to_owned());
+        opts.push(MountOption::FSName(git_dir.display().to_string()));
     }
-    if !opts.iter().any(|o| matches!(o, MountOption::Subtype(_))) {
-        opts.push(MountOption::Subtype("gitdb".into()));
-    }
+    // fuser's own mount(2) (as root) drops `Subtype` (fstype stays `fuse`), so the subtype
+    // goes to the kernel as a plain option, which it has parsed since Linux 5.1; fusermount3
+    // (users other than root) understands it too. Either way `/proc/mounts` says `fuse.gitdb`.
+    let subtype = opts.iter().find_map(|o| match o {
+        MountOption::Subtype(s) => Some(s.clone()),
+        _ => None,
+    });
+    opts.retain(|o| !matches!(o, MountOption::Subtype(_)));
+    opts.push(MountOption::CUSTOM(format!(
+        "subtype={}",
+        subtype.as_deref().unwrap_or("gitdb")
+    )));
     if options.acl != SessionACL::Owner && !opts.contains(&MountOption::DefaultPermissions) {
         opts.push(MountOption::DefaultPermissions);
     }
     opts
+}
+
+/// The FUSE device, and what fusermount3 needs for a user other than root, checked before
+/// mounting so that what is missing is named with its fix: fuser reports a bare "Permission
+/// denied" (from opening `/dev/fuse`) or fusermount3's own message, after the fact.
+///
+/// A user other than root opens `/dev/fuse` itself (mode 0666 on Debian; 0600 in some
+/// containers) and then mounts through the setuid `fusermount3`, which allows `allow_other` and
+/// `allow_root` only with `user_allow_other` in `/etc/fuse.conf`.
+fn check_fuse_access(acl: SessionACL) -> Result<(), MountError> {
+    const DEVICE: &str = "/dev/fuse";
+    const CONF: &str = "/etc/fuse.conf";
+    let root = nix::unistd::geteuid().is_root();
+    if let Err(source) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(DEVICE)
+    {
+        let advice = match source.kind() {
+            std::io::ErrorKind::NotFound => "the kernel's FUSE module is not loaded \
+                (`modprobe fuse`), or this container was started without the device \
+                (`--device /dev/fuse`)"
+                .to_owned(),
+            std::io::ErrorKind::PermissionDenied if !root => {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(DEVICE)
+                    .map(|m| format!("{:o}", m.permissions().mode() & 0o777))
+                    .unwrap_or_else(|_| "?".into());
+                format!(
+                    "its mode is {mode} and this user (uid {}) may not open it: run as root, \
+                     or let users open it (`chmod 0666 /dev/fuse`, the mode Debian's udev rule \
+                     gives it; fusermount3 then does the mounting)",
+                    nix::unistd::geteuid()
+                )
+            }
+            _ => "gitdb-mount needs to open it to serve a mount".to_owned(),
+        };
+        return Err(MountError::FuseDevice {
+            device: DEVICE.into(),
+            source,
+            advice,
+        });
+    }
+    if !root && acl != SessionACL::Owner {
+        let allowed = std::fs::read_to_string(CONF).is_ok_and(|conf| {
+            conf.lines()
+                .any(|l| l.split('#').next().unwrap_or("").trim() == "user_allow_other")
+        });
+        if !allowed {
+            return Err(MountError::AllowOtherNotPermitted { conf: CONF.into() });
+        }
+    }
+    Ok(())
 }
 
 /// SIGINT and SIGTERM, delivered to a plain thread (signal-hook) rather than handled in an
@@ -210,6 +285,7 @@ pub fn mount(
             }
         })?,
     );
+    check_fuse_access(options.acl)?;
     let mut config = Config::default();
     config.mount_options = kernel_options(&options, db.git_dir());
     config.acl = options.acl;
@@ -667,8 +743,8 @@ mod tests {
         let git_dir = Path::new("/r.git");
         let own = kernel_options(&MountOptions::default(), git_dir);
         assert!(!own.contains(&MountOption::DefaultPermissions));
-        assert!(own.contains(&MountOption::FSName("gitdb:/r.git".into())));
-        assert!(own.contains(&MountOption::Subtype("gitdb".into())));
+        assert!(own.contains(&MountOption::FSName("/r.git".into())));
+        assert!(own.contains(&MountOption::CUSTOM("subtype=gitdb".into())));
         for acl in [SessionACL::All, SessionACL::RootAndOwner] {
             let shared = MountOptions {
                 acl,

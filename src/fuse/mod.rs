@@ -51,6 +51,8 @@
 //! - [`warmer`]: the child process that fetches attributes back into the kernel's cache;
 //! - [`mountpoint`]: what is mounted at the mountpoint before we mount (dead mounts detached,
 //!   live ones refused), and unmounting;
+//! - [`helper`]: `gitdb-mount` as mount(8)'s helper (`mount -t fuse.gitdb`, fstab), which
+//!   starts the daemon and returns once the mount answers;
 //! - [`options`]: `gitdb-mount`'s flags and `-o` options; `config.rs`: [`FsConfig`], how the
 //!   filesystem presents itself.
 
@@ -60,6 +62,7 @@ pub mod control;
 pub mod dirs;
 pub mod errno;
 pub mod handles;
+pub mod helper;
 pub mod inodes;
 pub mod mountpoint;
 pub mod options;

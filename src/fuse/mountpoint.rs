@@ -6,7 +6,7 @@
 //! `/proc/self/mountinfo` (escapes decoded) and a `statfs` probe, before the repository is
 //! even opened, so a wrong mountpoint costs nothing and a restart after a crash mounts once.
 
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -162,42 +162,40 @@ pub(super) fn absolute(path: &Path) -> PathBuf {
 /// `timeout` (the thread is left blocked in the kernel; it ends when the daemon answers, the
 /// connection is aborted, or this process exits).
 fn probe(path: &Path, timeout: Duration) -> Result<Option<std::io::Result<()>>, MountError> {
-    let c = cpath(path).map_err(|source| MountError::Mountpoint {
-        path: path.to_owned(),
-        source,
-    })?;
     let (tx, rx) = mpsc::channel();
+    let owned = path.to_owned();
     std::thread::Builder::new()
         .name("gitdb-probe".into())
         .spawn(move || {
-            let mut buf = std::mem::MaybeUninit::<libc::statfs>::uninit();
-            // SAFETY: `c` is a valid NUL-terminated path and `buf` is large enough for the
-            // statfs struct the kernel writes; it is never read here.
-            let r = unsafe { libc::statfs(c.as_ptr(), buf.as_mut_ptr()) };
-            let _ = tx.send(if r == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            });
+            let _ = tx.send(
+                nix::sys::statfs::statfs(&owned)
+                    .map(drop)
+                    .map_err(std::io::Error::from),
+            );
         })
         .map_err(MountError::Thread)?;
     Ok(rx.recv_timeout(timeout).ok())
+}
+
+/// Whether the mount at `path` answers `statfs` (within [`PROBE_TIMEOUT`]).
+pub(super) fn answers(path: &Path) -> bool {
+    matches!(probe(path, PROBE_TIMEOUT), Ok(Some(Ok(()))))
 }
 
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 /// One line of `/proc/self/mountinfo`, the fields used here.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct MountEntry {
+pub(super) struct MountEntry {
     id: u64,
     parent: u64,
     /// `st_dev` of the mount, as (major, minor).
     dev: (u32, u32),
     mount_point: PathBuf,
     /// `fuse`, `fuse.gitdb` (with a subtype), `tmpfs`, ...
-    fstype: String,
-    /// The source column: `gitdb:<repo>` for ours.
-    fsname: String,
+    pub(super) fstype: String,
+    /// The source column: the repository (or the fstab line's source) for ours.
+    pub(super) fsname: String,
 }
 
 impl MountEntry {
@@ -269,7 +267,7 @@ fn unescape(field: &[u8]) -> Vec<u8> {
 
 /// The mounts whose mount point is exactly `path` (absolute, symlinks resolved), in the
 /// kernel's order. Read as bytes: one mount point that is not UTF-8 must not hide the others.
-fn mounts_at(path: &Path) -> std::io::Result<Vec<MountEntry>> {
+pub(super) fn mounts_at(path: &Path) -> std::io::Result<Vec<MountEntry>> {
     let info = std::fs::read(MOUNTINFO)?;
     Ok(info
         .split(|&b| b == b'\n')
@@ -280,7 +278,7 @@ fn mounts_at(path: &Path) -> std::io::Result<Vec<MountEntry>> {
 
 /// Of mounts stacked on one mount point, the one on top: the one no other is mounted on.
 /// (The kernel lists mounts in the order they were made, so the last such one if several.)
-fn topmost(entries: &[MountEntry]) -> Option<&MountEntry> {
+pub(super) fn topmost(entries: &[MountEntry]) -> Option<&MountEntry> {
     entries
         .iter()
         .rev()
@@ -294,33 +292,72 @@ pub(super) fn is_mounted(path: &Path) -> bool {
     mounts_at(path).is_ok_and(|m| !m.is_empty())
 }
 
-fn cpath(path: &Path) -> std::io::Result<std::ffi::CString> {
-    std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
-}
-
 /// `umount`: fails with EBUSY while something on the mount is open.
 pub(super) fn unmount(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    umount(path, false)
 }
 
 /// `umount -l`: detach now, let the kernel finish when the last user leaves.
 pub(super) fn lazy_unmount(path: &Path) -> std::io::Result<()> {
-    let c = cpath(path)?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-        Ok(())
+    umount(path, true)
+}
+
+/// umount2(2), and for a user who is not root (the kernel answers EPERM however the mount
+/// came to be) the setuid `fusermount3 -u` that mounted it, as libfuse does: without it a
+/// non-root daemon's clean stop left its mount behind, dead.
+fn umount(path: &Path, lazy: bool) -> std::io::Result<()> {
+    use nix::mount::MntFlags;
+    let flags = if lazy {
+        MntFlags::MNT_DETACH
     } else {
-        Err(std::io::Error::last_os_error())
+        MntFlags::empty()
+    };
+    match nix::mount::umount2(path, flags) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EPERM) if !nix::unistd::geteuid().is_root() => {
+            fusermount_unmount(path, lazy)
+        }
+        Err(e) => Err(e.into()),
     }
+}
+
+/// Where `fusermount3` may be: a daemon started by mount(8) or systemd may have no PATH.
+const FUSERMOUNT: [&str; 4] = [
+    "fusermount3",
+    "/usr/bin/fusermount3",
+    "/bin/fusermount3",
+    "/usr/local/bin/fusermount3",
+];
+
+fn fusermount_unmount(path: &Path, lazy: bool) -> std::io::Result<()> {
+    let mut last = std::io::Error::from(std::io::ErrorKind::NotFound);
+    for bin in FUSERMOUNT {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.arg(if lazy { "-uz" } else { "-u" }).arg("--").arg(path);
+        let out = match cmd.stdin(std::process::Stdio::null()).output() {
+            Ok(out) => out,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // The shutdown waits on EBUSY (files still open) exactly as it does for umount2.
+        if stderr.contains("busy") {
+            return Err(std::io::Error::from_raw_os_error(libc::EBUSY));
+        }
+        return Err(std::io::Error::other(format!(
+            "{bin} -u: {}",
+            stderr.trim()
+        )));
+    }
+    Err(std::io::Error::new(
+        last.kind(),
+        format!("not root, and no fusermount3 to unmount with (install fuse3): {last}"),
+    ))
 }
 
 /// Makes `path` ready to mount on: dead FUSE mounts there detached, a live one refused (see
