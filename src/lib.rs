@@ -10,6 +10,8 @@
 //! - [`door`]: the daemon's local unix socket, through which the `gitdb` client drives a
 //!   daemon that holds the repository's writer lock.
 //! - [`notify`]: readiness and stopping notices to systemd (`Type=notify` units).
+//! - [`watch`]: `gitdb watch`, following committed changes under a prefix and running a
+//!   command per change.
 //!
 //! Each layer only calls the one below it.
 
@@ -21,6 +23,7 @@ pub mod gossip;
 pub mod merge;
 pub mod notify;
 pub mod store;
+pub mod watch;
 
 pub use db::{
     ClockOrdering, CommitOutcome, DbError, GitDb, HeadEvent, HeadOrigin, Hlc, Key, KeyError,

@@ -88,8 +88,15 @@ fn unknown_options_and_absurd_values_are_refused() {
             .args(args)
             .output()
             .expect("run");
-        assert!(!out.status.success(), "{args:?}");
+        // A usage error: exit 2 (as clap's own), said once.
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out).matches(says).count(),
+            1,
+            "{args:?}: {}",
+            stderr(&out)
+        );
         assert!(
             !stderr(&out).contains("panicked"),
             "{args:?}: {}",
@@ -99,5 +106,40 @@ fn unknown_options_and_absurd_values_are_refused() {
             !repo.exists() && !mnt.exists(),
             "{args:?}: something was created"
         );
+    }
+}
+
+/// `gitdb log | head -1`: the reader goes away; the client stops without a word (it used to
+/// print "gitdb: Broken pipe" and exit 2).
+#[test]
+fn a_closed_stdout_ends_the_client_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = dir.path().join("repo.git");
+    let gitdb = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gitdb"))
+            .arg("--repo")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .expect("gitdb");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    for i in 0..50 {
+        gitdb(&["set", &format!("/k{i}"), "v"]);
+        gitdb(&["commit", "-m", &format!("commit {i}")]);
+    }
+    for args in [&["log", "-n", "50"][..], &["ls", "-r"], &["status"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gitdb"))
+            .arg("--repo")
+            .arg(&repo)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
     }
 }

@@ -28,7 +28,15 @@ fn main() -> ExitCode {
         .format_timestamp_millis()
         .init();
     let cli = MountCli::parse();
-    match run(cli) {
+    // A bad flag or `-o` option is a usage error, exit 2 as clap's own; the rest exit 1.
+    let plan = match cli.plan() {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("gitdb-mount: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(plan) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Once, to stderr (the log's own line would say it twice on a terminal).
@@ -61,8 +69,7 @@ fn mount_helper(args: &[std::ffi::OsString]) -> ExitCode {
     }
 }
 
-fn run(cli: MountCli) -> Result<(), Box<dyn std::error::Error>> {
-    let plan = cli.plan()?;
+fn run(plan: gitdb::fuse::options::MountPlan) -> Result<(), Box<dyn std::error::Error>> {
     // Before the repository is opened (or created): a wrong mountpoint costs nothing.
     prepare_mountpoint(&plan.mountpoint)?;
     if let Some(parent) = plan.repo.parent() {

@@ -92,6 +92,29 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000)]
         driver_timeout_ms: u64,
     },
+    /// Wait for committed changes under PREFIX (a local commit, a merge from a peer, stock
+    /// git) and print each: `head <id>`, then `A|M|D /key` per changed key. Given a COMMAND,
+    /// run it once per change (debounced, never two at once) with GITDB_HEAD, GITDB_PREVIOUS
+    /// and GITDB_CHANGED (one key per line) in its environment.
+    Watch {
+        #[arg(default_value = "/")]
+        prefix: String,
+        /// How often the branch is looked at (e.g. 100ms, 2s).
+        #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// After a change, wait this long for more before running COMMAND once for all.
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        debounce: std::time::Duration,
+        /// Exit after the first change (with COMMAND: with its exit status).
+        #[arg(long)]
+        once: bool,
+        /// With --once: give up after this long (exit 1).
+        #[arg(long, requires = "once", value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Program and arguments to run per change (no shell: use `-- sh -c '...'` for one).
+        #[arg(last = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Run a headless node: gossip with peers (and their merges, and commits made by stock
     /// git) without a mount, until SIGINT/SIGTERM.
     Serve {
@@ -114,9 +137,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // A reader that stopped reading (`gitdb log | head -1`): nothing to report.
+        Err(e) if broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gitdb: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Whether `e` is, or wraps, a write to a closed pipe.
+fn broken_pipe(mut e: &(dyn std::error::Error + 'static)) -> bool {
+    loop {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        match e.source() {
+            Some(inner) => e = inner,
+            None => return false,
         }
     }
 }
@@ -164,6 +204,39 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let _door = door::serve(db.clone())?;
         gitdb::gossip::serve_until_signalled(db, cfg)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Cmd::Watch {
+        prefix,
+        interval,
+        debounce,
+        once,
+        timeout,
+        command,
+    } = cli.cmd
+    {
+        let plan = gitdb::watch::WatchPlan {
+            prefix: gitdb::db::Key::parse(&prefix)?,
+            interval: interval.max(std::time::Duration::from_millis(1)),
+            debounce,
+            once,
+            timeout,
+            command,
+        };
+        let db = open()?;
+        let mut out = std::io::stdout().lock();
+        return Ok(match gitdb::watch::run(&db, &plan, &mut out)? {
+            gitdb::watch::WatchEnd::Stopped => ExitCode::SUCCESS,
+            gitdb::watch::WatchEnd::Ran(code) => {
+                ExitCode::from(code.and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
+            }
+            gitdb::watch::WatchEnd::TimedOut => {
+                eprintln!(
+                    "gitdb: no change under {prefix} within {}",
+                    humantime::format_duration(timeout.unwrap_or_default())
+                );
+                ExitCode::from(1)
+            }
+        });
     }
     // The commands a daemon serves go to its door while one holds the repository.
     let cmd = match door_command(cli.cmd)? {

@@ -36,6 +36,7 @@
 
 pub mod clock;
 pub mod conflicts;
+pub mod follow;
 pub mod history;
 pub mod journal;
 pub mod key;

@@ -3,6 +3,8 @@
 //! when the test panics — so a failing test never leaves a dead mount behind.
 #![allow(dead_code)]
 
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
