@@ -115,12 +115,50 @@ enum Cmd {
         #[arg(last = true)]
         command: Vec<std::ffi::OsString>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) for gitdb or,
+    /// with --bin gitdb-mount, for the daemon.
+    Completions {
+        shell: clap_complete::Shell,
+        #[arg(long, value_enum, default_value = "gitdb")]
+        bin: Program,
+    },
+    /// Write man pages (gitdb.1, gitdb-<command>.1, gitdb-mount.1) into DIR.
+    Man { dir: PathBuf },
     /// Run a headless node: gossip with peers (and their merges, and commits made by stock
     /// git) without a mount, until SIGINT/SIGTERM.
     Serve {
         #[command(flatten)]
         gossip: gitdb::gossip::cli::GossipArgs,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Program {
+    Gitdb,
+    GitdbMount,
+}
+
+impl Program {
+    fn command(self) -> clap::Command {
+        use clap::CommandFactory;
+        match self {
+            Program::Gitdb => Cli::command(),
+            Program::GitdbMount => gitdb::fuse::options::MountCli::command(),
+        }
+    }
+}
+
+/// `cmd`'s man page as `<name>.1` in `dir`, and one per subcommand as `<name>-<sub>.1`.
+fn write_man_pages(cmd: clap::Command, name: &str, dir: &std::path::Path) -> std::io::Result<()> {
+    let cmd = cmd.name(name.to_owned());
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    std::fs::write(dir.join(format!("{name}.1")), page)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let sub_name = format!("{name}-{}", sub.get_name());
+        write_man_pages(sub.clone(), &sub_name, dir)?;
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -162,6 +200,32 @@ fn broken_pipe(mut e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // Generated from the flags themselves: need no repository.
+    match &cli.cmd {
+        Cmd::Completions { shell, bin } => {
+            let name = match bin {
+                Program::Gitdb => "gitdb",
+                Program::GitdbMount => "gitdb-mount",
+            };
+            let mut cmd = bin.command();
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, name, &mut out);
+            std::io::stdout().lock().write_all(&out)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::Man { dir } => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for (bin, name) in [
+                (Program::Gitdb, "gitdb"),
+                (Program::GitdbMount, "gitdb-mount"),
+            ] {
+                write_man_pages(bin.command(), name, dir)
+                    .map_err(|e| format!("writing man pages into {}: {e}", dir.display()))?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let repo = cli.repo.clone().unwrap_or_else(gitdb::defaults::repo_path);
     let node = match &cli.node_id {
         Some(id) => NodeId::new(id)?,
