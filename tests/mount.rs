@@ -1193,3 +1193,39 @@ PY"#,
     );
     assert_eq!(out, "1000 1200 /bulk/0000 /bulk/0999\n", "{}", m.log_text());
 }
+
+/// The README's quick start, line by line as written (the mount, repository and `cargo run`
+/// of the client swapped for this test's), on a fresh mount: it used to fail at its first
+/// line (`echo 8080 > /mnt/db/app/port` with no `app` directory).
+#[test]
+fn the_readme_quick_start_runs_verbatim() {
+    let readme = include_str!("../README.md");
+    let block = readme
+        .split("<!-- quick start -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- end quick start -->").next())
+        .expect("the README's quick start block");
+    let m = Mount::start(&[]);
+    let client = format!(
+        "{} --repo '{}'",
+        env!("CARGO_BIN_EXE_gitdb"),
+        m.repo.display()
+    );
+    let mut out = String::new();
+    for line in block
+        .lines()
+        .filter(|l| !l.starts_with("```") && !l.trim().is_empty())
+    {
+        let line = line
+            .replace("cargo run --release --bin gitdb --", &client)
+            .replace(
+                "~/.local/share/gitdb/repo.git",
+                &m.repo.display().to_string(),
+            )
+            .replace("/mnt/db", &m.mnt.display().to_string());
+        out += &m.sh_ok(&line);
+    }
+    assert!(out.starts_with("8080\n"), "{out}");
+    assert!(out.ends_with("\ndb1"), "{out}");
+    assert_eq!(m.git(&["show", "main:app/host"]), "db1");
+}
