@@ -163,7 +163,7 @@ fn control_files() {
     let m = Mount::start(&[]);
     assert_eq!(
         m.sh_ok("ls .gitdb"),
-        "conflicts\nctl\nhead\nhistory\nlog\nstatus\n"
+        "conflicts\nctl\nhead\nhistory\nlog\nmetrics\nstatus\n"
     );
     assert_eq!(m.sh_ok("cat .gitdb/head"), "");
     m.sh_ok("echo v > k");
@@ -180,13 +180,19 @@ fn control_files() {
     let status: serde_json::Value =
         serde_json::from_str(&m.sh_ok("cat .gitdb/status")).expect("status is JSON");
     assert!(
-        status["last_error"]
+        status["last_error"]["message"]
             .as_str()
             .is_some_and(|e| e.contains("frobnicate")),
         "{status}"
     );
+    assert_eq!(status["last_error"]["op"], "ctl");
+    assert!(status["last_error"]["at_ms"].as_u64().is_some(), "{status}");
     // head is never stale.
     m.sh_ok("echo commit > .gitdb/ctl");
+    // The next ctl command that succeeds clears the ctl failure.
+    let status: serde_json::Value =
+        serde_json::from_str(&m.sh_ok("cat .gitdb/status")).expect("status is JSON");
+    assert_eq!(status["last_error"], serde_json::Value::Null, "{status}");
     let h1 = m.sh_ok("cat .gitdb/head");
     m.sh_ok("echo w > k && echo commit > .gitdb/ctl");
     let h2 = m.sh_ok("cat .gitdb/head");

@@ -72,6 +72,8 @@ enum Cmd {
     },
     /// Node, head, clock and uncommitted keys, as JSON.
     Status,
+    /// The node's metrics in the Prometheus text format (from the daemon while one runs).
+    Metrics,
     /// Run a replication round with the daemon's peers now (needs a daemon with peers).
     Sync,
     /// Show a commit and the keys it changed; with KEY, the value of KEY at that commit.
@@ -431,6 +433,7 @@ fn door_command(cmd: Cmd) -> std::io::Result<Result<door::Command, Cmd>> {
         Cmd::Commit { message } => door::Command::Commit { message },
         Cmd::Rollback => door::Command::Rollback,
         Cmd::Status => door::Command::Status,
+        Cmd::Metrics => door::Command::Metrics,
         Cmd::Log { n } => door::Command::Log { n: n as u64 },
         Cmd::Sync => door::Command::Sync,
         other => return Ok(Err(other)),

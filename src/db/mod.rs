@@ -42,6 +42,7 @@ pub mod journal;
 pub mod key;
 pub mod memory;
 pub mod meta;
+pub mod metrics;
 pub mod replication;
 #[cfg(test)]
 mod testfs;
@@ -62,7 +63,7 @@ use crate::db::journal::{Journal, JournalError, Record};
 pub use crate::db::key::{Key, KeyError};
 pub use crate::db::meta::{Defaults as MetaDefaults, Meta, MetaError, NodeType};
 use crate::db::meta::{MetaRecord, MetaStore};
-pub use crate::db::replication::{PeerStatus, Replicator};
+pub use crate::db::replication::{PeerStatus, ReplicationCounters, Replicator};
 pub use crate::db::transfer::{ExportStats, Receiver};
 use crate::store::{
     Bytes, CacheConfig, EntryKind, ObjectId, Signature, Store, StoreError, TreeEdit, ValueMode,
@@ -422,6 +423,8 @@ pub struct GitDb {
     witnesses: Witnesses,
     /// The replication service's hook (see [`replication`]). Leaf lock.
     replicator: RwLock<Option<std::sync::Weak<dyn Replicator>>>,
+    /// Commit counts and latency, and the metrics of the layers above (see [`metrics`]).
+    metrics: metrics::DbMetrics,
     _writer_lock: Option<File>,
     /// Tests: run once right after a commit has moved the ref (to fill the disk there).
     #[cfg(test)]
@@ -521,6 +524,7 @@ impl GitDb {
             meta: Mutex::new(meta),
             witnesses: Witnesses::default(),
             replicator: RwLock::new(None),
+            metrics: metrics::DbMetrics::new(),
             _writer_lock: writer_lock,
             #[cfg(test)]
             after_ref_moved: Mutex::new(None),
@@ -1707,6 +1711,15 @@ impl GitDb {
     /// Commits the working layer with `message` at physical time `now_ms` (Unix milliseconds;
     /// the hybrid clock never goes backwards whatever is passed).
     pub fn commit(&self, message: &str, now_ms: u64) -> Result<CommitOutcome> {
+        let started = std::time::Instant::now();
+        let outcome = self.commit_working(message, now_ms);
+        if let Ok(CommitOutcome::Committed { .. }) = &outcome {
+            self.metrics.committed(started.elapsed());
+        }
+        outcome
+    }
+
+    fn commit_working(&self, message: &str, now_ms: u64) -> Result<CommitOutcome> {
         self.check_writable()?;
         let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let (mut head, mut head_tree, snapshot, pending, mut clock, hlc) = {

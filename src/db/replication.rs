@@ -24,8 +24,17 @@ pub struct PeerStatus {
     pub alive: bool,
 }
 
+/// What a replication service has done since it started, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplicationCounters {
+    pub rounds: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
 /// What a replication service offers the db.
 pub trait Replicator: Send + Sync {
+    fn counters(&self) -> ReplicationCounters;
     /// Runs one round of exchanges now and returns when it ends: a one-line summary, or why
     /// it failed (no reachable peer, say).
     fn sync_now(&self) -> std::result::Result<String, String>;
@@ -51,6 +60,11 @@ impl GitDb {
         let r = self.replicator().ok_or(DbError::NoReplication)?;
         r.sync_now()
             .map_err(|reason| DbError::Replication { reason })
+    }
+
+    /// The replication service's counters; None without one.
+    pub fn replication_counters(&self) -> Option<ReplicationCounters> {
+        self.replicator().map(|r| r.counters())
     }
 
     /// The peers of the replication service; empty without one.

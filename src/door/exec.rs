@@ -63,6 +63,9 @@ pub fn execute(db: &GitDb, command: &Command) -> Response {
             Ok(n) => Response::RolledBack { dropped: n as u64 },
             Err(e) => failed(e),
         },
+        Command::Metrics => Response::Metrics {
+            text: db.metrics_text(),
+        },
         Command::Status => match serde_json::to_string_pretty(&db.status()) {
             Ok(json) => Response::Status { json },
             Err(e) => failed(e),

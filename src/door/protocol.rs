@@ -50,6 +50,7 @@ pub enum Command {
     },
     Rollback,
     Status,
+    Metrics,
     Log {
         n: u64,
     },
@@ -62,7 +63,11 @@ impl Command {
     pub fn is_read(&self) -> bool {
         matches!(
             self,
-            Command::Get { .. } | Command::Ls { .. } | Command::Status | Command::Log { .. }
+            Command::Get { .. }
+                | Command::Ls { .. }
+                | Command::Status
+                | Command::Metrics
+                | Command::Log { .. }
         )
     }
 
@@ -76,6 +81,7 @@ impl Command {
             Command::Commit { .. } => "commit",
             Command::Rollback => "rollback",
             Command::Status => "status",
+            Command::Metrics => "metrics",
             Command::Log { .. } => "log",
             Command::Sync => "sync",
         }
@@ -101,6 +107,10 @@ pub enum Response {
     /// `status`: the JSON of [`crate::db::Status`], pretty-printed.
     Status {
         json: String,
+    },
+    /// `metrics`: the Prometheus text, as it is.
+    Metrics {
+        text: String,
     },
     /// `sync`: the replication round's summary.
     Synced {
@@ -164,6 +174,7 @@ impl Response {
                 writeln!(err, "gitdb: dropped {dropped} uncommitted change(s)")?
             }
             Response::Status { json } => writeln!(out, "{json}")?,
+            Response::Metrics { text } => write!(out, "{text}")?,
             Response::Synced { summary } => writeln!(out, "{summary}")?,
             Response::Error { kind, message } => {
                 writeln!(err, "gitdb: {message}")?;

@@ -286,6 +286,15 @@ pub fn mount(
         })?,
     );
     check_fuse_access(options.acl)?;
+    {
+        // The mount's request counters join every metrics scrape while it lives.
+        let weak = Arc::downgrade(&shared);
+        db.add_metrics(Box::new(move |registry| {
+            if let Some(shared) = weak.upgrade() {
+                shared.stats.register_metrics(registry);
+            }
+        }));
+    }
     let mut config = Config::default();
     config.mount_options = kernel_options(&options, db.git_dir());
     config.acl = options.acl;
@@ -423,8 +432,13 @@ pub fn mount(
                         && now.saturating_sub(shared.last_change_ms()) >= quiet.as_millis() as u64
                     {
                         match db.commit("autocommit", now) {
-                            Ok(outcome) => log::info!("autocommit: {outcome:?}"),
-                            Err(e) => shared.set_last_error(format!("autocommit: {e}")),
+                            Ok(outcome) => {
+                                shared.clear_last_error("autocommit");
+                                log::info!("autocommit: {outcome:?}")
+                            }
+                            Err(e) => {
+                                shared.set_last_error("autocommit", format!("autocommit: {e}"))
+                            }
                         }
                     }
                 }

@@ -6,7 +6,7 @@
 //!   on a node without peers, EHOSTUNREACH when a round reached none, EIO for other failures)
 //!   and the reason shows in `status` as `last_error`.
 //! - `status` (JSON), `head` (one line), `log` (one commit per line), `conflicts` (one key per
-//!   line; empty until merges exist): generated when opened, served with direct I/O so the page
+//!   line; empty until merges exist), `metrics` (Prometheus text): generated when opened, served with direct I/O so the page
 //!   cache never shows a stale copy.
 //! - `history/<commit-id>/…`: a read-only view of the tree at that commit; writes get EROFS.
 //!
@@ -31,6 +31,8 @@ pub enum CtlNode {
     Head,
     Log,
     Conflicts,
+    /// The node's metrics, Prometheus text format (see [`crate::db::metrics`]).
+    Metrics,
     HistoryDir,
     /// `history/<id>/<path>` (`path` empty: the commit's root).
     History {
@@ -40,12 +42,13 @@ pub enum CtlNode {
 }
 
 /// The files and directories directly in `/.gitdb/`.
-pub const ENTRIES: [(&str, bool); 6] = [
+pub const ENTRIES: [(&str, bool); 7] = [
     ("ctl", false),
     ("status", false),
     ("head", false),
     ("log", false),
     ("conflicts", false),
+    ("metrics", false),
     ("history", true),
 ];
 
@@ -99,6 +102,7 @@ pub fn parse(path: &str) -> Option<CtlNode> {
         "head" => CtlNode::Head,
         "log" => CtlNode::Log,
         "conflicts" => CtlNode::Conflicts,
+        "metrics" => CtlNode::Metrics,
         "history" => CtlNode::HistoryDir,
         _ => {
             let under = rest.strip_prefix("history/")?;
@@ -115,6 +119,59 @@ pub fn parse(path: &str) -> Option<CtlNode> {
     })
 }
 
+/// The last failure of each operation, for `status`'s `last_error`: an operation's entry is
+/// dropped when that operation next succeeds, so what `status` shows is still failing, and
+/// when it was, rather than a message that stays forever after one bad moment.
+#[derive(Debug, Default)]
+pub struct LastErrors {
+    by_op: std::collections::BTreeMap<String, (u64, FailedOp)>,
+    seq: u64,
+}
+
+/// One failure as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailedOp {
+    /// What failed: `ctl`, `autocommit`, `write /key`.
+    pub op: String,
+    pub message: String,
+    /// When, as RFC 3339 (UTC) and as Unix milliseconds.
+    pub at: String,
+    pub at_ms: u64,
+}
+
+impl LastErrors {
+    pub fn failed(&mut self, op: &str, message: String, now_ms: u64) {
+        self.seq += 1;
+        let at = humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms),
+        )
+        .to_string();
+        let failure = FailedOp {
+            op: op.to_owned(),
+            message,
+            at,
+            at_ms: now_ms,
+        };
+        self.by_op.insert(op.to_owned(), (self.seq, failure));
+    }
+
+    pub fn succeeded(&mut self, op: &str) {
+        self.by_op.remove(op);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_op.is_empty()
+    }
+
+    /// The most recent failure of the operations still failing.
+    pub fn latest(&self) -> Option<&FailedOp> {
+        self.by_op
+            .values()
+            .max_by_key(|(seq, _)| *seq)
+            .map(|(_, f)| f)
+    }
+}
+
 /// `status` lists at most this many uncommitted changes (`dirty_count` has them all): it is
 /// generated at every open, and a monitor polling it should not read megabytes after a bulk
 /// load (100,000 dirty keys made 6.1 MB, 77 ms per read).
@@ -126,7 +183,7 @@ struct StatusDoc<'a> {
     #[serde(flatten)]
     db: Status,
     conflicts: Vec<String>,
-    last_error: Option<&'a str>,
+    last_error: Option<&'a FailedOp>,
     /// Empty directories made with mkdir, kept by the mount only (git cannot store them).
     empty_dirs: Vec<String>,
     #[serde(flatten)]
@@ -137,7 +194,7 @@ struct StatusDoc<'a> {
 pub fn render(
     node: &CtlNode,
     db: &GitDb,
-    last_error: Option<&str>,
+    last_error: Option<&FailedOp>,
     empty_dirs: Vec<String>,
     stats: super::stats::Snapshot,
 ) -> Vec<u8> {
@@ -168,6 +225,7 @@ pub fn render(
                 .into_bytes(),
             Err(e) => format!("error: {e}\n").into_bytes(),
         },
+        CtlNode::Metrics => db.metrics_text().into_bytes(),
         CtlNode::Conflicts => conflicts(db)
             .iter()
             .map(|k| format!("{k}\n"))
@@ -276,15 +334,23 @@ mod tests {
         let stats = || crate::fuse::stats::Stats::default().snapshot();
         let head = render(&CtlNode::Head, &db, None, Vec::new(), stats());
         assert_eq!(head.len(), 41);
+        let mut errors = LastErrors::default();
+        errors.failed("autocommit", "boom".into(), 1_796_277_921_000);
+        errors.failed("ctl", "bang".into(), 1_796_277_922_000);
+        errors.succeeded("ctl");
         let status: serde_json::Value = serde_json::from_slice(&render(
             &CtlNode::Status,
             &db,
-            Some("boom"),
+            errors.latest(),
             Vec::new(),
             stats(),
         ))
         .expect("json");
-        assert_eq!(status["last_error"], "boom");
+        assert_eq!(status["last_error"]["op"], "autocommit");
+        assert_eq!(status["last_error"]["message"], "boom");
+        assert_eq!(status["last_error"]["at"], "2026-12-03T06:05:21.000Z");
+        errors.succeeded("autocommit");
+        assert_eq!(errors.latest(), None);
         assert_eq!(status["requests"]["lookup"], 0);
         assert_eq!(status["page_cache"]["prefilled"], 0);
         assert_eq!(status["node"], "n1");

@@ -40,7 +40,11 @@ impl FsCore {
                 self.attr(ino, FileType::RegularFile, 0o200, 0, now),
                 ZERO_TTL,
             )),
-            CtlNode::Status | CtlNode::Head | CtlNode::Log | CtlNode::Conflicts => {
+            CtlNode::Status
+            | CtlNode::Head
+            | CtlNode::Log
+            | CtlNode::Conflicts
+            | CtlNode::Metrics => {
                 let size = self.render(node).len() as u64;
                 Ok((
                     self.attr(ino, FileType::RegularFile, 0o444, size, now),
@@ -74,7 +78,7 @@ impl FsCore {
     }
 
     pub(super) fn render(&self, node: &CtlNode) -> Vec<u8> {
-        let err = lock(&self.s.last_error).clone();
+        let err = lock(&self.s.last_error).latest().cloned();
         let kept: Vec<String> = lock(&self.s.empty_dirs).iter().cloned().collect();
         // Only those still without a key below them are really empty.
         let empty = kept
@@ -85,7 +89,7 @@ impl FsCore {
         control::render(
             node,
             self.db(),
-            err.as_deref(),
+            err.as_ref(),
             empty,
             stats::Snapshot {
                 busy_poll: self.s.busy.get().map(|b| b.snapshot()).unwrap_or_default(),
@@ -102,9 +106,12 @@ impl FsCore {
     pub(super) fn ctl(&self, data: &[u8]) -> Result<u32, Errno> {
         let len = data.len() as u32;
         control::execute(self.db(), data, now_ms())
-            .map(|_| len)
+            .map(|_| {
+                self.s.clear_last_error("ctl");
+                len
+            })
             .map_err(|e| {
-                self.s.set_last_error(format!("ctl: {e}"));
+                self.s.set_last_error("ctl", format!("ctl: {e}"));
                 errno(e.errno())
             })
     }

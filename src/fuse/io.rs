@@ -160,9 +160,11 @@ impl FsCore {
             FlushData::Stream(reader) => stream_set(db, &path, reader, mode).map(Some),
         };
         let stored = result.map_err(|e| {
-            self.s.set_last_error(format!("writing /{path}: {e}"));
+            self.s
+                .set_last_error(&format!("write /{path}"), format!("writing /{path}: {e}"));
             db_err(&e)
         })?;
+        self.s.clear_write_error(&path);
         if let Some(id) = stored {
             v.stored(id);
         }

@@ -66,7 +66,7 @@ pub struct Shared {
     pub(super) nlinks_gen: AtomicU64,
     /// Unix ms of the last change through the mount (for autocommit).
     pub(super) last_change_ms: AtomicU64,
-    pub(super) last_error: Mutex<Option<String>>,
+    pub(super) last_error: Mutex<super::control::LastErrors>,
     /// Work for the thread that owns the kernel notifier (see [`super::background`]).
     pub(super) kernel: Mutex<Sender<KernelTask>>,
     /// Change counters that let that thread tell whether a value it was asked to put in the
@@ -133,7 +133,7 @@ impl Shared {
             nlinks: Mutex::new(BTreeMap::new()),
             nlinks_gen: AtomicU64::new(0),
             last_change_ms: AtomicU64::new(0),
-            last_error: Mutex::new(None),
+            last_error: Mutex::new(super::control::LastErrors::default()),
             kernel: Mutex::new(kernel),
             changes: std::array::from_fn(|_| AtomicU64::new(0)),
             epoch: AtomicU64::new(0),
@@ -176,9 +176,23 @@ impl Shared {
         lock(&self.inodes).get(&format!("{}/history", control::DIR))
     }
 
-    /// Records an error for `status`.
-    pub fn set_last_error(&self, msg: String) {
+    /// Records a failure of `op` for `status` (and the log).
+    pub fn set_last_error(&self, op: &str, msg: String) {
         log::warn!("{msg}");
-        *lock(&self.last_error) = Some(msg);
+        lock(&self.last_error).failed(op, msg, crate::defaults::now_ms());
+    }
+
+    /// A write of `path` was stored: an earlier failure to store it leaves `status`. (Every
+    /// flush comes here: nothing is formatted unless some failure is on record.)
+    pub fn clear_write_error(&self, path: &str) {
+        let mut errors = lock(&self.last_error);
+        if !errors.is_empty() {
+            errors.succeeded(&format!("write /{path}"));
+        }
+    }
+
+    /// `op` succeeded: its failure, if any, leaves `status`.
+    pub fn clear_last_error(&self, op: &str) {
+        lock(&self.last_error).succeeded(op);
     }
 }

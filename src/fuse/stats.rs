@@ -160,6 +160,31 @@ impl Stats {
     }
 }
 
+impl Stats {
+    /// The mount's part of a metrics scrape (see [`crate::db::metrics`]).
+    pub fn register_metrics(&self, scrape: &crate::db::metrics::Scrape) {
+        if let Ok(requests) = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "fuse_requests_total",
+                "Requests the kernel sent the mount, by FUSE operation",
+            ),
+            &["op"],
+        ) {
+            for op in Op::ALL {
+                requests
+                    .with_label_values(&[op.name()])
+                    .inc_by(self.requests[op as usize].load(Ordering::Relaxed));
+            }
+            scrape.add(requests);
+        }
+        scrape.counter(
+            "page_cache_prefills_total",
+            "Values put in the kernel's page cache after their writer let go",
+            self.prefilled.load(Ordering::Relaxed),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

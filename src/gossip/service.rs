@@ -86,6 +86,8 @@ pub enum GossipError {
 /// Bytes on the wire, for benchmarks.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Rounds started (anti-entropy, after a commit, or asked for by `sync`).
+    pub rounds: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub bytes_received: AtomicU64,
     /// Of those, the deflated object batches of pulls (what a git pack would carry).
@@ -204,6 +206,11 @@ impl Gossip {
             }
             !news_tx.is_closed()
         });
+        // Peers pass on the address we announce: it is ours, never a peer to list or dial
+        // (until the first dial found that out, status and metrics showed us as a down peer).
+        if let Some(own) = node.announce_listen() {
+            node.peer_table().is_me(&own);
+        }
         let hook: Arc<dyn Replicator> = node.clone();
         node.db.set_replicator(Arc::downgrade(&hook));
         drop(hook);
@@ -620,6 +627,7 @@ impl Node {
     /// One round: exchanges with up to `fanout` peers at once. `user`: asked for by `sync`
     /// (backoff ignored; fails unless some exchange succeeded).
     pub async fn round(self: &Arc<Self>, user: bool) -> Result<usize, String> {
+        self.counters.rounds.fetch_add(1, Ordering::Relaxed);
         let seed = self.rounds.fetch_add(1, Ordering::Relaxed) ^ now_ms();
         let targets = self.peer_table().select_gossip_peers(
             self.cfg.fanout,
@@ -658,6 +666,14 @@ impl Node {
 }
 
 impl Replicator for Node {
+    fn counters(&self) -> crate::db::ReplicationCounters {
+        crate::db::ReplicationCounters {
+            rounds: self.counters.rounds.load(Ordering::Relaxed),
+            bytes_sent: self.counters.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: self.counters.bytes_received.load(Ordering::Relaxed),
+        }
+    }
+
     fn sync_now(&self) -> Result<String, String> {
         // Called from a plain thread (a FUSE worker, a CLI request): run the round on the
         // runtime and wait for it.
