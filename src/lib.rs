@@ -10,6 +10,8 @@
 //! - [`door`]: the daemon's local unix socket, through which the `gitdb` client drives a
 //!   daemon that holds the repository's writer lock.
 //! - [`notify`]: readiness and stopping notices to systemd (`Type=notify` units).
+//! - [`remote`]: a plain git remote as hub and backup (`--remote URL`): fetch, merge, push
+//!   through the git CLI.
 //! - [`watch`]: `gitdb watch`, following committed changes under a prefix and running a
 //!   command per change.
 //!
@@ -22,6 +24,7 @@ pub mod fuse;
 pub mod gossip;
 pub mod merge;
 pub mod notify;
+pub mod remote;
 pub mod store;
 pub mod watch;
 

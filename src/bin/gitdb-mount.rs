@@ -87,6 +87,10 @@ fn run(plan: gitdb::fuse::options::MountPlan) -> Result<(), Box<dyn std::error::
         Some(cfg) => Some(Gossip::start(db.clone(), cfg)?),
         None => None,
     };
+    let remote = match plan.remote {
+        Some(cfg) => Some(gitdb::remote::RemoteSync::start(db.clone(), cfg)?),
+        None => None,
+    };
     let mounted = mount(db.clone(), &plan.mountpoint, plan.mount)?;
     // systemd (`Type=notify`) starts what depends on the mount only once it answers.
     mounted.wait_answering(READY_WITHIN)?;
@@ -104,6 +108,7 @@ fn run(plan: gitdb::fuse::options::MountPlan) -> Result<(), Box<dyn std::error::
     let served = mounted.serve_until_stopped(signals);
     // The mount has stored what open files held; stop taking peers' changes last, so a merge
     // in flight finishes onto a consistent journal.
+    drop(remote);
     drop(gossip);
     served?;
     db.sync()?;

@@ -266,9 +266,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if let Cmd::Serve { gossip } = &cli.cmd {
         // Checked before anything starts: a bad flag costs nothing.
         let cfg = gossip.config()?;
+        let remote = gossip.remote_config()?;
         let db = std::sync::Arc::new(open()?);
         let _door = door::serve(db.clone())?;
-        gitdb::gossip::serve_until_signalled(db, cfg)?;
+        gitdb::gossip::serve_until_signalled(db, cfg, remote)?;
         return Ok(ExitCode::SUCCESS);
     }
     if let Cmd::Watch {

@@ -117,7 +117,8 @@ pub struct MountCli {
     /// (defaults, auto, noauto, user, nofail, _netdev, x-*, ...) are accepted and ignored; any
     /// other option is an error. The gossip flags below take `-o` too: listen=ADDR,
     /// peer=HOST:PORT (repeatable), advertise=ADDR, merge=M, fanout=N, interval=DUR,
-    /// cluster_key_file=PATH, insecure.
+    /// cluster_key_file=PATH, insecure, remote=URL (repeatable), remote_interval=DUR,
+    /// remote_timeout=DUR.
     #[arg(short = 'o', value_name = "OPTION")]
     pub options: Vec<String>,
     #[command(flatten)]
@@ -266,6 +267,8 @@ pub struct MountPlan {
     pub mount: MountOptions,
     /// `None`: a single node.
     pub gossip: Option<crate::gossip::GossipConfig>,
+    /// `None`: no `--remote`.
+    pub remote: Option<crate::remote::RemoteConfig>,
 }
 
 impl MountCli {
@@ -321,8 +324,9 @@ impl MountCli {
         for (k, v) in &parsed.gossip {
             gossip.take_option(k, v.as_deref())?;
         }
+        let remote = gossip.remote_config()?;
         let gossip = gossip.config()?;
-        if gossip.is_some() && read_only {
+        if (gossip.is_some() || remote.is_some()) && read_only {
             return Err(OptionsError::BadValue {
                 option: "listen".into(),
                 value: String::new(),
@@ -336,6 +340,7 @@ impl MountCli {
             db,
             mount,
             gossip,
+            remote,
         })
     }
 }

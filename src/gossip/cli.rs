@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::key::ClusterKey;
 use super::service::GossipConfig;
 use crate::merge::{Strategy, merge_driver};
+use crate::remote::RemoteConfig;
 
 /// The flags; all optional: without `--listen` and `--peer` a node is a single node.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
@@ -40,6 +41,16 @@ pub struct GossipArgs {
     /// read and write the store).
     #[arg(long)]
     pub insecure: bool,
+    /// A git remote to sync with through the git CLI (fetch, merge, push), as hub and
+    /// backup: any URL git takes (file://, ssh://, https://, git://); repeatable.
+    #[arg(long = "remote", value_name = "URL")]
+    pub remotes: Vec<String>,
+    /// Time between syncs with the remotes, besides one after each commit (default 10s).
+    #[arg(long, value_name = "DUR")]
+    pub remote_interval: Option<String>,
+    /// The longest one git call to a remote may take before it is killed (default 60s).
+    #[arg(long, value_name = "DUR")]
+    pub remote_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,7 +66,7 @@ pub enum GossipCliError {
 }
 
 /// The `-o` names of the flags above.
-pub const OPTIONS: [&str; 8] = [
+pub const OPTIONS: [&str; 11] = [
     "listen",
     "peer",
     "advertise",
@@ -64,6 +75,9 @@ pub const OPTIONS: [&str; 8] = [
     "interval",
     "cluster_key_file",
     "insecure",
+    "remote",
+    "remote_interval",
+    "remote_timeout",
 ];
 
 fn bad(option: &'static str, value: &str, reason: impl Into<String>) -> GossipCliError {
@@ -116,9 +130,67 @@ impl GossipArgs {
                 self.cluster_key_file = self.cluster_key_file.take().or(Some(PathBuf::from(v)));
             }
             "insecure" => self.insecure = true,
+            "remote" => self.remotes.push(need("remote")?),
+            "remote_interval" => {
+                self.remote_interval = self
+                    .remote_interval
+                    .take()
+                    .or(Some(need("remote-interval")?))
+            }
+            "remote_timeout" => {
+                self.remote_timeout = self.remote_timeout.take().or(Some(need("remote-timeout")?))
+            }
             other => return Err(bad("o", other, "not a gossip option")),
         }
         Ok(())
+    }
+
+    /// The git remotes' configuration (see [`crate::remote`]), or `None` without `--remote`.
+    pub fn remote_config(&self) -> Result<Option<RemoteConfig>, GossipCliError> {
+        if self.remotes.is_empty() {
+            if self.remote_interval.is_some() || self.remote_timeout.is_some() {
+                return Err(bad(
+                    "remote",
+                    "",
+                    "--remote-interval/-timeout without --remote",
+                ));
+            }
+            return Ok(None);
+        }
+        let duration = |option: &'static str, v: &Option<String>, default: Duration| {
+            let Some(v) = v else {
+                return Ok(default);
+            };
+            let d =
+                humantime::parse_duration(v.trim()).map_err(|e| bad(option, v, e.to_string()))?;
+            if !(Duration::from_millis(10)..=Duration::from_secs(24 * 3600)).contains(&d) {
+                return Err(bad(option, v, "use 10ms to 24h"));
+            }
+            Ok(d)
+        };
+        for url in &self.remotes {
+            if url.trim().is_empty() || url.starts_with('-') {
+                return Err(bad("remote", url, "not a git URL"));
+            }
+        }
+        let strategy = match &self.merge {
+            Some(m) => parse_merge(m)?,
+            None => Strategy::KeepBoth,
+        };
+        Ok(Some(RemoteConfig {
+            urls: self.remotes.clone(),
+            interval: duration(
+                "remote-interval",
+                &self.remote_interval,
+                Duration::from_secs(10),
+            )?,
+            timeout: duration(
+                "remote-timeout",
+                &self.remote_timeout,
+                Duration::from_secs(60),
+            )?,
+            strategy: std::sync::Arc::new(strategy),
+        }))
     }
 
     /// The service's configuration, or `None` for a single node. Reads the key file.
@@ -195,6 +267,40 @@ mod tests {
         assert_eq!((cfg.fanout, cfg.interval), (5, Duration::from_millis(250)));
         assert!(matches!(*cfg.strategy, Strategy::LastWriteWins));
         assert!(GossipArgs::default().config().unwrap().is_none());
+    }
+
+    #[test]
+    fn remote_flags_and_options_make_a_remote_config() {
+        let mut a = GossipArgs::default();
+        assert!(a.remote_config().unwrap().is_none());
+        a.take_option("remote", Some("file:///srv/hub.git"))
+            .unwrap();
+        a.take_option("remote", Some("git://hub/x.git")).unwrap();
+        a.take_option("remote_interval", Some("250ms")).unwrap();
+        let cfg = a.remote_config().unwrap().unwrap();
+        assert_eq!(cfg.urls, ["file:///srv/hub.git", "git://hub/x.git"]);
+        assert_eq!(cfg.interval, Duration::from_millis(250));
+        assert_eq!(cfg.timeout, Duration::from_secs(60));
+        assert!(a.config().unwrap().is_none(), "a hub alone is no gossip");
+        for (k, v) in [("remote_interval", "1ms"), ("remote_timeout", "never")] {
+            let mut b = a.clone();
+            b.remote_interval = None;
+            b.take_option(k, Some(v)).unwrap();
+            assert!(b.remote_config().is_err(), "{k}={v} accepted");
+        }
+        let stray = GossipArgs {
+            remote_timeout: Some("5s".into()),
+            ..Default::default()
+        };
+        assert!(stray.remote_config().is_err());
+        let dash = GossipArgs {
+            remotes: vec!["--upload-pack=evil".into()],
+            ..Default::default()
+        };
+        assert!(
+            dash.remote_config().is_err(),
+            "a URL that git would take as a flag"
+        );
     }
 
     #[test]

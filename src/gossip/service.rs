@@ -701,22 +701,33 @@ pub enum ServeError {
     Gossip(#[from] GossipError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
     #[error("cannot sync the journal at shutdown: {0}")]
     Db(#[from] crate::db::DbError),
 }
 
 /// A headless node (`gitdb serve`): gossip (if configured) until SIGINT or SIGTERM, then a
 /// clean stop: the service stops (a merge in flight finishes), the journal is synced.
-pub fn serve_until_signalled(db: Arc<GitDb>, cfg: Option<GossipConfig>) -> Result<(), ServeError> {
+pub fn serve_until_signalled(
+    db: Arc<GitDb>,
+    cfg: Option<GossipConfig>,
+    remote: Option<crate::remote::RemoteConfig>,
+) -> Result<(), ServeError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals =
         signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(ServeError::Signals)?;
     let gossip = match cfg {
         Some(cfg) => Some(Gossip::start(db.clone(), cfg)?),
+        None if remote.is_some() => None,
         None => {
-            log::warn!("gitdb serve without --listen or --peer: a single node");
+            log::warn!("gitdb serve without --listen, --peer or --remote: a single node");
             None
         }
+    };
+    let remote = match remote {
+        Some(cfg) => Some(crate::remote::RemoteSync::start(db.clone(), cfg)?),
+        None => None,
     };
     log::info!(
         "gitdb serve: node {}, repository {}{}; stop with Ctrl-C or SIGTERM",
@@ -741,6 +752,7 @@ pub fn serve_until_signalled(db: Arc<GitDb>, cfg: Option<GossipConfig>) -> Resul
     let signal = signals.forever().next();
     crate::notify::stopping();
     log::info!("gitdb serve: signal {signal:?}; stopping");
+    drop(remote);
     drop(gossip);
     db.sync()?;
     Ok(())
