@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::merge::strategy::{ConflictCase, Resolution, Strategy};
 
@@ -58,18 +58,15 @@ fn run_driver(command: &str, timeout: Duration, case: &ConflictCase) -> Resoluti
             .stdout(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!("timed out after {timeout:?}"));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-                Err(e) => return Err(format!("wait: {e}")),
+        use wait_timeout::ChildExt;
+        let status = match child.wait_timeout(timeout) {
+            Ok(Some(status)) => status,
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("timed out after {timeout:?}"));
             }
+            Err(e) => return Err(format!("wait: {e}")),
         };
         if !status.success() {
             return Err(format!("exited with {status}"));
