@@ -1061,15 +1061,10 @@ impl Store {
                 path: objects.clone(),
                 source,
             })?;
-            use std::os::fd::AsRawFd;
-            // SAFETY: `dir` is an open file descriptor for the duration of the call.
-            if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-                return Err(StoreError::Io {
-                    path: objects,
-                    source: std::io::Error::last_os_error(),
-                });
-            }
-            return Ok(());
+            return nix::unistd::syncfs(&dir).map_err(|e| StoreError::Io {
+                path: objects,
+                source: e.into(),
+            });
         }
         let mut dirs = std::collections::BTreeSet::new();
         for path in files {
