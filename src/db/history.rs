@@ -1,14 +1,41 @@
-//! History verbs for the layers above: what a commit says and what it held, so that the mount
-//! (`/.gitdb/history`) and the client (`gitdb show`) ask db rather than reach into the store.
-//! All of it is immutable once written, and the store caches it.
+//! History verbs for the layers above: what a commit says and what it held (its log, a diff,
+//! reads at a revision), so that the mount (`/.gitdb/history`) and the client (`gitdb show`)
+//! ask db rather than reach into the store. All of it is immutable once written, and the store
+//! caches it.
 
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::db::{GitDb, Key, Result};
-use crate::store::{ObjectId, TreeEntry, ValueMode};
+use crate::db::{CommitStamp, DbError, GitDb, Key, ListEntry, NodeKind, Result};
+use crate::store::{Bytes, EntryKind, ObjectId, TreeEntry, ValueMode};
 
 pub use crate::store::CommitInfo;
+
+/// One key that differs between two commits.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DiffEntry {
+    pub key: String,
+    pub change: DiffKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum DiffKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One commit as `log` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogEntry {
+    pub id: String,
+    pub parents: Vec<String>,
+    pub author: String,
+    pub seconds: i64,
+    pub summary: String,
+    pub clock: String,
+    pub hlc: Option<String>,
+}
 
 impl GitDb {
     /// What commit `id` says: its tree, parents, author, time and message.
@@ -41,5 +68,111 @@ impl GitDb {
         let id = self.store.write_blob_stream(size, reader)?;
         self.set_blob(key, id, mode)?;
         Ok(id)
+    }
+
+    /// Up to `n` commits from the head, newest first.
+    pub fn log(&self, n: usize) -> Result<Vec<LogEntry>> {
+        let Some(head) = self.head() else {
+            return Ok(Vec::new());
+        };
+        self.log_from(head, n)
+    }
+
+    /// Up to `n` commits from `tip`, newest first.
+    pub fn log_from(&self, tip: ObjectId, n: usize) -> Result<Vec<LogEntry>> {
+        Ok(self
+            .store
+            .log(tip, n)?
+            .into_iter()
+            .map(|c| {
+                let stamp = CommitStamp::from_message(&c.message);
+                LogEntry {
+                    id: c.id.to_string(),
+                    parents: c.parents.iter().map(|p| p.to_string()).collect(),
+                    author: c.author.clone(),
+                    seconds: c.seconds,
+                    summary: c.summary().to_owned(),
+                    clock: stamp.clock.to_string(),
+                    hlc: stamp.hlc.map(|h| h.to_string()),
+                }
+            })
+            .collect())
+    }
+
+    /// Resolves a revision (`main~1`, an id or prefix, any ref) to a commit id.
+    pub fn resolve_rev(&self, rev: &str) -> Result<ObjectId> {
+        Ok(self.store.resolve_commit(rev)?)
+    }
+
+    /// The committed value of `key` at commit `rev`.
+    pub fn get_at(&self, rev: &str, key: &str) -> Result<Option<Bytes>> {
+        let key = Key::parse_value(key)?;
+        let tree = self.store.commit_info(self.resolve_rev(rev)?)?.tree;
+        match self.store.lookup(tree, key.as_str())? {
+            None => Ok(None),
+            Some(e) => match e.kind {
+                EntryKind::Value(_) => Ok(Some(self.store.blob(e.id)?)),
+                EntryKind::Dir => Err(DbError::IsDirectory { key }),
+                EntryKind::Submodule => Ok(None),
+            },
+        }
+    }
+
+    /// The children of `prefix` at commit `rev`.
+    pub fn list_at(&self, rev: &str, prefix: &str) -> Result<Vec<ListEntry>> {
+        let key = Key::parse(prefix)?;
+        let tree = self.store.commit_info(self.resolve_rev(rev)?)?.tree;
+        let dir = match self.store.lookup(tree, key.as_str())? {
+            None => return Err(DbError::NotFound { key }),
+            Some(e) if e.kind != EntryKind::Dir => return Err(DbError::NotADirectory { key }),
+            Some(e) => e,
+        };
+        Ok(self
+            .store
+            .tree(dir.id)?
+            .entries()
+            .iter()
+            .filter_map(|e| {
+                let kind = match e.kind {
+                    EntryKind::Value(m) => NodeKind::Value(m),
+                    EntryKind::Dir => NodeKind::Dir,
+                    EntryKind::Submodule => return None,
+                };
+                Some(ListEntry {
+                    name: e.name.to_string(),
+                    kind,
+                })
+            })
+            .collect())
+    }
+
+    /// Every key committed at `rev`, sorted.
+    pub fn list_recursive_at(&self, rev: &str) -> Result<Vec<String>> {
+        let tree = self.store.commit_info(self.resolve_rev(rev)?)?.tree;
+        let mut out = Vec::new();
+        self.store.walk_values(tree, "", &mut |path, _| {
+            out.push(path.to_owned());
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The keys that differ between commits `a` and `b` (as seen going from `a` to `b`).
+    pub fn diff(&self, a: &str, b: &str) -> Result<Vec<DiffEntry>> {
+        let ta = self.store.commit_info(self.resolve_rev(a)?)?.tree;
+        let tb = self.store.commit_info(self.resolve_rev(b)?)?.tree;
+        Ok(self
+            .store
+            .diff_trees(ta, tb)?
+            .into_iter()
+            .map(|c| DiffEntry {
+                key: c.path,
+                change: match (c.old, c.new) {
+                    (None, _) => DiffKind::Added,
+                    (_, None) => DiffKind::Deleted,
+                    _ => DiffKind::Modified,
+                },
+            })
+            .collect())
     }
 }

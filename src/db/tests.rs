@@ -1,6 +1,11 @@
 //! Unit and property tests of the db layer on real repositories in temp directories.
 
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use super::staged::{STAGED_REFS, staged_ref};
 use super::*;
+use crate::store::{Signature, StoreError, TreeEdit};
 use proptest::prelude::*;
 
 fn node(s: &str) -> NodeId {

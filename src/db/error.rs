@@ -1,0 +1,88 @@
+//! The errors of the db layer: one enum for every verb, each variant naming the key or path it
+//! concerns, and how to reach the I/O error underneath (what the mount turns into an errno).
+//! A file of its own because every other file returns it and none of them owns it.
+
+use std::path::{Path, PathBuf};
+
+use crate::db::journal::JournalError;
+use crate::db::{ClockError, Key, KeyError, MetaError};
+use crate::store::{ObjectId, StoreError};
+
+/// Errors of the db layer. Each names the key (or path) it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Clock(#[from] ClockError),
+    #[error("no such key: {key}")]
+    NotFound { key: Key },
+    /// A value was expected where a directory is.
+    #[error("{key} is a directory")]
+    IsDirectory { key: Key },
+    /// A directory was expected where a value is.
+    #[error("{key} is a value, not a directory")]
+    NotADirectory { key: Key },
+    /// Setting `key` would need `parent`, which is a value, to be a directory.
+    #[error("cannot set {key}: {parent} is a value, not a directory")]
+    ParentIsValue { key: Key, parent: Key },
+    #[error("{key} is a directory that is not empty")]
+    NotEmpty { key: Key },
+    #[error("cannot rename {from} to {to}: {reason}")]
+    InvalidRename {
+        from: Key,
+        to: Key,
+        reason: &'static str,
+    },
+    #[error("repository {path} is locked by pid {pid} (another gitdb process writes it)")]
+    Locked { path: PathBuf, pid: String },
+    #[error("repository {path} was opened read-only")]
+    ReadOnly { path: PathBuf },
+    #[error("journal {path}: {source}")]
+    Journal { path: PathBuf, source: JournalError },
+    /// A staged value's blob is not in the repository (something deleted it behind gitdb's
+    /// back): committing would write a tree naming a missing object.
+    #[error("the value of /{key} is missing: blob {id} is not in the repository")]
+    MissingValue { key: String, id: ObjectId },
+    #[error("commit on {branch} failed: the branch kept moving under us ({attempts} attempts)")]
+    CommitRace { branch: String, attempts: u32 },
+    #[error("cannot write out the value in blob {id}: {source}")]
+    CopyOut {
+        id: ObjectId,
+        source: std::io::Error,
+    },
+    /// The node-local metadata (modes, owners) could not be read or changed.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("this node has no peers to sync with (start it with --listen/--peer)")]
+    NoReplication,
+    #[error("sync failed: {reason}")]
+    Replication { reason: String },
+}
+
+pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+impl DbError {
+    /// The I/O error underneath, if there is one (a full disk, a quota, a read-only
+    /// filesystem), through the layers' chains of sources: what the mount passes on to
+    /// applications (see `fuse/errno.rs`).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            DbError::Journal { source, .. } => source.io(),
+            DbError::Store(e) => e.io_error(),
+            DbError::Meta(e) => e.io(),
+            DbError::CopyOut { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// A `DbError::Journal` for an I/O error on `path`.
+pub(super) fn journal_io(path: &Path) -> impl FnOnce(std::io::Error) -> DbError + '_ {
+    move |source| DbError::Journal {
+        path: path.to_owned(),
+        source: source.into(),
+    }
+}

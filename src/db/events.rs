@@ -1,0 +1,136 @@
+//! News of changes: the [`HeadEvent`]s sent whenever the branch head moves or a rollback drops
+//! changes, and the subscribers they go to (the mount's cache invalidation, gossip). Apart
+//! because `subscribers` is the last lock in the lock order, taken alone and only here.
+
+use std::sync::MutexGuard;
+
+use crate::db::{GitDb, memory};
+use crate::store::ObjectId;
+
+/// The branch head moved from `old` to `new` (reported by [`GitDb::refresh`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadMove {
+    pub old: Option<ObjectId>,
+    pub new: Option<ObjectId>,
+}
+
+/// Why what readers see changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadOrigin {
+    /// A commit of this node's working layer: what readers see did not change.
+    LocalCommit,
+    /// A head made elsewhere was adopted (a merge, stock git, `refresh`): visible keys changed.
+    Adopted,
+    /// The working layer was dropped (`rollback`): the head stayed, the dropped keys changed.
+    Rollback,
+}
+
+/// Sent to subscribers whenever the branch head moves or a rollback drops changes: the one
+/// news channel through which the mount (cache invalidation) and gossip learn of changes.
+#[derive(Debug, Clone)]
+pub struct HeadEvent {
+    pub old: Option<ObjectId>,
+    pub new: Option<ObjectId>,
+    pub origin: HeadOrigin,
+    /// Keys (tree paths) whose visible value may differ: between the old and the new head,
+    /// or, for a rollback, the uncommitted changes it dropped.
+    pub changed: Vec<String>,
+}
+
+/// A receiver of [`HeadEvent`]s.
+pub(super) enum Subscriber {
+    Channel(std::sync::mpsc::Sender<HeadEvent>),
+    /// Called on the thread that made the change, before that call (commit, rollback, ...)
+    /// returns: whoever must act before the change is acknowledged (the mount's kernel-cache
+    /// invalidation) queues its work here, in order. Must not block, take locks of its own
+    /// callers or call back into the db. Returns false once it wants no more news.
+    Callback(Box<dyn Fn(&HeadEvent) -> bool + Send>),
+}
+
+impl GitDb {
+    /// Sends `event` to every subscriber, unless nothing changed.
+    pub(super) fn announce(&self, event: HeadEvent) {
+        if event.old == event.new && event.changed.is_empty() {
+            return;
+        }
+        self.send(event);
+    }
+
+    /// Tells subscribers that the working layer's `keys` (tree paths) changed through another
+    /// client of this handle than the subscriber itself (the daemon's door, see
+    /// [`crate::door`]): the head stays, as for the changes a read-only handle follows, so the
+    /// event is `HeadOrigin::Adopted` with `old == new` and the mount drops its kernel caches
+    /// of exactly those keys.
+    pub fn announce_changed(&self, keys: Vec<String>) {
+        let head = self.head();
+        self.announce(HeadEvent {
+            old: head,
+            new: head,
+            origin: HeadOrigin::Adopted,
+            changed: keys,
+        });
+    }
+
+    /// Receives a [`HeadEvent`] each time the head moves or a rollback drops changes.
+    pub fn subscribe(&self) -> std::sync::mpsc::Receiver<HeadEvent> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.lock_subscribers().push(Subscriber::Channel(tx));
+        rx
+    }
+
+    /// Calls `f` with every [`HeadEvent`], on the thread that made the change and before the
+    /// call that made it returns (see [`Subscriber::Callback`]).
+    pub fn subscribe_with(&self, f: impl Fn(&HeadEvent) -> bool + Send + 'static) {
+        self.lock_subscribers()
+            .push(Subscriber::Callback(Box::new(f)));
+    }
+
+    fn lock_subscribers(&self) -> MutexGuard<'_, Vec<Subscriber>> {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn send(&self, event: HeadEvent) {
+        self.lock_subscribers().retain(|sub| match sub {
+            Subscriber::Channel(tx) => tx.send(event.clone()).is_ok(),
+            Subscriber::Callback(f) => f(&event),
+        });
+    }
+
+    pub(super) fn publish(
+        &self,
+        old: Option<ObjectId>,
+        new: Option<ObjectId>,
+        old_tree: ObjectId,
+        new_tree: ObjectId,
+        origin: HeadOrigin,
+    ) {
+        if old == new {
+            return;
+        }
+        let subscribed = !self.lock_subscribers().is_empty();
+        let changed: Vec<String> = if subscribed {
+            match self.store.diff_trees(old_tree, new_tree) {
+                Ok(changes) => changes.into_iter().map(|c| c.path).collect(),
+                Err(e) => {
+                    log::warn!("cannot diff {old_tree}..{new_tree} for subscribers: {e}");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        // What only the old head needed leaves the caches, and the memory it and the commit's
+        // temporaries took goes back to the system (see [`memory`]).
+        self.store.forget_old_head(old_tree, new_tree, &changed);
+        memory::release_freed_memory();
+        if !subscribed {
+            return;
+        }
+        self.send(HeadEvent {
+            old,
+            new,
+            origin,
+            changed,
+        });
+    }
+}
