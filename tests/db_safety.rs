@@ -65,10 +65,12 @@ fn gc_and_prune_keep_the_blobs_of_staged_large_values() {
     db.set("/big", &large(1)).unwrap();
     let streamed = large(2);
     let sid = db
-        .store()
-        .write_blob_stream(streamed.len() as u64, &streamed[..])
-        .unwrap();
-    db.set_blob("/streamed", sid, gitdb::store::ValueMode::Regular)
+        .set_stream(
+            "/streamed",
+            streamed.len() as u64,
+            &streamed[..],
+            gitdb::store::ValueMode::Regular,
+        )
         .unwrap();
     // Overwritten before any commit: its ref may stay until then, harmlessly.
     db.set("/over", &large(3)).unwrap();
@@ -306,7 +308,8 @@ fn cost_of_staged_refs() {
     let t = std::time::Instant::now();
     db.commit("big", 1_000).unwrap();
     let commit = t.elapsed();
-    let store = db.store();
+    // The store alone, opened beside the db (the db keeps its own to itself).
+    let store = gitdb::store::Store::open(&repo, Default::default()).unwrap();
     let names: Vec<String> = ids
         .iter()
         .map(|id| format!("refs/gitdb/probe/{id}"))

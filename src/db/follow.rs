@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::db::{DiffEntry, DiffKind, GitDb, Key, Result};
+use crate::db::{DiffEntry, GitDb, Key, Result};
 use crate::store::ObjectId;
 
 /// The branch head moved and changed keys under the follower's prefix.
@@ -103,35 +103,12 @@ impl GitDb {
     pub fn branch_tip(&self) -> Result<Option<ObjectId>> {
         Ok(self.store.read_ref(&self.branch_ref)?)
     }
-
-    /// The keys that differ between two heads (`None`: the branch did not exist, no keys).
-    pub fn diff_heads(&self, a: Option<ObjectId>, b: Option<ObjectId>) -> Result<Vec<DiffEntry>> {
-        let tree = |c: Option<ObjectId>| -> Result<ObjectId> {
-            Ok(match c {
-                Some(id) => self.store.commit_info(id)?.tree,
-                None => self.store.empty_tree(),
-            })
-        };
-        Ok(self
-            .store
-            .diff_trees(tree(a)?, tree(b)?)?
-            .into_iter()
-            .map(|c| DiffEntry {
-                key: c.path,
-                change: match (c.old, c.new) {
-                    (None, _) => DiffKind::Added,
-                    (_, None) => DiffKind::Deleted,
-                    _ => DiffKind::Modified,
-                },
-            })
-            .collect())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::Options;
+    use crate::db::{DiffKind, Options};
 
     fn db() -> (tempfile::TempDir, GitDb) {
         let dir = tempfile::tempdir().unwrap();

@@ -159,11 +159,21 @@ impl GitDb {
 
     /// The keys that differ between commits `a` and `b` (as seen going from `a` to `b`).
     pub fn diff(&self, a: &str, b: &str) -> Result<Vec<DiffEntry>> {
-        let ta = self.store.commit_info(self.resolve_rev(a)?)?.tree;
-        let tb = self.store.commit_info(self.resolve_rev(b)?)?.tree;
+        self.diff_heads(Some(self.resolve_rev(a)?), Some(self.resolve_rev(b)?))
+    }
+
+    /// The keys that differ between two commits (`None`: no commit, no keys), as
+    /// [`GitDb::diff`] and the follower of [`super::follow`] see them.
+    pub fn diff_heads(&self, a: Option<ObjectId>, b: Option<ObjectId>) -> Result<Vec<DiffEntry>> {
+        let tree = |c: Option<ObjectId>| -> Result<ObjectId> {
+            Ok(match c {
+                Some(id) => self.store.commit_info(id)?.tree,
+                None => self.store.empty_tree(),
+            })
+        };
         Ok(self
             .store
-            .diff_trees(ta, tb)?
+            .diff_trees(tree(a)?, tree(b)?)?
             .into_iter()
             .map(|c| DiffEntry {
                 key: c.path,

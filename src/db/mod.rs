@@ -285,7 +285,10 @@ impl GitDb {
         &self.branch
     }
 
-    /// The store underneath, for the layers above (merge, gossip).
+    /// The store underneath, for merge (plumbing that reads and writes trees) and the merge
+    /// layer's convergence tests, which check trees object by object. fuse, gossip, door and
+    /// the binaries never call it: they go through the db's own verbs (checked by grep in
+    /// review; see the layer rules in docs/design.md).
     pub fn store(&self) -> &Store {
         &self.store
     }
