@@ -9,6 +9,8 @@
 //!   threads that keep kernel caches right when HEAD moves (used by `gitdb-mount`).
 //! - [`door`]: the daemon's local unix socket, through which the `gitdb` client drives a
 //!   daemon that holds the repository's writer lock.
+//! - [`memory`]: giving memory the allocator freed back to the system (glibc's malloc_trim),
+//!   the one platform call the layers need; kept out of them so db and store name no libc.
 //! - [`notify`]: readiness and stopping notices to systemd (`Type=notify` units).
 //! - [`remote`]: a plain git remote as hub and backup (`--remote URL`): fetch, merge, push
 //!   through the git CLI.
@@ -22,6 +24,7 @@ pub mod defaults;
 pub mod door;
 pub mod fuse;
 pub mod gossip;
+pub mod memory;
 pub mod merge;
 pub mod notify;
 pub mod remote;

@@ -56,7 +56,7 @@ fn rss_kib(m: &Mount, field: &str) -> u64 {
 /// most once per `TRIM_INTERVAL` (1 s), so after a burst the last trim may predate the last
 /// commits. Waiting out the interval, then one commit, makes the next head move trim.
 fn settle(m: &Mount, tag: &str) {
-    std::thread::sleep(gitdb::db::memory::TRIM_INTERVAL + std::time::Duration::from_millis(100));
+    std::thread::sleep(gitdb::memory::TRIM_INTERVAL + std::time::Duration::from_millis(100));
     m.sh_ok(&format!("echo {tag} > settled && echo commit > .gitdb/ctl"));
 }
 

@@ -4,7 +4,8 @@
 
 use std::sync::MutexGuard;
 
-use crate::db::{GitDb, memory};
+use crate::db::GitDb;
+use crate::memory;
 use crate::store::ObjectId;
 
 /// The branch head moved from `old` to `new` (reported by [`GitDb::refresh`]).

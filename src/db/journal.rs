@@ -664,7 +664,7 @@ mod tests {
             let r = big(&format!("fill{i}"), 3000);
             match j.append(&r) {
                 Ok(()) => kept.push(r),
-                Err(JournalError::Io(e)) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                Err(JournalError::Io(e)) if e.kind() == std::io::ErrorKind::StorageFull => {
                     failed = true;
                     break;
                 }

@@ -52,7 +52,7 @@
 //! - `follow.rs`: following a branch's committed head from outside (`gitdb watch`).
 //! - `journal.rs`: the journal file: records, replay, reset in place.
 //! - `key.rs`: keys, the validated and normalized names of values.
-//! - `memory.rs`: giving freed memory back to the system after the head moves.
+//! - (`crate::memory`, outside db: giving freed memory back to the system after the head moves.)
 //! - `meta.rs`: the node-local metadata (permission bits, owners) and its log.
 //! - `metrics.rs`: the node's metrics in the Prometheus exposition format.
 //! - `replication.rs`: the hook through which gossip answers `sync` and reports its peers.
@@ -73,7 +73,6 @@ pub mod history;
 pub mod journal;
 mod journaling;
 pub mod key;
-pub mod memory;
 pub mod meta;
 mod metadata;
 pub mod metrics;

@@ -3,10 +3,10 @@
 //! even when the test panics. Needs root, as the test machines run; elsewhere the tests that
 //! use it say so and pass without running.
 
-use std::ffi::CString;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
 
 pub struct Tmpfs {
     dir: tempfile::TempDir,
@@ -15,31 +15,21 @@ pub struct Tmpfs {
 impl Tmpfs {
     /// A tmpfs of `size` bytes (rounded up to pages by the kernel), or `None` when not root.
     pub fn mount(size: u64) -> Option<Tmpfs> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !nix::unistd::geteuid().is_root() {
             eprintln!("skipped: mounting a tmpfs needs root");
             return None;
         }
         let dir = tempfile::tempdir().expect("temp dir for the tmpfs");
-        let target = CString::new(dir.path().as_os_str().as_bytes()).expect("path without NUL");
-        let options = CString::new(format!("size={size},mode=0755")).expect("options");
-        // SAFETY: every pointer is a NUL-terminated string that outlives the call.
-        let rc = unsafe {
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                options.as_ptr().cast(),
-            )
-        };
-        assert_eq!(
-            rc,
-            0,
-            "mount tmpfs on {}: {}",
-            dir.path().display(),
-            std::io::Error::last_os_error()
-        );
+        let options = format!("size={size},mode=0755");
+        if let Err(e) = nix::mount::mount(
+            Some("tmpfs"),
+            dir.path(),
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        ) {
+            panic!("mount tmpfs on {}: {e}", dir.path().display());
+        }
         Some(Tmpfs { dir })
     }
 
@@ -62,7 +52,7 @@ impl Tmpfs {
                 match f.write(&buf) {
                     Ok(0) => break,
                     Ok(_) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
                     Err(e) => panic!("filling {}: {e}", path.display()),
                 }
             }
@@ -73,14 +63,9 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let Ok(target) = CString::new(self.dir.path().as_os_str().as_bytes()) else {
-            return;
-        };
-        // SAFETY: `target` is a NUL-terminated path; a lazy detach if something still holds it.
-        unsafe {
-            if libc::umount2(target.as_ptr(), 0) != 0 {
-                libc::umount2(target.as_ptr(), libc::MNT_DETACH);
-            }
+        // A lazy detach if something still holds it.
+        if nix::mount::umount2(self.dir.path(), MntFlags::empty()).is_err() {
+            let _ = nix::mount::umount2(self.dir.path(), MntFlags::MNT_DETACH);
         }
     }
 }
