@@ -1,6 +1,6 @@
 //! gitdb: a distributed key-value store kept in a real git repository.
 //!
-//! Layers, bottom up (see `DESIGN.md` in the shared folder and the README):
+//! Layers, bottom up (see docs/design.md and the README):
 //! - [`store`] (GitFs): the git repository through gix — objects, trees, commits, refs, caches.
 //! - [`db`] (GitDb): keys, the journaled working layer, commit/rollback, history, clocks.
 //! - [`merge`]: deterministic, convergent three-way merge of two heads (LastWriteWins,
@@ -18,6 +18,20 @@
 //!   command per change.
 //!
 //! Each layer only calls the one below it.
+//!
+//! # Lock poisoning
+//! A panic is a bug, and it unwinds only the thread it happens on (a FUSE worker, a gossip
+//! task, a door connection); the other threads keep serving. Every `std` lock in the crate is
+//! taken with `unwrap_or_else(PoisonError::into_inner)`, that is, a lock a panicking thread
+//! held is used as it was left, never refused. That is safe because of how the locked state is
+//! changed everywhere: what a change needs is computed without the lock, or with it held
+//! shared, and then put in place by single assignments or map inserts, none of which can
+//! leave a half-made value; what must survive a crash is in the journal before the state
+//! changes, and the journal's checksummed records make a torn append invisible. So a poisoned
+//! lock holds a state the program could also have reached without the panic (at worst,
+//! without that one change). Refusing every later request instead would turn one bug in one
+//! request into a dead mount whose unsaved work could no longer be stored at unmount. A new
+//! lock must keep to that rule, or return an error on poison and say why where it is defined.
 
 pub mod db;
 pub mod defaults;
