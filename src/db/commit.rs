@@ -163,7 +163,7 @@ impl GitDb {
                 self.settle_meta(meta_mark);
                 drop(js);
                 if moved {
-                    self.adopt_head(head)?;
+                    self.adopt_head(head, HeadOrigin::External)?;
                 }
                 Ok(CommitOutcome::NothingToCommit)
             }

@@ -15,15 +15,35 @@ pub struct HeadMove {
     pub new: Option<ObjectId>,
 }
 
-/// Why what readers see changed.
+/// Why what readers see changed: one event kind for every road a change takes, its origin
+/// spelled out. Only [`HeadOrigin::LocalCommit`] leaves what readers see as it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadOrigin {
     /// A commit of this node's working layer: what readers see did not change.
     LocalCommit,
-    /// A head made elsewhere was adopted (a merge, stock git, `refresh`): visible keys changed.
-    Adopted,
+    /// A merge commit of ours and a peer's (or a remote's) head became the head.
+    Merge,
+    /// Our head was an ancestor of theirs: the branch moved forward to it.
+    FastForward,
+    /// Our head held beyond theirs only merges theirs also holds: theirs replaced it.
+    Superseded,
+    /// The ref was moved by someone else (stock git, a `gitdb` client writing the repository
+    /// itself) and [`GitDb::refresh`] or a commit found and adopted it.
+    External,
+    /// A read-only handle followed its writer: the writer's head or working layer changed.
+    FollowedWriter,
+    /// The working layer changed through another client of this handle (the daemon's door):
+    /// the head stayed.
+    OtherClient,
     /// The working layer was dropped (`rollback`): the head stayed, the dropped keys changed.
     Rollback,
+}
+
+impl HeadOrigin {
+    /// Whether the visible keys may have changed (every origin but a local commit).
+    pub fn changes_what_readers_see(self) -> bool {
+        self != HeadOrigin::LocalCommit
+    }
 }
 
 /// Sent to subscribers whenever the branch head moves or a rollback drops changes: the one
@@ -59,15 +79,14 @@ impl GitDb {
 
     /// Tells subscribers that the working layer's `keys` (tree paths) changed through another
     /// client of this handle than the subscriber itself (the daemon's door, see
-    /// [`crate::door`]): the head stays, as for the changes a read-only handle follows, so the
-    /// event is `HeadOrigin::Adopted` with `old == new` and the mount drops its kernel caches
-    /// of exactly those keys.
+    /// [`crate::door`]): the head stays, so the event is `HeadOrigin::OtherClient` with
+    /// `old == new` and the mount drops its kernel caches of exactly those keys.
     pub fn announce_changed(&self, keys: Vec<String>) {
         let head = self.head();
         self.announce(HeadEvent {
             old: head,
             new: head,
-            origin: HeadOrigin::Adopted,
+            origin: HeadOrigin::OtherClient,
             changed: keys,
         });
     }

@@ -28,14 +28,14 @@ impl GitDb {
         if new == old {
             return Ok(None);
         }
-        self.adopt_head(new)?;
+        self.adopt_head(new, HeadOrigin::External)?;
         Ok(Some(HeadMove { old, new }))
     }
 
     /// Makes `new` the head this node works on (the ref already points there). The journal
     /// gets a `Base` record for it (owed if the disk is full: the ref has moved, so this must
     /// not fail).
-    pub(super) fn adopt_head(&self, new: Option<ObjectId>) -> Result<()> {
+    pub(super) fn adopt_head(&self, new: Option<ObjectId>, origin: HeadOrigin) -> Result<()> {
         let (tree, stamp) = match new {
             Some(id) => (
                 self.store.commit_info(id)?.tree,
@@ -63,7 +63,7 @@ impl GitDb {
             j.append_base(Record::base(new));
         }
         drop(js);
-        self.publish(old, new, old_tree, tree, HeadOrigin::Adopted);
+        self.publish(old, new, old_tree, tree, origin);
         Ok(())
     }
 
@@ -71,7 +71,13 @@ impl GitDb {
     /// result or a fast-forward target) by compare-and-swap, and adopts it; the working layer
     /// stays on top. Fails with `StoreError::RefMoved` if the branch is no longer at `expected`,
     /// and without moving it if `new` or its tree is not in the repository.
-    pub fn move_head(&self, expected: Option<ObjectId>, new: ObjectId, reason: &str) -> Result<()> {
+    pub fn move_head(
+        &self,
+        expected: Option<ObjectId>,
+        new: ObjectId,
+        reason: &str,
+        origin: HeadOrigin,
+    ) -> Result<()> {
         self.check_writable()?;
         let _one_commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let tree = self.store.commit_info(new)?.tree;
@@ -94,13 +100,13 @@ impl GitDb {
         self.store.sync_ref(&self.branch_ref)?;
         // Packs a transfer wrote are named by the branch now: `git gc` may repack them.
         self.store.release_packs();
-        self.adopt_head(Some(new))
+        self.adopt_head(Some(new), origin)
     }
 
     /// For a read-only handle: reads what the writer appended to its journal since the last
     /// look (all of it when the writer replaced or reset the file), re-reads the branch ref,
     /// and rebuilds the working layer; subscribers hear of every key whose visible value
-    /// changed (as `HeadOrigin::Adopted`). The working layer is shown only while the journal's
+    /// changed (as `HeadOrigin::FollowedWriter`). The working layer is shown only while the journal's
     /// last `Base` names the ref's head: otherwise the writer is between moving the ref and
     /// rewriting the journal (or owes the `Base`), and the committed state alone is shown, so
     /// a reader never shows a draft older than its head.
@@ -192,7 +198,7 @@ impl GitDb {
             self.announce(HeadEvent {
                 old,
                 new,
-                origin: HeadOrigin::Adopted,
+                origin: HeadOrigin::FollowedWriter,
                 changed: changed.into_iter().collect(),
             });
         }

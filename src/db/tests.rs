@@ -759,14 +759,15 @@ fn subscribers_hear_every_head_move_with_changed_keys() {
     let c1 = db.head().unwrap();
     let c2 = outside_commit(&db, c1, "b/c", b"2");
     assert!(matches!(
-        db.move_head(None, c2, "wrong expectation"),
+        db.move_head(None, c2, "wrong expectation", HeadOrigin::Merge),
         Err(DbError::Store(StoreError::RefMoved { .. }))
     ));
-    db.move_head(Some(c1), c2, "merge").unwrap();
+    db.move_head(Some(c1), c2, "merge", HeadOrigin::Merge)
+        .unwrap();
     let ev = rx.try_recv().unwrap();
     assert_eq!(
         (ev.origin, ev.old, ev.new),
-        (HeadOrigin::Adopted, Some(c1), Some(c2))
+        (HeadOrigin::Merge, Some(c1), Some(c2))
     );
     assert_eq!(ev.changed, vec!["b/c".to_string()]);
     assert_eq!(get(&db, "b/c"), Some(b"2".to_vec()));
@@ -942,7 +943,9 @@ fn move_head_refuses_a_commit_whose_tree_is_missing() {
         .store()
         .write_commit(absent_tree, &[head], &sig, "names a missing tree\n")
         .unwrap();
-    let err = db.move_head(Some(head), broken, "test").unwrap_err();
+    let err = db
+        .move_head(Some(head), broken, "test", HeadOrigin::Merge)
+        .unwrap_err();
     assert!(
         matches!(err, DbError::Store(StoreError::Missing { id }) if id == absent_tree),
         "{err:?}"
@@ -1170,7 +1173,7 @@ fn a_read_only_handle_follows_the_writers_journal() {
     let ev = events.try_recv().unwrap();
     assert_eq!(
         (ev.origin, ev.changed),
-        (HeadOrigin::Adopted, vec!["k".into()])
+        (HeadOrigin::FollowedWriter, vec!["k".into()])
     );
     writer.set("k", b"2").unwrap();
     writer.commit("c1", 2_000).unwrap();

@@ -483,16 +483,22 @@ fn news(shared: &Shared, notifier: &Notifier, ev: HeadEvent) {
     match ev.origin {
         // What readers see did not change.
         HeadOrigin::LocalCommit => {}
-        HeadOrigin::Adopted => {
+        HeadOrigin::Rollback | HeadOrigin::OtherClient | HeadOrigin::FollowedWriter => {
+            invalidate(shared, notifier, &ev.changed)
+        }
+        HeadOrigin::Merge
+        | HeadOrigin::FastForward
+        | HeadOrigin::Superseded
+        | HeadOrigin::External => {
             log::info!(
-                "head moved {:?} -> {:?}: {} path(s) changed",
+                "head moved {:?} -> {:?} ({:?}): {} path(s) changed",
                 ev.old,
                 ev.new,
+                ev.origin,
                 ev.changed.len()
             );
             invalidate(shared, notifier, &ev.changed);
         }
-        HeadOrigin::Rollback => invalidate(shared, notifier, &ev.changed),
     }
 }
 

@@ -43,7 +43,7 @@ pub mod strategy;
 pub mod three_way;
 pub mod writer;
 
-use crate::db::{CommitStamp, DbError, GitDb, Hlc, VectorClock};
+use crate::db::{CommitStamp, DbError, GitDb, HeadOrigin, Hlc, VectorClock};
 use crate::store::{ObjectId, Signature, Store, StoreError};
 
 pub use crate::db::conflicts::{conflict_trailers, conflicts_at, parse_conflicts};
@@ -213,7 +213,12 @@ pub fn merge(
             MergeOutcome::Superseded { .. } => format!("gitdb merge: superseded by {new}"),
             _ => format!("gitdb merge: {their_head}"),
         };
-        match db.move_head(ours, new, &reason) {
+        let origin = match &outcome {
+            MergeOutcome::FastForward { .. } => HeadOrigin::FastForward,
+            MergeOutcome::Superseded { .. } => HeadOrigin::Superseded,
+            _ => HeadOrigin::Merge,
+        };
+        match db.move_head(ours, new, &reason, origin) {
             Ok(()) => return Ok(outcome),
             Err(DbError::Store(StoreError::RefMoved { actual, .. })) => {
                 log::info!("branch moved to {actual:?} while merging {their_head}; retrying");

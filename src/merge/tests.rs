@@ -423,7 +423,13 @@ fn stock_git_commit_in_history_is_labelled_by_commit_and_keeps_the_clock() {
     let git_commit = store
         .write_commit(tree, &[head], &sig, "edited with git\n")
         .unwrap();
-    a.db.move_head(Some(head), git_commit, "test").unwrap();
+    a.db.move_head(
+        Some(head),
+        git_commit,
+        "test",
+        crate::db::HeadOrigin::External,
+    )
+    .unwrap();
     commit(&b, &[("k", Some("b"))], 2000);
     exchange(&a, &b, &Strategy::KeepBoth);
     let label = format!("commit-{}", &git_commit.to_string()[..7]);
@@ -526,4 +532,29 @@ fn merges_of_the_same_writes_supersede_each_other() {
     for k in ["d", "e", "f"] {
         assert!(get(&x, k).is_some(), "{k} kept");
     }
+}
+
+#[test]
+fn each_way_a_merge_moves_the_head_is_announced_with_its_own_origin() {
+    let (a, b) = pair(&[("k", Some("0"))]);
+    let news = a.db.subscribe();
+    commit(&b, &[("k", Some("1"))], 2000);
+    pull(&a, &b, &Strategy::KeepBoth);
+    assert_eq!(
+        news.try_recv().unwrap().origin,
+        crate::db::HeadOrigin::FastForward
+    );
+    commit(&a, &[("x", Some("a"))], 3000);
+    assert_eq!(
+        news.try_recv().unwrap().origin,
+        crate::db::HeadOrigin::LocalCommit
+    );
+    commit(&b, &[("y", Some("b"))], 3000);
+    assert!(matches!(
+        pull(&a, &b, &Strategy::KeepBoth),
+        MergeOutcome::Merged { .. }
+    ));
+    let ev = news.try_recv().unwrap();
+    assert_eq!(ev.origin, crate::db::HeadOrigin::Merge);
+    assert_eq!(ev.changed, vec!["y".to_string()]);
 }
