@@ -13,8 +13,8 @@ N="${1:-5000}"
 ROUNDS="${2:-3}"
 MODE="${3:-quiet}"
 case "$MODE" in quiet|busy) ;; *) echo "bench-mount.sh: mode is quiet or busy, not $MODE" >&2; exit 2;; esac
-# The shared harness sits at ../shared beside the repository (as in CI).
-BENCH="$(cd "$(dirname "$0")/../../shared/bench" && pwd)/fsbench.py"
+# The small-file harness, scripts/fsbench.py, beside this script.
+BENCH="$(cd "$(dirname "$0")" && pwd)/fsbench.py"
 cd "$(dirname "$0")/.."
 [ -f "$BENCH" ] || { echo "bench-mount.sh: $BENCH not found" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "bench-mount.sh: needs root (tmpfs and FUSE mounts)" >&2; exit 1; }

@@ -1,5 +1,5 @@
 //! Transfer verbs: what gossip moves between nodes, offered by the db so that gossip never names
-//! the store (see shared/DESIGN.md: db is the only door).
+//! the store (see docs/design.md: db is the only door).
 //!
 //! A pull is: the puller names the commits it has ([`GitDb::haves`]), the other side sends
 //! every commit it has and they lack as a stream of checked items ([`GitDb::export`], format in

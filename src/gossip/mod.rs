@@ -1,4 +1,4 @@
-//! gossip: nodes sync their repositories over TCP (see shared/DESIGN.md and docs/protocol.md).
+//! gossip: nodes sync their repositories over TCP (see docs/design.md and docs/protocol.md).
 //!
 //! Flow: peer → gossip → merge → db. Objects move through the db's transfer verbs
 //! (`db::transfer`), merges through the merge layer, and news of head moves comes from the db's
