@@ -18,18 +18,7 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 }
 
 fn gitdb_metrics(repo: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_gitdb"))
-        .arg("--repo")
-        .arg(repo)
-        .arg("metrics")
-        .output()
-        .expect("gitdb metrics");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8")
+    common::gitdb_ok(repo, &["metrics"])
 }
 
 /// Runs node_exporter with only its textfile collector over `dir` and returns one scrape.
@@ -120,37 +109,19 @@ fn a_gossip_nodes_metrics_show_its_peers_rounds_and_bytes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let a = Serve::start(dir.path(), "a", &[]);
     let b = Serve::start(dir.path(), "b", &["--peer", &a.addr]);
-    let set = Command::new(env!("CARGO_BIN_EXE_gitdb"))
-        .arg("--repo")
-        .arg(&b.repo)
-        .args(["set", "/k", "v"])
-        .status()
-        .expect("set");
-    assert!(set.success());
-    let commit = Command::new(env!("CARGO_BIN_EXE_gitdb"))
-        .arg("--repo")
-        .arg(&b.repo)
-        .args(["commit", "-m", "k"])
-        .status()
-        .expect("commit");
-    assert!(commit.success());
+    common::gitdb_ok(&b.repo, &["set", "/k", "v"]);
+    common::gitdb_ok(&b.repo, &["commit", "-m", "k"]);
     wait_for("a to have b's commit", || a.head() == b.head());
     let mut text = String::new();
     wait_for("b to count a as up after an exchange", || {
         text = gitdb_metrics(&b.repo);
         sample(&text, "gitdb_peers{state=\"up\"}") == Some(1.0)
     });
-    let status = Command::new(env!("CARGO_BIN_EXE_gitdb"))
-        .arg("--repo")
-        .arg(&b.repo)
-        .arg("status")
-        .output()
-        .expect("status");
+    let status = common::gitdb_ok(&b.repo, &["status"]);
     assert_eq!(
         sample(&text, "gitdb_peers{state=\"down\"}"),
         Some(0.0),
-        "{}",
-        String::from_utf8_lossy(&status.stdout)
+        "{status}"
     );
     assert!(
         sample(&text, "gitdb_sync_rounds_total").is_some_and(|n| n >= 1.0),

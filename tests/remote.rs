@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::serve::Serve;
-use common::{Mount, git, wait_for};
+use common::{Mount, git, gitdb_ok, wait_for};
 
 fn bare(path: &Path) {
     let st = Command::new("git")
@@ -32,25 +32,9 @@ fn head(repo: &Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// `gitdb --repo REPO ARGS`, which must succeed; its stdout.
-fn gitdb(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_gitdb"))
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .output()
-        .expect("gitdb");
-    assert!(
-        out.status.success(),
-        "gitdb {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn set_and_commit(repo: &Path, key: &str, value: &str) -> String {
-    gitdb(repo, &["set", key, value]);
-    gitdb(repo, &["commit", "-m", key]).trim().to_owned()
+    gitdb_ok(repo, &["set", key, value]);
+    gitdb_ok(repo, &["commit", "-m", key]).trim().to_owned()
 }
 
 /// A node syncing with `url` only: it listens (no one knows its address) and has no peers.

@@ -205,19 +205,7 @@ fn a_change_from_a_peer_wakes_a_watch_on_the_other_node() {
     let dir = tempfile::tempdir().expect("tempdir");
     let a = Serve::start(dir.path(), "a", &[]);
     let b = Serve::start(dir.path(), "b", &["--peer", &a.addr]);
-    let client = |serve: &Serve, args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_gitdb"))
-            .arg("--repo")
-            .arg(&serve.repo)
-            .args(args)
-            .output()
-            .expect("gitdb");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let client = |serve: &Serve, args: &[&str]| common::gitdb_ok(&serve.repo, args);
     client(&b, &["set", "/seed", "x"]);
     client(&b, &["commit", "-m", "seed"]);
     wait_for("a to have b's first commit", || a.head() == b.head());

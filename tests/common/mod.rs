@@ -272,6 +272,22 @@ impl Mount {
     }
 }
 
+/// `gitdb --repo repo args`, asserting success; its stdout.
+pub fn gitdb_ok(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_gitdb"))
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .output()
+        .expect("run gitdb");
+    assert!(
+        out.status.success(),
+        "gitdb {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `git --git-dir repo args` (stdin optional), asserting success.
 pub fn git(repo: &Path, args: &[&str], stdin: Option<&[u8]>) -> String {
     git_env(repo, args, stdin, &[])
