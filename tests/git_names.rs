@@ -145,18 +145,7 @@ fn git_clone_into_the_mount_works_and_survives_a_restart() {
 
 /// The `gitdb` client on a mount's repository (read commands go through the daemon's socket).
 fn support_gitdb(m: &Mount, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_gitdb"))
-        .arg("--repo")
-        .arg(&m.repo)
-        .args(args)
-        .output()
-        .expect("run gitdb");
-    assert!(
-        out.status.success(),
-        "gitdb {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::gitdb_ok(&m.repo, args)
 }
 
 /// `cp -a` of a directory holding `.git` (and the other names git refuses in trees) into the
