@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::serve::Serve;
+use common::serve::{Serve, stock_git_push};
 use common::{Mount, git, gitdb_ok, wait_for};
 
 fn bare(path: &Path) {
@@ -162,45 +162,13 @@ fn a_rejected_push_is_fetched_merged_and_pushed_again() {
     let hub = dir.path().join("hub.git");
     bare(&hub);
     // A commit by stock git, kept aside in the hub for the hook to move main to.
-    let work = dir.path().join("work");
-    let st = Command::new("git")
-        .args(["init", "-q", "-b", "main"])
-        .arg(&work)
-        .status()
-        .expect("git init");
-    assert!(st.success());
-    std::fs::write(work.join("other"), "pushed meanwhile\n").expect("write");
-    let w = work.to_str().expect("utf8");
-    for args in [
-        vec!["-C", w, "add", "-A"],
-        vec![
-            "-C",
-            w,
-            "-c",
-            "user.name=op",
-            "-c",
-            "user.email=op@x",
-            "commit",
-            "-qm",
-            "other",
-        ],
-        vec![
-            "-C",
-            w,
-            "push",
-            "-q",
-            hub.to_str().expect("utf8"),
-            "main:refs/aside/main",
-        ],
-    ] {
-        assert!(
-            Command::new("git")
-                .args(&args)
-                .status()
-                .expect("git")
-                .success()
-        );
-    }
+    stock_git_push(
+        &hub,
+        &dir.path().join("work"),
+        "other",
+        "pushed meanwhile\n",
+        "refs/aside/main",
+    );
     let hook = hub.join("hooks/pre-receive");
     let marker: PathBuf = dir.path().join("moved-once");
     std::fs::write(

@@ -93,6 +93,12 @@ impl Drop for Serve {
 /// Commits `key = value` into the bare repository `repo` with stock git, as an operator would
 /// from a clone, and pushes it to `main`.
 pub fn stock_git_commit(repo: &Path, work: &Path, key: &str, value: &str) {
+    stock_git_push(repo, work, key, value, "main");
+}
+
+/// [`stock_git_commit`], pushed to `refs/heads/<dest>` or, if `dest` starts with `refs/`, to
+/// that ref (a commit kept aside, say).
+pub fn stock_git_push(repo: &Path, work: &Path, key: &str, value: &str, dest: &str) {
     if !work.exists() {
         let st = Command::new("git")
             .args([
@@ -123,6 +129,7 @@ pub fn stock_git_commit(repo: &Path, work: &Path, key: &str, value: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, value).unwrap();
     let w = work.to_str().unwrap();
+    let push = format!("HEAD:{dest}");
     for args in [
         vec!["-C", w, "add", "-A"],
         vec![
@@ -136,7 +143,7 @@ pub fn stock_git_commit(repo: &Path, work: &Path, key: &str, value: &str) {
             "-qm",
             "by stock git",
         ],
-        vec!["-C", w, "push", "-q", "origin", "HEAD:main"],
+        vec!["-C", w, "push", "-q", "origin", &push],
     ] {
         let st = Command::new("git").args(&args).status().unwrap();
         assert!(st.success(), "git {args:?}");
