@@ -249,3 +249,42 @@ fn a_hanging_remote_never_holds_up_a_commit() {
     drop(m);
     drop(held);
 }
+
+/// A commit made while the hub cannot be reached is pushed by the first sync after the next
+/// start; `git gc --prune=now` beside the running node (the fetched heads are kept by their
+/// tracking refs) leaves the node and the hub sound, and syncing going on.
+#[test]
+fn what_was_not_pushed_before_a_stop_goes_at_the_next_start_and_gc_beside_the_node_is_harmless() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = dir.path().join("hub.git");
+    let url = format!("file://{}", hub.display());
+    let mut a = hub_node(dir.path(), "a", &url);
+    let first = set_and_commit(&a.repo, "/k1", "1");
+    wait_for("a failed sync with the missing hub", || {
+        gitdb_ok(&a.repo, &["metrics"])
+            .lines()
+            .find_map(|l| l.strip_prefix("gitdb_remote_failures_total "))
+            .is_some_and(|n| n.trim() != "0")
+    });
+    assert!(a.stop().success());
+    bare(&hub);
+    let a = hub_node(dir.path(), "a", &url);
+    wait_for("the restarted node to push what it had", || {
+        head(&hub).as_deref() == Some(first.as_str())
+    });
+
+    let gc = Command::new("git")
+        .arg("--git-dir")
+        .arg(&a.repo)
+        .args(["gc", "-q", "--prune=now"])
+        .status()
+        .expect("git gc");
+    assert!(gc.success());
+    let second = set_and_commit(&a.repo, "/k2", "2");
+    wait_for("the commit after gc to reach the hub", || {
+        head(&hub).as_deref() == Some(second.as_str())
+    });
+    assert_eq!(git(&a.repo, &["fsck", "--strict"], None), "");
+    assert_eq!(git(&hub, &["fsck", "--strict"], None), "");
+    assert_eq!(git(&hub, &["show", "main:k1"], None), "1");
+}
