@@ -13,7 +13,7 @@
 //! `Shared::changing` in [`super::coherence`]), never while holding a lock.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
@@ -67,6 +67,8 @@ pub struct Shared {
     /// Unix ms of the last change through the mount (for autocommit).
     pub(super) last_change_ms: AtomicU64,
     pub(super) last_error: Mutex<super::control::LastErrors>,
+    /// Whether `last_error` holds anything: read by every flush without taking the lock.
+    errors_on_record: AtomicBool,
     /// Work for the thread that owns the kernel notifier (see [`super::background`]).
     pub(super) kernel: Mutex<Sender<KernelTask>>,
     /// Change counters that let that thread tell whether a value it was asked to put in the
@@ -134,6 +136,7 @@ impl Shared {
             nlinks_gen: AtomicU64::new(0),
             last_change_ms: AtomicU64::new(0),
             last_error: Mutex::new(super::control::LastErrors::default()),
+            errors_on_record: AtomicBool::new(false),
             kernel: Mutex::new(kernel),
             changes: std::array::from_fn(|_| AtomicU64::new(0)),
             epoch: AtomicU64::new(0),
@@ -179,20 +182,28 @@ impl Shared {
     /// Records a failure of `op` for `status` (and the log).
     pub fn set_last_error(&self, op: &str, msg: String) {
         log::warn!("{msg}");
-        lock(&self.last_error).failed(op, msg, crate::defaults::now_ms());
+        let mut errors = lock(&self.last_error);
+        errors.failed(op, msg, crate::defaults::now_ms());
+        self.errors_on_record.store(true, Ordering::Release);
     }
 
-    /// A write of `path` was stored: an earlier failure to store it leaves `status`. (Every
-    /// flush comes here: nothing is formatted unless some failure is on record.)
+    /// A write of `path` was stored: an earlier failure to store it leaves `status`. Every
+    /// flush comes here, so with no failure on record it is one atomic load (no lock, no
+    /// formatting).
     pub fn clear_write_error(&self, path: &str) {
-        let mut errors = lock(&self.last_error);
-        if !errors.is_empty() {
-            errors.succeeded(&format!("write /{path}"));
+        if self.errors_on_record.load(Ordering::Acquire) {
+            self.clear_last_error(&format!("write /{path}"));
         }
     }
 
-    /// `op` succeeded: its failure, if any, leaves `status`.
+    /// `op` succeeded: its failure, if any, leaves `status`. (A failure recorded after the
+    /// flag was read happened after this success, and rightly stays.)
     pub fn clear_last_error(&self, op: &str) {
-        lock(&self.last_error).succeeded(op);
+        if !self.errors_on_record.load(Ordering::Acquire) {
+            return;
+        }
+        let mut errors = lock(&self.last_error);
+        errors.succeeded(op);
+        self.errors_on_record.store(!errors.is_empty(), Ordering::Release);
     }
 }
