@@ -288,7 +288,8 @@ fn sync_one(
     })
 }
 
-/// Fetches the remote's branch; its head, or None if the remote has no such branch yet.
+/// Fetches the remote's branch into `tracking` (one connection to the remote); its head, or
+/// None if the remote has no such branch yet.
 fn fetch(
     git_dir: &Path,
     cfg: &RemoteConfig,
@@ -296,43 +297,39 @@ fn fetch(
     branch: &str,
     tracking: &str,
 ) -> Result<Option<ObjectId>, RemoteError> {
-    let remote_ref = format!("refs/heads/{branch}");
-    let listed = git(
-        git_dir,
-        cfg,
-        "ls-remote",
-        url,
-        &["ls-remote", "--", url, &remote_ref],
-    )?;
-    let Some(advertised) = listed
-        .lines()
-        .find_map(|l| l.split_once('\t').filter(|(_, r)| *r == remote_ref))
-        .map(|(id, _)| id.to_owned())
-    else {
-        return Ok(None);
-    };
-    let id = ObjectId::from_hex(advertised.as_bytes()).map_err(|e| RemoteError::Git {
-        what: "ls-remote",
-        url: url.to_owned(),
-        message: format!("odd object id {advertised:?}: {e}"),
-    })?;
-    let refspec = format!("+{remote_ref}:{tracking}");
-    git(
-        git_dir,
-        cfg,
+    let refspec = format!("+refs/heads/{branch}:{tracking}");
+    let args = [
         "fetch",
+        "--quiet",
+        "--no-tags",
+        "--no-write-fetch-head",
+        "--",
         url,
-        &[
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            "--no-write-fetch-head",
-            "--",
-            url,
-            &refspec,
-        ],
+        &refspec,
+    ];
+    match git(git_dir, cfg, "fetch", url, &args) {
+        Ok(_) => {}
+        // A new hub: nothing to merge, and the push creates the branch.
+        Err(RemoteError::Git { message, .. }) if message.contains("couldn't find remote ref") => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    }
+    let id = git(
+        git_dir,
+        cfg,
+        "rev-parse",
+        url,
+        &["rev-parse", "--verify", "--quiet", tracking],
     )?;
-    Ok(Some(id))
+    let id = id.trim();
+    ObjectId::from_hex(id.as_bytes())
+        .map(Some)
+        .map_err(|e| RemoteError::Git {
+            what: "rev-parse",
+            url: url.to_owned(),
+            message: format!("odd object id {id:?} in {tracking}: {e}"),
+        })
 }
 
 enum Pushed {
@@ -389,6 +386,8 @@ fn git(
         .arg(git_dir)
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
+        // Messages are matched below ("rejected", "couldn't find remote ref"): untranslated.
+        .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .stdout(out_file.try_clone().map_err(RemoteError::Spawn)?)
         .stderr(err_file.try_clone().map_err(RemoteError::Spawn)?);
