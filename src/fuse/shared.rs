@@ -204,6 +204,7 @@ impl Shared {
         }
         let mut errors = lock(&self.last_error);
         errors.succeeded(op);
-        self.errors_on_record.store(!errors.is_empty(), Ordering::Release);
+        self.errors_on_record
+            .store(!errors.is_empty(), Ordering::Release);
     }
 }
