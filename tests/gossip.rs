@@ -79,7 +79,10 @@ fn a_commit_on_one_node_reaches_all() {
 
 #[test]
 fn concurrent_commits_converge_to_one_head_under_each_strategy() {
-    for strategy in [Strategy::KeepBoth, Strategy::LastWriteWins] {
+    // The driver takes the union of both sides' lines, sorted: commutative and associative,
+    // as a cluster's driver must be for every node to reach the same merge.
+    let union = gitdb::merge::merge_driver("sort -u %A %B -o %A", Duration::from_secs(10));
+    for strategy in [Strategy::KeepBoth, Strategy::LastWriteWins, union] {
         // The writes are committed before gossip starts: a write still uncommitted when a
         // peer's head arrives stays on top of it and, once committed, causally follows (so
         // rightly overwrites) what arrived, which is not the concurrency this test is about.
@@ -106,15 +109,24 @@ fn concurrent_commits_converge_to_one_head_under_each_strategy() {
                 assert!(n.db.get(&format!("own/{i}")).unwrap().is_some());
             }
         }
-        if matches!(strategy, Strategy::KeepBoth) {
+        if matches!(strategy, Strategy::KeepBoth | Strategy::Custom(_)) {
             let v = nodes[0].db.get("shared/key").unwrap().unwrap();
             let v = String::from_utf8_lossy(&v);
             for i in 0..3 {
                 assert!(
                     v.contains(&format!("from {i}")),
-                    "KeepBoth kept every side: {v}"
+                    "{} kept every side: {v}",
+                    strategy.name()
                 );
             }
+        }
+        if matches!(strategy, Strategy::Custom(_)) {
+            let v = nodes[0].db.get("shared/key").unwrap().unwrap();
+            assert_eq!(
+                &v[..],
+                b"from 0\nfrom 1\nfrom 2\n",
+                "the driver's union, on every node"
+            );
         }
     }
 }
