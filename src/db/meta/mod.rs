@@ -31,6 +31,15 @@ use serde::{Deserialize, Serialize};
 /// The mode bits a path may carry: permissions, setuid, setgid, sticky.
 pub const MODE_BITS: u32 = 0o7777;
 
+/// The x bits of a mode. Any one of them makes a value executable, the one bit of a mode that
+/// git keeps and that replicates: what a chmod sends to git and what `stat` shows agree.
+pub const EXEC_BITS: u32 = 0o111;
+
+/// Whether permission bits `mode` make a file executable (any x bit: what git's one bit says).
+pub fn is_executable(mode: u32) -> bool {
+    mode & EXEC_BITS != 0
+}
+
 /// What `stat` shows of a path besides its type, size and times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Meta {
@@ -94,14 +103,14 @@ impl Defaults {
             NodeType::Symlink => m.mode = 0o777,
             NodeType::Dir => {}
             NodeType::File { executable } => {
-                let has_x = m.mode & 0o111 != 0;
+                let has_x = is_executable(m.mode);
                 if executable && !has_x {
                     m.mode |= (m.mode & 0o444) >> 2;
-                    if m.mode & 0o111 == 0 {
+                    if !is_executable(m.mode) {
                         m.mode |= 0o100;
                     }
                 } else if !executable && has_x {
-                    m.mode &= !0o111;
+                    m.mode &= !EXEC_BITS;
                 }
             }
         }
