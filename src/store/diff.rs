@@ -4,7 +4,8 @@
 //! Apart from plain reads because these follow the size of the change rather than of a
 //! lookup: subtrees with the same id are skipped without being read.
 
-use super::{EntryKind, ObjectId, Result, Store, TreeEntry, join};
+use super::{EntryKind, ObjectId, Result, Store, TreeEntry};
+use crate::paths::join;
 
 /// One difference between two trees, as a path and the entries on each side.
 #[derive(Debug, Clone, PartialEq, Eq)]

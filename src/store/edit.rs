@@ -125,7 +125,7 @@ impl Store {
             oid,
         };
         for (name, child) in &node.children {
-            let child_path = super::join(path, name);
+            let child_path = crate::paths::join(path, name);
             // The entry under the canonical name, else an alias of it (taken out: the edit
             // writes the canonical name).
             let existing = by_name.remove(name.as_bytes()).or_else(|| {

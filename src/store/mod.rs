@@ -183,16 +183,3 @@ impl Store {
         self.caches.stats()
     }
 }
-
-/// `prefix/name`, or `name` at the root.
-pub fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_owned()
-    } else {
-        let mut s = String::with_capacity(prefix.len() + 1 + name.len());
-        s.push_str(prefix);
-        s.push('/');
-        s.push_str(name);
-        s
-    }
-}

@@ -237,21 +237,8 @@ impl MetaMap {
 
     /// The paths with an entry at or below `path` (all of them for the root).
     fn at_or_below(&self, path: &str) -> Vec<String> {
-        if path.is_empty() {
-            return self.entries.keys().cloned().collect();
-        }
-        let mut out: Vec<String> = self
-            .entries
-            .get_key_value(path)
+        crate::paths::at_or_below(&self.entries, path)
             .map(|(k, _)| k.clone())
-            .into_iter()
-            .collect();
-        // `0` follows `/` in byte order: the range is exactly the paths under `path/`.
-        out.extend(
-            self.entries
-                .range(format!("{path}/")..format!("{path}0"))
-                .map(|(k, _)| k.clone()),
-        );
-        out
+            .collect()
     }
 }
