@@ -41,6 +41,7 @@ pub mod gossip;
 pub mod memory;
 pub mod merge;
 pub mod notify;
+pub mod paths;
 pub mod remote;
 pub mod store;
 pub mod watch;

@@ -79,8 +79,9 @@ impl DbError {
     }
 }
 
-/// A `DbError::Journal` for an I/O error on `path`.
-pub(super) fn journal_io(path: &Path) -> impl FnOnce(std::io::Error) -> DbError + '_ {
+/// A `DbError::Journal` naming `path`, for a journal error (or a plain I/O error) there: the
+/// one `map_err` of every journal call.
+pub(super) fn journal_err<E: Into<JournalError>>(path: &Path) -> impl FnOnce(E) -> DbError + '_ {
     move |source| DbError::Journal {
         path: path.to_owned(),
         source: source.into(),

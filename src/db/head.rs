@@ -2,11 +2,12 @@
 //! `move_head`) with the working layer kept on top, and, for a read-only handle, following the
 //! writer's journal. A head's clocks come from its nearest stamped commit.
 
+use crate::db::error::journal_err;
 use crate::db::journal::{self, Record};
 use crate::db::journaling::apply_records;
 use crate::db::staged::staged_ids;
 use crate::db::working::Working;
-use crate::db::{CommitStamp, DbError, GitDb, HeadEvent, HeadMove, HeadOrigin, Pending, Result};
+use crate::db::{CommitStamp, GitDb, HeadEvent, HeadMove, HeadOrigin, Pending, Result};
 use crate::store::{ObjectId, Store, StoreError};
 
 impl GitDb {
@@ -116,10 +117,7 @@ impl GitDb {
         let Some(f) = js.followed.as_mut() else {
             return Ok(None);
         };
-        let change = f.follower.poll().map_err(|source| DbError::Journal {
-            path: f.follower.path().to_owned(),
-            source,
-        })?;
+        let change = f.follower.poll().map_err(journal_err(f.follower.path()))?;
         let replaced = matches!(change, journal::Change::Replaced(_));
         let journal_changed = match change {
             journal::Change::Unchanged => false,

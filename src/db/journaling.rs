@@ -3,6 +3,7 @@
 //! records back to a working layer (at open, and as a read-only handle follows the writer).
 //! The file format itself is journal.rs's.
 
+use crate::db::error::journal_err;
 use crate::db::journal::{self, Record};
 use crate::db::staged::staged_ids;
 use crate::db::working::Working;
@@ -57,10 +58,7 @@ impl GitDb {
                 path: self.git_dir().to_owned(),
             });
         };
-        j.append(record).map_err(|source| DbError::Journal {
-            path: j.path().to_owned(),
-            source,
-        })?;
+        j.append(record).map_err(journal_err(j.path()))?;
         js.appended += 1;
         Ok(())
     }
@@ -83,10 +81,7 @@ impl GitDb {
             self.rewrite_from_state(&mut js)?;
         }
         if let Some(j) = js.journal.as_mut() {
-            j.sync().map_err(|source| DbError::Journal {
-                path: j.path().to_owned(),
-                source,
-            })?;
+            j.sync().map_err(journal_err(j.path()))?;
         }
         // After the journal: metadata of a rename is logged after its journal record.
         self.lock_meta().sync()?;
@@ -105,10 +100,7 @@ impl GitDb {
         };
         let mut records = vec![Record::base(head)];
         records.extend(working_records(working, pending));
-        j.rewrite(&records).map_err(|source| DbError::Journal {
-            path: j.path().to_owned(),
-            source,
-        })?;
+        j.rewrite(&records).map_err(journal_err(j.path()))?;
         js.appended = 0;
         js.stale = false;
         Ok(())
@@ -144,12 +136,7 @@ impl GitDb {
         let result = if remaining.is_empty() {
             match js.journal.as_mut() {
                 None => Ok(()),
-                Some(j) => j
-                    .reset(Record::base(head))
-                    .map_err(|source| DbError::Journal {
-                        path: j.path().to_owned(),
-                        source,
-                    }),
+                Some(j) => j.reset(Record::base(head)).map_err(journal_err(j.path())),
             }
         } else {
             self.rewrite_journal(js, head, remaining, pending)

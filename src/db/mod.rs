@@ -50,17 +50,19 @@
 //! - `clock.rs`: node ids, vector clocks and hybrid timestamps, and how they live in commits.
 //! - `conflicts.rs`: the conflicted keys a merge commit records.
 //! - `follow.rs`: following a branch's committed head from outside (`gitdb watch`).
-//! - `journal.rs`: the journal file: records, replay, reset in place.
+//! - `journal/`: the journal file: records, replay, reset in place; its framing (`frame.rs`,
+//!   shared with `meta/`) and readers following it (`follower.rs`).
 //! - `key.rs`: keys, the validated and normalized names of values.
 //! - (`crate::memory`, outside db: giving freed memory back to the system after the head moves.)
-//! - `meta.rs`: the node-local metadata (permission bits, owners) and its log.
+//! - `meta/`: the node-local metadata (permission bits, owners): the map, its log file
+//!   (`log_file.rs`), both under one lock (`meta_store.rs`).
 //! - `metrics.rs`: the node's metrics in the Prometheus exposition format.
 //! - `replication.rs`: the hook through which gossip answers `sync` and reports its peers.
 //! - `transfer.rs`: the transfer verbs: what gossip moves between nodes.
 //! - `witness.rs`: where a committed directory was last found still visible.
 //! - `working.rs`: the working layer's map, with an index of the paths that are set.
 //! - `testfs.rs`: a small tmpfs of its own for the tests that fill the disk.
-//! - `tests.rs`: unit and property tests on real repositories.
+//! - `tests/`: unit and property tests on real repositories, a file per topic.
 
 pub mod clock;
 mod commit;

@@ -7,7 +7,7 @@ use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
-use crate::db::error::journal_io;
+use crate::db::error::journal_err;
 use crate::db::head::nearest_stamp;
 use crate::db::journal::{self, Journal, Record};
 use crate::db::journaling::apply_records;
@@ -46,7 +46,7 @@ impl GitDb {
         let writer_lock = if options.read_only {
             None
         } else {
-            std::fs::create_dir_all(&meta_dir).map_err(journal_io(&meta_dir))?;
+            std::fs::create_dir_all(&meta_dir).map_err(journal_err(&meta_dir))?;
             let lock = take_writer_lock(&meta_dir.join("lock"), store.git_dir())?;
             if store.read_ref(&branch_ref)?.is_none() {
                 store.point_head_at(&branch_ref)?;
@@ -76,10 +76,7 @@ impl GitDb {
             };
             (None, Vec::new(), Some(followed))
         } else {
-            let (j, records) = Journal::open(&journal_path).map_err(|source| DbError::Journal {
-                path: journal_path.clone(),
-                source,
-            })?;
+            let (j, records) = Journal::open(&journal_path).map_err(journal_err(&journal_path))?;
             (Some(j), records, None)
         };
         let db = GitDb {
@@ -219,7 +216,7 @@ impl GitDb {
 }
 
 fn take_writer_lock(path: &Path, git_dir: &Path) -> Result<File> {
-    let io_err = |source: std::io::Error| journal_io(path)(source);
+    let io_err = |source: std::io::Error| journal_err(path)(source);
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -3,10 +3,9 @@
 //! working-layer model in the module docs). Readers take `state` shared, never the journal.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
 use crate::db::witness::Witness;
-use crate::db::working::{self, Working};
+use crate::db::working::Working;
 use crate::db::{
     Change, DbError, GitDb, Key, ListEntry, NodeKind, Result, StagedValue, Stat, State, Visible,
 };
@@ -150,7 +149,7 @@ impl GitDb {
         for index in (start..entries.len()).chain(0..start) {
             let entry = &entries[index];
             self.witnesses.count_scanned();
-            let path = crate::store::join(prefix, &entry.name);
+            let path = crate::paths::join(prefix, &entry.name);
             if working.get(&path) == Some(&Change::Delete) {
                 continue;
             }
@@ -246,11 +245,7 @@ impl GitDb {
             format!("{path}/")
         };
         // Nothing staged below: the committed entries are the listing as they are.
-        let staged_below = st
-            .working
-            .range::<String, _>(start.clone()..)
-            .next()
-            .is_some_and(|(k, _)| k.starts_with(&start));
+        let staged_below = below(&st.working, path).next().is_some();
         if let Some(tree) = committed.filter(|_| !hidden) {
             for entry in tree.entries() {
                 if dirs_only && entry.kind != EntryKind::Dir {
@@ -266,7 +261,7 @@ impl GitDb {
                     };
                     continue;
                 }
-                let child = crate::store::join(path, &entry.name);
+                let child = crate::paths::join(path, &entry.name);
                 let kind = match (st.working.get(&child), entry.kind) {
                     (Some(_), _) | (None, EntryKind::Submodule) => continue,
                     (None, EntryKind::Value(mode)) => NodeKind::Value(mode),
@@ -349,18 +344,7 @@ impl GitDb {
                 Ok(())
             })?;
         }
-        let start = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
-        };
-        for (p, change) in st
-            .working
-            .range::<String, _>((Bound::Included(start.clone()), Bound::Unbounded))
-        {
-            if !p.starts_with(start.as_str()) {
-                break;
-            }
+        for (p, change) in st.working.range::<String, _>(crate::paths::below(path)) {
             if let Change::Set(v) = change {
                 out.insert(p.clone(), v.mode);
             }
@@ -372,7 +356,7 @@ impl GitDb {
 /// The half-open range of overlay paths strictly below `path`.
 fn below<'a>(working: &'a Working, path: &str) -> impl Iterator<Item = &'a Change> + use<'a> {
     working
-        .range::<String, _>(working::below_bounds(path))
+        .range::<String, _>(crate::paths::below(path))
         .map(|(_, c)| c)
 }
 

@@ -12,9 +12,10 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, btree_map};
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 
 use super::Change;
+use crate::paths::below;
 
 /// Uncommitted changes by tree path (see the module docs of `db` for the model).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,8 +108,7 @@ impl Working {
     /// Whether some path strictly below `path` (the root: any path) is set. One search of the
     /// index, however many tombstones lie below `path`.
     pub fn has_set_under(&self, path: &str) -> bool {
-        let (start, end) = below_bounds(path);
-        self.sets.range::<String, _>((start, end)).next().is_some()
+        self.sets.range::<String, _>(below(path)).next().is_some()
     }
 }
 
@@ -118,18 +118,6 @@ impl<'a> IntoIterator for &'a Working {
 
     fn into_iter(self) -> Self::IntoIter {
         self.changes.iter()
-    }
-}
-
-/// The bounds of the paths strictly below `path` (`0` follows `/` in byte order).
-pub(crate) fn below_bounds(path: &str) -> (Bound<String>, Bound<String>) {
-    if path.is_empty() {
-        (Bound::Excluded(String::new()), Bound::Unbounded)
-    } else {
-        (
-            Bound::Included(format!("{path}/")),
-            Bound::Excluded(format!("{path}0")),
-        )
     }
 }
 

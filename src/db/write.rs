@@ -207,7 +207,7 @@ impl GitDb {
                 self.check_parents_are_dirs(&to)?;
                 for (path, v) in self.visible_values(&from)? {
                     let rel = &path[from.as_str().len() + 1..];
-                    batch.push(set_record(&crate::store::join(to.as_str(), rel), v));
+                    batch.push(set_record(&crate::paths::join(to.as_str(), rel), v));
                 }
             }
             (Visible::Absent, _) => unreachable!("checked above"),
@@ -302,9 +302,8 @@ pub(super) fn apply_set(working: &mut Working, path: String, value: StagedValue)
 
 /// Drops everything staged strictly below `path` (not the root).
 fn clear_below(working: &mut Working, path: &str) {
-    // `0` follows `/` in byte order: the range is exactly the keys under `path/`.
     let below: Vec<String> = working
-        .range(format!("{path}/")..format!("{path}0"))
+        .range::<String, _>(crate::paths::below(path))
         .map(|(k, _)| k.clone())
         .collect();
     for k in below {

@@ -15,7 +15,7 @@ use super::inodes::ROOT_INO;
 use super::shared::lock;
 use super::times::Times;
 
-use crate::db::meta::MODE_BITS;
+use crate::db::meta::{MODE_BITS, is_executable};
 use crate::db::{Meta, MetaDefaults, NodeKind, NodeType, Stat};
 use crate::store::ValueMode;
 
@@ -307,9 +307,4 @@ pub(super) fn value_mode(mode: u32) -> ValueMode {
     } else {
         ValueMode::Regular
     }
-}
-
-/// Whether permission bits `mode` make a file executable (any x bit: what git's one bit says).
-pub(super) fn is_executable(mode: u32) -> bool {
-    mode & 0o111 != 0
 }

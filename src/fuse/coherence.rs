@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::inodes::split;
 use super::shared::{Shared, lock};
+use crate::paths::split;
 
 use crate::db::Stat;
 

@@ -11,8 +11,8 @@ use fuser::{Errno, FileAttr, INodeNo};
 use super::attrs::{node_type, value_mode};
 use super::errno::{db_err, lookup_err};
 use super::fscore::{Caller, FsCore};
-use super::inodes::split;
 use super::shared::lock;
+use crate::paths::{below, split};
 
 use crate::db::{DbError, Key, Meta, NodeType, Stat};
 use crate::store::ValueMode;
@@ -108,12 +108,7 @@ impl FsCore {
             if !dirs.contains(&path) {
                 return Err(Errno::ENOENT);
             }
-            let prefix = format!("{path}/");
-            if dirs
-                .range(prefix.clone()..)
-                .next()
-                .is_some_and(|d| d.starts_with(&prefix))
-            {
+            if dirs.range::<String, _>(below(&path)).next().is_some() {
                 return Err(Errno::ENOTEMPTY);
             }
             dirs.remove(&path);

@@ -12,6 +12,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::paths::at_or_below;
+
 /// Inode number of the mount root (fixed by FUSE).
 pub const ROOT_INO: u64 = 1;
 
@@ -105,45 +107,6 @@ impl InodeTable {
     }
 }
 
-/// The entries of `map` at `root` and below it (`root/...`, but not `root-x`), in order:
-/// one range of the map, not a scan of it. At the mount root (`""`), everything.
-pub fn at_or_below<'a, V>(
-    map: &'a BTreeMap<String, V>,
-    root: &str,
-) -> impl Iterator<Item = (&'a String, &'a V)> + 'a {
-    let prefix = if root.is_empty() {
-        String::new()
-    } else {
-        format!("{root}/")
-    };
-    let own = if root.is_empty() {
-        None
-    } else {
-        map.get_key_value(root)
-    };
-    own.into_iter().chain(
-        map.range(prefix.clone()..)
-            .take_while(move |(p, _)| p.starts_with(&prefix)),
-    )
-}
-
-/// The parent path and the last name of `path` (`"a/b"` -> `("a", "b")`, `"a"` -> `("", "a")`).
-pub fn split(path: &str) -> (&str, &str) {
-    match path.rfind('/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => ("", path),
-    }
-}
-
-/// `parent/name`, or `name` at the root.
-pub fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{parent}/{name}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,30 +136,5 @@ mod tests {
         assert_eq!(t.path(old), None);
         assert_eq!(t.get("d"), None);
         assert_eq!(t.path(other), Some("dd"));
-    }
-
-    #[test]
-    fn at_or_below_is_the_subtree_only() {
-        let map: BTreeMap<String, u8> = ["a", "a-b", "a/x", "a/x/y", "ab", "b"]
-            .iter()
-            .map(|p| (p.to_string(), 0))
-            .collect();
-        let names = |root| {
-            at_or_below(&map, root)
-                .map(|(p, _)| p.as_str())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(names("a"), ["a", "a/x", "a/x/y"]);
-        assert_eq!(names("a/x"), ["a/x", "a/x/y"]);
-        assert_eq!(names("c"), Vec::<&str>::new());
-        assert_eq!(names("").len(), map.len());
-    }
-
-    #[test]
-    fn split_and_join() {
-        assert_eq!(split("a/b/c"), ("a/b", "c"));
-        assert_eq!(split("a"), ("", "a"));
-        assert_eq!(join("", "a"), "a");
-        assert_eq!(join("a", "b"), "a/b");
     }
 }

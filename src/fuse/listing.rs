@@ -12,8 +12,8 @@ use super::control::{self, CtlNode};
 use super::dirs::{self, DirSnapshots};
 use super::errno::db_err;
 use super::fscore::FsCore;
-use super::inodes::split;
 use super::shared::lock;
+use crate::paths::{below, child_of, split};
 
 use crate::db::DbError;
 
@@ -120,18 +120,11 @@ impl FsCore {
                 Err(DbError::NotFound { .. }) if self.is_empty_dir(path) => {}
                 Err(e) => return Err(db_err(&e)),
             }
-            let prefix = if path.is_empty() {
-                String::new()
-            } else {
-                format!("{path}/")
-            };
             {
                 let dirs = lock(&self.s.empty_dirs);
                 let mut kept = dirs
-                    .range(prefix.clone()..)
-                    .take_while(|d| d.starts_with(&prefix))
-                    .map(|d| &d[prefix.len()..])
-                    .filter(|rest| !rest.contains('/'))
+                    .range::<String, _>(below(path))
+                    .filter_map(|d| child_of(path, d))
                     .peekable();
                 if kept.peek().is_some() {
                     let listed: std::collections::HashSet<String> =
@@ -146,11 +139,8 @@ impl FsCore {
             {
                 let pending = lock(&self.s.pending);
                 let files: Vec<(FileType, String)> = pending
-                    .range(prefix.clone()..)
-                    .take_while(|(p, _)| p.starts_with(&prefix))
-                    .map(|(p, m)| (kind_of(*m).0, &p[prefix.len()..]))
-                    .filter(|(_, rest)| !rest.contains('/'))
-                    .map(|(k, rest)| (k, rest.to_owned()))
+                    .range::<String, _>(below(path))
+                    .filter_map(|(p, m)| Some((kind_of(*m).0, child_of(path, p)?.to_owned())))
                     .collect();
                 drop(pending);
                 if !files.is_empty() {

@@ -12,8 +12,8 @@ use fuser::{Errno, INodeNo};
 use super::control;
 use super::errno::{db_err, lookup_err};
 use super::fscore::FsCore;
-use super::inodes::{at_or_below, join, split};
 use super::shared::{Shared, lock};
+use crate::paths::{at_or_below, below, child_of, join, split};
 
 use crate::db::{DbError, Stat};
 use crate::store::ValueMode;
@@ -113,15 +113,14 @@ impl FsCore {
 
     /// Whether a kept directory or a pending file lies below `path`.
     pub(super) fn has_local_children(&self, path: &str) -> bool {
-        let prefix = format!("{path}/");
-        let below = |first: Option<&String>| first.is_some_and(|d| d.starts_with(&prefix));
-        below(lock(&self.s.empty_dirs).range(prefix.clone()..).next())
-            || below(
-                lock(&self.s.pending)
-                    .range(prefix.clone()..)
-                    .next()
-                    .map(|(k, _)| k),
-            )
+        lock(&self.s.empty_dirs)
+            .range::<String, _>(below(path))
+            .next()
+            .is_some()
+            || lock(&self.s.pending)
+                .range::<String, _>(below(path))
+                .next()
+                .is_some()
     }
 
     /// Number of links of the directory `path`: `.`, its name in its parent, and each
@@ -154,17 +153,10 @@ impl FsCore {
                 BTreeSet::new()
             }
         };
-        let prefix = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
-        };
         subdirs.extend(
             lock(&self.s.empty_dirs)
-                .range(prefix.clone()..)
-                .take_while(|d| d.starts_with(&prefix))
-                .map(|d| &d[prefix.len()..])
-                .filter(|rest| !rest.contains('/'))
+                .range::<String, _>(below(path))
+                .filter_map(|d| child_of(path, d))
                 .map(str::to_owned),
         );
         // The root also holds the control directory.

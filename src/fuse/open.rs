@@ -15,8 +15,8 @@ use super::control::{self, CtlNode};
 use super::errno::{db_err, errno, lookup_err};
 use super::fscore::{Caller, FsCore};
 use super::handles::OpenFile;
-use super::inodes::split;
 use super::shared::{Shared, lock};
+use crate::paths::split;
 
 use crate::db::Stat;
 use crate::store::Bytes;

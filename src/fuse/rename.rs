@@ -9,10 +9,10 @@ use fuser::{Errno, INodeNo, RenameFlags};
 use super::control;
 use super::errno::{db_err, lookup_err};
 use super::fscore::FsCore;
-use super::inodes::{at_or_below, split};
 use super::orphans::Orphan;
 use super::shared::lock;
 use super::times::Times;
+use crate::paths::{at_or_below, below, split};
 
 use crate::db::{DbError, Key, Stat};
 use crate::store::ValueMode;
@@ -130,10 +130,10 @@ impl FsCore {
             // Empty directories at and below `from` move along; a replaced empty `to` goes.
             let mut dirs = lock(&self.s.empty_dirs);
             dirs.remove(to);
-            let prefix = format!("{from}/");
             let moved: Vec<String> = dirs
-                .iter()
-                .filter(|d| d.as_str() == from || d.starts_with(&prefix))
+                .get(from)
+                .into_iter()
+                .chain(dirs.range::<String, _>(below(from)))
                 .cloned()
                 .collect();
             for d in moved {
@@ -146,10 +146,8 @@ impl FsCore {
             // `to` is gone (its writer's data goes nowhere, as for any replaced file).
             let mut pending = lock(&self.s.pending);
             pending.remove(to);
-            let prefix = format!("{from}/");
             let moved: Vec<(String, ValueMode)> = pending
-                .range(prefix.clone()..)
-                .take_while(|(p, _)| p.starts_with(&prefix))
+                .range::<String, _>(below(from))
                 .map(|(p, m)| (p.clone(), *m))
                 .collect();
             for (p, m) in moved {

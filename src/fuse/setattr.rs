@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{Errno, FileAttr, FileHandle, INodeNo, TimeOrNow};
 
-use super::attrs::{attr_type, is_executable, value_mode};
+use super::attrs::{attr_type, value_mode};
 use super::control::{self, CtlNode};
 use super::errno::{db_err, errno};
 use super::fscore::{Caller, FsCore};
@@ -13,7 +13,7 @@ use super::open::Handle;
 use super::shared::lock;
 use super::times::Times;
 
-use crate::db::meta::MODE_BITS;
+use crate::db::meta::{MODE_BITS, is_executable};
 use crate::db::{Meta, NodeType, Stat};
 use crate::store::ValueMode;
 

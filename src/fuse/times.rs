@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::FileAttr;
 
 use super::fscore::{FsCore, now_ms};
-use super::inodes::split;
 use super::shared::lock;
+use crate::paths::split;
 
 /// What `stat` shows as atime, mtime and ctime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

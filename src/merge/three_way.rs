@@ -31,7 +31,8 @@ use crate::merge::strategy::{
 };
 use crate::merge::writer::{Value, last_writer, value_at};
 use crate::merge::{MergeError, Result};
-use crate::store::{EntryKind, ObjectId, Store, TreeEdit, join};
+use crate::paths::{below, join};
+use crate::store::{EntryKind, ObjectId, Store, TreeEdit};
 
 /// The merged tree and its conflicts.
 #[derive(Debug, Clone)]
@@ -196,8 +197,10 @@ fn has_values_below(
     xt: ObjectId,
     key: &str,
 ) -> Result<bool> {
-    let (start, end) = (format!("{key}/"), format!("{key}0"));
-    if finals.range(start..end).any(|(_, v)| v.is_some()) {
+    if finals
+        .range::<String, _>(below(key))
+        .any(|(_, v)| v.is_some())
+    {
         return Ok(true);
     }
     let entry = store.lookup(xt, key).map_err(|source| MergeError::Key {

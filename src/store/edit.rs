@@ -11,7 +11,20 @@
 
 use std::collections::BTreeMap;
 
-use super::{ObjectId, ObjectKind, Result, Store, StoreError, TreeEdit, ValueMode, boxed};
+use super::{ObjectId, ObjectKind, Result, Store, StoreError, ValueMode, boxed};
+
+/// One edit of a tree, applied in order by [`Store::write_tree`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeEdit<'a> {
+    /// Put a value at `path`, replacing whatever (value or whole directory) was there.
+    Upsert {
+        path: &'a str,
+        mode: ValueMode,
+        id: ObjectId,
+    },
+    /// Remove whatever is at `path` (a value or a whole directory); nothing there is fine.
+    Remove { path: &'a str },
+}
 
 impl Store {
     /// Applies `edits` to the tree `base` in order and writes the result, rewriting only the
@@ -112,7 +125,7 @@ impl Store {
             oid,
         };
         for (name, child) in &node.children {
-            let child_path = super::join(path, name);
+            let child_path = crate::paths::join(path, name);
             // The entry under the canonical name, else an alias of it (taken out: the edit
             // writes the canonical name).
             let existing = by_name.remove(name.as_bytes()).or_else(|| {
