@@ -36,11 +36,13 @@
 pub mod db;
 pub mod defaults;
 pub mod door;
+pub mod durations;
 pub mod fuse;
 pub mod gossip;
 pub mod memory;
 pub mod merge;
 pub mod notify;
+pub mod periodic;
 pub mod remote;
 pub mod store;
 pub mod watch;

@@ -62,6 +62,8 @@ impl GitDb {
             source,
         })?;
         js.appended += 1;
+        // Autocommit's quiet period starts again (see [`super::tasks`]).
+        self.note_activity();
         Ok(())
     }
 
