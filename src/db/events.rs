@@ -226,3 +226,80 @@ impl GitDb {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::db::{GitDb, HeadOrigin, NodeId, Options};
+
+    fn open(dir: &std::path::Path) -> GitDb {
+        GitDb::open(
+            dir.join("repo.git"),
+            NodeId::new("n1").expect("node id"),
+            Options::default(),
+        )
+        .expect("open")
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn a_task_awaits_head_moves_and_a_burst_is_one_wake_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path());
+        let mut rx = db.watch_head();
+        assert_eq!(rx.borrow().head, None);
+        assert!(!rx.has_changed().expect("open"), "nothing moved yet");
+        for i in 0..3 {
+            db.set("k", format!("{i}").as_bytes()).expect("set");
+            db.commit("c", 1_000 + i).expect("commit");
+        }
+        runtime().block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), rx.changed())
+                .await
+                .expect("woken in time")
+                .expect("the db still lives");
+        });
+        let seen = rx.borrow_and_update().clone();
+        assert_eq!(seen.head, db.head(), "the latest head, not the first move");
+        assert_eq!(seen.clock, db.clock());
+        assert!(
+            !rx.has_changed().expect("open"),
+            "three moves were one wake-up"
+        );
+        // A rollback leaves the head: no wake-up.
+        db.set("x", b"1").expect("set");
+        db.rollback().expect("rollback");
+        assert!(!rx.has_changed().expect("open"));
+    }
+
+    #[test]
+    fn an_async_subscriber_gets_every_event_with_its_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path());
+        let mut rx = db.subscribe_async();
+        db.set("a/b", b"1").expect("set");
+        db.commit("c", 1_000).expect("commit");
+        db.set("x", b"2").expect("set");
+        db.rollback().expect("rollback");
+        let (first, second) = runtime().block_on(async {
+            let mut next = async || {
+                tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                    .await
+                    .expect("in time")
+                    .expect("an event")
+            };
+            (next().await, next().await)
+        });
+        assert_eq!(first.origin, HeadOrigin::LocalCommit);
+        assert_eq!(first.changed, vec!["a/b".to_owned()]);
+        assert_eq!(second.origin, HeadOrigin::Rollback);
+        assert_eq!(second.changed, vec!["x".to_owned()]);
+    }
+}
