@@ -12,6 +12,8 @@
 //! - [`memory`]: giving memory the allocator freed back to the system (glibc's malloc_trim),
 //!   the one platform call the layers need; kept out of them so db and store name no libc.
 //! - [`notify`]: readiness and stopping notices to systemd (`Type=notify` units).
+//! - [`periodic`]: the one background-thread helper (named, stopped at once, joined on drop).
+//! - [`durations`]: command-line durations and `--autocommit`, for both daemons.
 //! - [`remote`]: a plain git remote as hub and backup (`--remote URL`): fetch, merge, push
 //!   through the git CLI.
 //! - [`watch`]: `gitdb watch`, following committed changes under a prefix and running a
@@ -36,12 +38,14 @@
 pub mod db;
 pub mod defaults;
 pub mod door;
+pub mod durations;
 pub mod fuse;
 pub mod gossip;
 pub mod memory;
 pub mod merge;
 pub mod notify;
 pub mod paths;
+pub mod periodic;
 pub mod remote;
 pub mod store;
 pub mod watch;

@@ -19,16 +19,15 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wait_timeout::ChildExt;
 
 use crate::db::{GitDb, HeadOrigin};
 use crate::merge::{MergeOutcome, Strategy};
+use crate::periodic::{Periodic, Starting, Stop};
 use crate::store::ObjectId;
 
 /// Pushes rejected in a row (someone else pushed between our fetch and our push) before a
@@ -98,28 +97,23 @@ struct Counters {
 
 /// The running sync: a thread, stopped and joined on drop.
 pub struct RemoteSync {
-    stop: Arc<AtomicBool>,
-    wake: mpsc::Sender<()>,
-    thread: Option<JoinHandle<()>>,
+    _thread: Periodic,
 }
 
 impl RemoteSync {
     /// Starts syncing `db` with `cfg.urls`: once now, then every interval and after each
     /// local commit.
     pub fn start(db: Arc<GitDb>, cfg: RemoteConfig) -> Result<RemoteSync, RemoteError> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (wake, woken) = mpsc::channel::<()>();
+        let starting = Starting::new();
         {
-            let wake = Mutex::new(wake.clone());
+            // In place before the first sync looks at the head, so no commit is missed.
+            let waker = starting.waker();
             db.subscribe_with(move |ev| {
                 if ev.origin == HeadOrigin::LocalCommit {
-                    return wake
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .send(())
-                        .is_ok();
+                    // Commits in a burst: one sync after the last of them (wakes coalesce).
+                    return waker.wake();
                 }
-                true
+                !waker.is_stopped()
             });
         }
         let counters = Arc::new(Counters::default());
@@ -153,47 +147,23 @@ impl RemoteSync {
                 }
             }));
         }
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("gitdb-remote".into())
-                .spawn(move || run(&db, &cfg, &stop, &woken, &counters))
-                .map_err(RemoteError::Thread)?
-        };
-        Ok(RemoteSync {
-            stop,
-            wake,
-            thread: Some(thread),
-        })
+        let thread = starting
+            .spawn("gitdb-remote", move |stop| run(&db, &cfg, stop, &counters))
+            .map_err(RemoteError::Thread)?;
+        Ok(RemoteSync { _thread: thread })
     }
 }
 
-impl Drop for RemoteSync {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.wake.send(());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn run(
-    db: &GitDb,
-    cfg: &RemoteConfig,
-    stop: &AtomicBool,
-    woken: &mpsc::Receiver<()>,
-    counters: &Counters,
-) {
+fn run(db: &GitDb, cfg: &RemoteConfig, stop: &Stop, counters: &Counters) {
     log::info!(
         "remote: syncing with {} every {:?} and after each commit",
         cfg.urls.join(", "),
         cfg.interval
     );
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         let mut all_ok = true;
         for url in &cfg.urls {
-            if stop.load(Ordering::Relaxed) {
+            if stop.is_stopped() {
                 return;
             }
             match sync_one(db, cfg, url, counters) {
@@ -211,12 +181,9 @@ fn run(
                 .last_ok_ms
                 .store(crate::defaults::now_ms(), Ordering::Relaxed);
         }
-        match woken.recv_timeout(cfg.interval) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) => {
-                // Commits in a burst: one sync after the last of them.
-                while woken.try_recv().is_ok() {}
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
+        // Until the interval is up or a commit wakes it.
+        if stop.wait(cfg.interval) {
+            return;
         }
     }
 }

@@ -129,6 +129,13 @@ enum Cmd {
     /// Run a headless node: gossip with peers (and their merges, and commits made by stock
     /// git) without a mount, until SIGINT/SIGTERM.
     Serve {
+        /// Commit the working layer after this much quiet, as gitdb-mount's --autocommit:
+        /// `off`, or a duration such as `500ms`, `5s`, `2m` (a bare number is seconds).
+        #[arg(long, default_value = "off", value_parser = gitdb::durations::parse_autocommit)]
+        autocommit: gitdb::durations::Autocommit,
+        /// How often the branch is re-read to adopt commits made by stock git.
+        #[arg(long, default_value = "500ms", value_parser = gitdb::durations::parse_duration)]
+        refresh_interval: std::time::Duration,
         #[command(flatten)]
         gossip: gitdb::gossip::cli::GossipArgs,
     },
@@ -263,12 +270,22 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             },
         )
     };
-    if let Cmd::Serve { gossip } = &cli.cmd {
+    if let Cmd::Serve {
+        gossip,
+        autocommit,
+        refresh_interval,
+    } = &cli.cmd
+    {
         // Checked before anything starts: a bad flag costs nothing.
         let cfg = gossip.config()?;
         let remote = gossip.remote_config()?;
         let db = std::sync::Arc::new(open()?);
         let _door = door::serve(db.clone())?;
+        // Refresh and autocommit, as a mount runs them; stopped when this returns.
+        let _tasks = db.start_tasks(gitdb::db::TaskOptions {
+            refresh_interval: Some(*refresh_interval),
+            autocommit: autocommit.0,
+        })?;
         gitdb::gossip::serve_until_signalled(db, cfg, remote)?;
         return Ok(ExitCode::SUCCESS);
     }

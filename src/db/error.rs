@@ -60,6 +60,11 @@ pub enum DbError {
     NoReplication,
     #[error("sync failed: {reason}")]
     Replication { reason: String },
+    #[error("starting the {name} thread: {source}")]
+    Thread {
+        name: &'static str,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
@@ -74,6 +79,7 @@ impl DbError {
             DbError::Store(e) => e.io_error(),
             DbError::Meta(e) => e.io(),
             DbError::CopyOut { source, .. } => Some(source),
+            DbError::Thread { source, .. } => Some(source),
             _ => None,
         }
     }

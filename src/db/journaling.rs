@@ -60,6 +60,8 @@ impl GitDb {
         };
         j.append(record).map_err(journal_err(j.path()))?;
         js.appended += 1;
+        // Autocommit's quiet period starts again (see [`super::tasks`]).
+        self.note_activity();
         Ok(())
     }
 

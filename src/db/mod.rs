@@ -24,7 +24,8 @@
 //! 3. `state` (RwLock) — readers take it shared for a map lookup; writers take it exclusively
 //!    only to swap in a change. No I/O is done under the write lock, so a read never waits
 //!    behind a commit for longer than the switch of the head.
-//! 4. `subscribers` — taken alone, after the others are released, to send [`HeadEvent`]s.
+//! 4. `subscribers` — taken alone, after the others are released, to send [`HeadEvent`]s
+//!    (and, beside it, the head watch, which is no lock of ours: see [`events`]).
 //!
 //! `meta` (the node-local modes and owners, see [`meta`]) is a leaf: taken alone by `stat`-time
 //! lookups and chmod/chown, or under `journal` by a delete or rename that must move or drop
@@ -43,7 +44,9 @@
 //! - `staged.rs`: the refs that keep staged blobs from `git gc`.
 //! - `commit.rs`: commit and rollback.
 //! - `head.rs`: adopting a moved head; a read-only handle following the writer's journal.
-//! - `events.rs`: [`HeadEvent`]s and their subscribers.
+//! - `events.rs`: [`HeadEvent`]s and their subscribers; the head and clock as a tokio `watch`.
+//! - `tasks.rs`: the background tasks every node runs (refresh, autocommit) and their guard.
+//! - `failures.rs`: the last failure of each background operation, for `status`.
 //! - `metadata.rs`: the verbs on the node-local modes and owners.
 //! - `status.rs`: [`Status`].
 //! - `history.rs`: commits, log, diff and reads at a revision.
@@ -69,6 +72,7 @@ mod commit;
 pub mod conflicts;
 mod error;
 mod events;
+mod failures;
 pub mod follow;
 mod head;
 pub mod history;
@@ -83,6 +87,7 @@ mod read;
 pub mod replication;
 mod staged;
 mod status;
+pub mod tasks;
 #[cfg(test)]
 mod testfs;
 pub mod transfer;
@@ -98,7 +103,8 @@ pub use crate::db::clock::{ClockError, ClockOrdering, CommitStamp, Hlc, NodeId, 
 pub use crate::db::commit::CommitOutcome;
 pub use crate::db::error::{DbError, Result};
 use crate::db::events::Subscriber;
-pub use crate::db::events::{HeadEvent, HeadMove, HeadOrigin};
+pub use crate::db::events::{HeadEvent, HeadMove, HeadOrigin, HeadState};
+pub use crate::db::failures::{FailedOp, LastErrors};
 pub use crate::db::history::{CommitInfo, DiffEntry, DiffKind, LogEntry};
 use crate::db::journal::Journal;
 pub use crate::db::key::{Key, KeyError};
@@ -106,6 +112,7 @@ use crate::db::meta::MetaStore;
 pub use crate::db::meta::{Defaults as MetaDefaults, Meta, MetaError, NodeType};
 pub use crate::db::replication::{PeerStatus, ReplicationCounters, Replicator};
 pub use crate::db::status::{DirtyKey, Status};
+pub use crate::db::tasks::{DbTasks, TaskOptions};
 pub use crate::db::transfer::{ExportStats, Receiver};
 use crate::db::witness::Witnesses;
 use crate::db::working::Working;
@@ -253,6 +260,11 @@ pub struct GitDb {
     state: RwLock<State>,
     /// Taken last, only to send: subscribers are never called under another lock.
     subscribers: Mutex<Vec<Subscriber>>,
+    /// The head and clock for tokio tasks (see [`events`]), made on the first
+    /// [`GitDb::watch_head`].
+    head_watch: std::sync::OnceLock<tokio::sync::watch::Sender<HeadState>>,
+    /// The background tasks' shared state: last activity, last failures (see [`tasks`]).
+    tasks: tasks::TaskState,
     /// Modes and owners of paths, node-local (see [`meta`]). Leaf lock.
     meta: Mutex<MetaStore>,
     /// Where the last search for a visible value below a directory succeeded (a leaf lock,

@@ -104,6 +104,8 @@ impl GitDb {
                 hlc: stamp.hlc.unwrap_or_default(),
             }),
             subscribers: Mutex::new(Vec::new()),
+            head_watch: std::sync::OnceLock::new(),
+            tasks: crate::db::tasks::TaskState::default(),
             meta: Mutex::new(meta),
             witnesses: Witnesses::default(),
             replicator: RwLock::new(None),

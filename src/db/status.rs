@@ -2,7 +2,7 @@
 //! Apart from the verbs because it only reports: it reads the state, the witnesses' counter and
 //! the replication hook, and changes nothing.
 
-use crate::db::{Change, GitDb, PeerStatus};
+use crate::db::{Change, FailedOp, GitDb, PeerStatus};
 
 /// A snapshot of the node for `status`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -22,6 +22,9 @@ pub struct Status {
     pub visibility_scans: u64,
     /// The replication service's peers (empty for a single node).
     pub peers: Vec<PeerStatus>,
+    /// The latest failure of the db's background tasks still standing (an autocommit, see
+    /// [`crate::db::tasks`]); a mount shows the latest of this and its own.
+    pub last_error: Option<FailedOp>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -61,6 +64,7 @@ impl GitDb {
                 .collect(),
             visibility_scans: self.visibility_scans(),
             peers: self.peers(),
+            last_error: self.task_error(),
         }
     }
 }

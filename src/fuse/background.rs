@@ -1,7 +1,10 @@
 //! Mounting, and the threads that keep the mount honest while HEAD moves under it.
 //!
-//! - `gitdb-refresh` calls [`GitDb::refresh`] every `refresh_interval` to adopt commits made
-//!   behind the mount's back (stock git today, gossip merges later).
+//! - The db's own tasks ([`GitDb::start_tasks`], see [`crate::db::tasks`]), owned by the
+//!   mount while it lives: `gitdb-refresh` adopts commits made behind the mount's back every
+//!   `refresh_interval`, and `gitdb-autocommit` (with `--autocommit DUR`) commits the working
+//!   layer after DUR of quiet; the mount tells the db of activity it has not handed over yet
+//!   (a file being created or written), so the quiet waits for that too.
 //! - `gitdb-inval` owns the fuser `Notifier` and serves `KernelTask`s in order. The db's news
 //!   ([`GitDb::subscribe_with`]) is queued there by the thread that made the change, before
 //!   that change returns: for a head *adopted* from elsewhere or a rollback it drops the
@@ -13,20 +16,22 @@
 //!   just written in the page cache (`prefill`, `notify_store`). It runs outside every FUSE
 //!   callback and takes leaf locks only to compute the targets, never while notifying: a
 //!   notification waits for the kernel, which may be waiting for a callback that needs a lock.
-//! - `gitdb-autocommit` (with `--autocommit DUR`) commits the working layer after DUR of quiet.
+//! - `gitdb-poll` (with busy polling) ends polling after a period without requests.
+//!
+//! Each is a [`Periodic`]: stopped and joined at shutdown.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fuser::{Config, INodeNo, MountOption, Notifier, SessionACL};
 
 use super::mountpoint::{is_mounted, lazy_unmount, prepare_mountpoint, unmount};
 use super::{FsConfig, GitDbFs, KernelTask, Shared};
-use crate::db::{GitDb, HeadEvent, HeadOrigin};
+use crate::db::{DbTasks, GitDb, HeadEvent, HeadOrigin, TaskOptions};
+use crate::periodic::{Periodic, Stop};
 
 /// Errors of mounting and unmounting.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +103,8 @@ pub enum MountError {
     },
     #[error("syncing the journal: {0}")]
     Sync(#[from] crate::db::DbError),
+    #[error("{0}")]
+    Tasks(crate::db::DbError),
 }
 
 /// How to mount.
@@ -143,8 +150,10 @@ impl Default for MountOptions {
 /// A live mount and its threads. [`Mounted::shutdown`] ends it cleanly.
 pub struct Mounted {
     session: Option<fuser::BackgroundSession>,
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    /// The mount's own threads (invalidation, busy-poll governor).
+    threads: Vec<Periodic>,
+    /// The db's refresh and autocommit, for as long as the mount lives.
+    tasks: Option<DbTasks>,
     shared: Arc<Shared>,
     mountpoint: PathBuf,
     stop_timeout: Duration,
@@ -329,13 +338,9 @@ pub fn mount(
         path: mountpoint.to_owned(),
         source,
     })?;
-    let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
-    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-        std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(f)
-            .map_err(MountError::Thread)
+    let spawn = |name: &str, f: Box<dyn FnOnce(&Stop) + Send>| {
+        Periodic::spawn(name, f).map_err(MountError::Thread)
     };
 
     {
@@ -351,7 +356,6 @@ pub fn mount(
         });
     }
     {
-        let stop = stop.clone();
         let shared = shared.clone();
         let delay = prefill_test_delay();
         let warmer = match super::warmer::Warmer::start(mountpoint) {
@@ -366,8 +370,8 @@ pub fn mount(
         };
         threads.push(spawn(
             "gitdb-inval",
-            Box::new(move || {
-                while !stop.load(Ordering::Relaxed) {
+            Box::new(move |stop| {
+                while !stop.is_stopped() {
                     match inval_rx.recv_timeout(Duration::from_millis(200)) {
                         Ok(KernelTask::News(ev)) => news(&shared, &notifier, ev),
                         Ok(KernelTask::Reply(reply)) => reply(),
@@ -388,63 +392,24 @@ pub fn mount(
         )?);
     }
     if shared.busy.get().is_some() {
-        let stop = stop.clone();
         let shared = shared.clone();
         threads.push(spawn(
             "gitdb-poll",
-            Box::new(move || {
+            Box::new(move |stop| {
                 if let Some(busy) = shared.busy.get() {
-                    busy.run(&stop);
+                    busy.run(stop.flag());
                 }
             }),
         )?);
     }
-    {
-        let stop = stop.clone();
-        let db = db.clone();
-        let interval = options.refresh_interval;
-        threads.push(spawn(
-            "gitdb-refresh",
-            Box::new(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    sleep_unless(&stop, interval);
-                    match db.refresh() {
-                        Ok(Some(m)) => log::info!("adopted head {:?} (was {:?})", m.new, m.old),
-                        Ok(None) => {}
-                        Err(e) => log::warn!("refresh: {e}"),
-                    }
-                }
-            }),
-        )?);
-    }
-    if let Some(quiet) = options.autocommit {
-        let stop = stop.clone();
-        let shared = shared.clone();
-        threads.push(spawn(
-            "gitdb-autocommit",
-            Box::new(move || {
-                let tick = (quiet / 4).clamp(Duration::from_millis(20), Duration::from_millis(250));
-                while !stop.load(Ordering::Relaxed) {
-                    sleep_unless(&stop, tick);
-                    let db = shared.db();
-                    let now = crate::defaults::now_ms();
-                    if db.is_dirty()
-                        && now.saturating_sub(shared.last_change_ms()) >= quiet.as_millis() as u64
-                    {
-                        match db.commit("autocommit", now) {
-                            Ok(outcome) => {
-                                shared.clear_last_error("autocommit");
-                                log::info!("autocommit: {outcome:?}")
-                            }
-                            Err(e) => {
-                                shared.set_last_error("autocommit", format!("autocommit: {e}"))
-                            }
-                        }
-                    }
-                }
-            }),
-        )?);
-    }
+    // Refresh and autocommit are the db's (a headless node runs them too); the mount only
+    // reports the activity the db cannot see yet (see `Times::note_change`).
+    let tasks = db
+        .start_tasks(TaskOptions {
+            refresh_interval: Some(options.refresh_interval),
+            autocommit: options.autocommit,
+        })
+        .map_err(MountError::Tasks)?;
     log::info!(
         "mounted {} on {}",
         db.git_dir().display(),
@@ -452,23 +417,12 @@ pub fn mount(
     );
     Ok(Mounted {
         session: Some(session),
-        stop,
         threads,
+        tasks: Some(tasks),
         shared,
         mountpoint: mountpoint.to_owned(),
         stop_timeout: options.stop_timeout,
     })
-}
-
-fn sleep_unless(stop: &AtomicBool, total: Duration) {
-    let deadline = Instant::now() + total;
-    while !stop.load(Ordering::Relaxed) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
-    }
 }
 
 /// Brings the kernel's caches in line with a change the db announced.
@@ -676,10 +630,11 @@ impl Mounted {
                 self.unmount_waiting(session);
             }
         }
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        self.tasks.take();
+        for t in &self.threads {
+            t.signal_stop();
         }
+        self.threads.clear();
         log::info!(
             "unmounted {}; syncing the journal",
             self.mountpoint.display()
@@ -746,7 +701,11 @@ impl Drop for Mounted {
         if self.session.is_some() {
             self.shared.flush_open_files(true);
         }
-        self.stop.store(true, Ordering::Relaxed);
+        self.tasks.take();
+        // Not joined: the invalidation thread may be waiting for a kernel that is going away.
+        for t in self.threads.drain(..) {
+            t.detach();
+        }
         if let Some(session) = self.session.take() {
             drop(session);
         }

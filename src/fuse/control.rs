@@ -119,58 +119,7 @@ pub fn parse(path: &str) -> Option<CtlNode> {
     })
 }
 
-/// The last failure of each operation, for `status`'s `last_error`: an operation's entry is
-/// dropped when that operation next succeeds, so what `status` shows is still failing, and
-/// when it was, rather than a message that stays forever after one bad moment.
-#[derive(Debug, Default)]
-pub struct LastErrors {
-    by_op: std::collections::BTreeMap<String, (u64, FailedOp)>,
-    seq: u64,
-}
-
-/// One failure as `status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FailedOp {
-    /// What failed: `ctl`, `autocommit`, `write /key`.
-    pub op: String,
-    pub message: String,
-    /// When, as RFC 3339 (UTC) and as Unix milliseconds.
-    pub at: String,
-    pub at_ms: u64,
-}
-
-impl LastErrors {
-    pub fn failed(&mut self, op: &str, message: String, now_ms: u64) {
-        self.seq += 1;
-        let at = humantime::format_rfc3339_millis(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms),
-        )
-        .to_string();
-        let failure = FailedOp {
-            op: op.to_owned(),
-            message,
-            at,
-            at_ms: now_ms,
-        };
-        self.by_op.insert(op.to_owned(), (self.seq, failure));
-    }
-
-    pub fn succeeded(&mut self, op: &str) {
-        self.by_op.remove(op);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_op.is_empty()
-    }
-
-    /// The most recent failure of the operations still failing.
-    pub fn latest(&self) -> Option<&FailedOp> {
-        self.by_op
-            .values()
-            .max_by_key(|(seq, _)| *seq)
-            .map(|(_, f)| f)
-    }
-}
+pub use crate::db::{FailedOp, LastErrors};
 
 /// `status` lists at most this many uncommitted changes (`dirty_count` has them all): it is
 /// generated at every open, and a monitor polling it should not read megabytes after a bulk
@@ -179,11 +128,11 @@ pub const STATUS_DIRTY_MAX: usize = 1000;
 
 /// The JSON document of `status`: the db's status plus what the mount knows.
 #[derive(serde::Serialize)]
-struct StatusDoc<'a> {
+struct StatusDoc {
+    /// Its `last_error` is the latest of the db's tasks' and the mount's own.
     #[serde(flatten)]
     db: Status,
     conflicts: Vec<String>,
-    last_error: Option<&'a FailedOp>,
     /// Empty directories made with mkdir, kept by the mount only (git cannot store them).
     empty_dirs: Vec<String>,
     #[serde(flatten)]
@@ -200,10 +149,18 @@ pub fn render(
 ) -> Vec<u8> {
     match node {
         CtlNode::Status => {
+            let mut status = db.status_summary(STATUS_DIRTY_MAX);
+            if let Some(mine) = last_error
+                && status
+                    .last_error
+                    .as_ref()
+                    .is_none_or(|db| db.at_ms <= mine.at_ms)
+            {
+                status.last_error = Some(mine.clone());
+            }
             let doc = StatusDoc {
-                db: db.status_summary(STATUS_DIRTY_MAX),
+                db: status,
                 conflicts: conflicts(db),
-                last_error,
                 empty_dirs,
                 stats,
             };

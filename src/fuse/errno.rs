@@ -38,6 +38,7 @@ impl ToErrno for DbError {
             | DbError::MissingValue { .. }
             | DbError::CommitRace { .. }
             | DbError::CopyOut { .. }
+            | DbError::Thread { .. }
             | DbError::Meta(_) => self.io_error().map_or(libc::EIO, io_errno),
         }
     }

@@ -37,40 +37,27 @@ pub enum OptionsError {
     Gossip(#[from] crate::gossip::cli::GossipCliError),
 }
 
-/// The longest duration any option takes: longer ones are typos, and would overflow a
-/// deadline computed from them.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+pub use crate::durations::{Autocommit, MAX_DURATION};
 
-/// A duration such as `500ms`, `5s`, `2m`, `1h 30m` (humantime), or a bare number of
-/// seconds; at most [`MAX_DURATION`].
+/// A duration such as `500ms`, `5s`, `2m`, `1h 30m`, or a bare number of seconds; at most
+/// [`MAX_DURATION`] (see [`crate::durations`]).
 pub fn parse_duration(s: &str) -> Result<Duration, OptionsError> {
-    let s = s.trim();
-    let err = |reason: String| OptionsError::Duration {
-        value: s.to_owned(),
-        reason,
-    };
-    let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        Duration::from_secs(s.parse().map_err(|_| err("too large".into()))?)
-    } else {
-        humantime::parse_duration(s).map_err(|e| err(e.to_string()))?
-    };
-    if d > MAX_DURATION {
-        return Err(err("longer than a year".into()));
-    }
-    Ok(d)
+    crate::durations::parse_duration(s).map_err(OptionsError::from)
 }
 
 /// `off` (or `0`): never; else a duration.
 pub fn parse_autocommit(s: &str) -> Result<Autocommit, OptionsError> {
-    if s.trim() == "off" || s.trim() == "0" {
-        return Ok(Autocommit(None));
-    }
-    parse_duration(s).map(|d| Autocommit(Some(d)))
+    crate::durations::parse_autocommit(s).map_err(OptionsError::from)
 }
 
-/// `--autocommit`: commit after this much quiet, or never.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Autocommit(pub Option<Duration>);
+impl From<crate::durations::DurationError> for OptionsError {
+    fn from(e: crate::durations::DurationError) -> OptionsError {
+        OptionsError::Duration {
+            value: e.value,
+            reason: e.reason,
+        }
+    }
+}
 
 /// `gitdb-mount`'s flags.
 #[derive(clap::Parser, Debug)]

@@ -64,8 +64,6 @@ pub struct Shared {
     /// Bumped whenever `nlinks` changes: a count computed across a bump may be stale and is
     /// not kept.
     pub(super) nlinks_gen: AtomicU64,
-    /// Unix ms of the last change through the mount (for autocommit).
-    pub(super) last_change_ms: AtomicU64,
     pub(super) last_error: Mutex<super::control::LastErrors>,
     /// Whether `last_error` holds anything: read by every flush without taking the lock.
     errors_on_record: AtomicBool,
@@ -134,7 +132,6 @@ impl Shared {
             times: Mutex::new(BTreeMap::new()),
             nlinks: Mutex::new(BTreeMap::new()),
             nlinks_gen: AtomicU64::new(0),
-            last_change_ms: AtomicU64::new(0),
             last_error: Mutex::new(super::control::LastErrors::default()),
             errors_on_record: AtomicBool::new(false),
             kernel: Mutex::new(kernel),
@@ -161,11 +158,6 @@ impl Shared {
         if let Some(busy) = self.busy.get() {
             busy.request();
         }
-    }
-
-    /// Unix ms of the last change made through the mount.
-    pub fn last_change_ms(&self) -> u64 {
-        self.last_change_ms.load(Ordering::Relaxed)
     }
 
     /// The mount-relative path of `ino`, if it still has one.

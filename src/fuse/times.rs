@@ -2,12 +2,11 @@
 //! show their head commit's time, and what changed through the mount is recorded here, per
 //! path, for the mount's lifetime.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::FileAttr;
 
-use super::fscore::{FsCore, now_ms};
+use super::fscore::FsCore;
 use super::shared::lock;
 use crate::paths::split;
 
@@ -78,9 +77,10 @@ impl FsCore {
         t
     }
 
-    /// Something changed through the mount (for autocommit).
+    /// Something changed through the mount: autocommit's quiet period starts again, even
+    /// for a change the db does not hold yet (a file created but not yet flushed).
     pub(super) fn note_change(&self) {
-        self.s.last_change_ms.store(now_ms(), Ordering::Relaxed);
+        self.s.db.note_activity();
     }
 
     /// The contents of `path` changed at `at`: its mtime and ctime (never back: `at` may be

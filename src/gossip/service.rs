@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 
 use super::connection::Connection;
 use super::exchange::{self, ExchangeError, Outcome};
@@ -197,15 +197,8 @@ impl Gossip {
             me: me.clone(),
         });
         let (shutdown, stop) = watch::channel(false);
-        let (news_tx, news_rx) = mpsc::unbounded_channel::<ObjectId>();
-        node.db.subscribe_with(move |ev| {
-            if ev.new != ev.old
-                && let Some(new) = ev.new
-            {
-                return news_tx.send(new).is_ok();
-            }
-            !news_tx.is_closed()
-        });
+        // Every head move, awaited straight from the db (no callback, no channel of ours).
+        let news = node.db.watch_head();
         // Peers pass on the address we announce: it is ours, never a peer to list or dial
         // (until the first dial found that out, status and metrics showed us as a down peer).
         if let Some(own) = node.announce_listen() {
@@ -218,7 +211,7 @@ impl Gossip {
             runtime.spawn(accept_loop(node.clone(), listener, stop.clone()));
         }
         runtime.spawn(timer_loop(node.clone(), stop.clone()));
-        runtime.spawn(news_loop(node.clone(), news_rx, stop));
+        runtime.spawn(news_loop(node.clone(), news, stop));
         log::info!(
             "gossip: node {}{}, {} seed peer(s), fanout {}, every {:?}",
             node.db.node(),
@@ -345,20 +338,19 @@ async fn timer_loop(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
 
 async fn news_loop(
     node: Arc<Node>,
-    mut news: mpsc::UnboundedReceiver<ObjectId>,
+    mut news: watch::Receiver<crate::db::HeadState>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let first = tokio::select! {
-            n = news.recv() => n,
+        tokio::select! {
+            changed = news.changed() => if changed.is_err() { return },
             _ = stop.changed() => return,
-        };
-        if first.is_none() {
-            return;
         }
-        // A burst of head moves is one push.
-        while news.try_recv().is_ok() {}
-        let _ = node.round(false).await;
+        // The watch holds only the latest head: a burst of moves is one push. (An unborn
+        // branch has nothing to push.)
+        if news.borrow_and_update().head.is_some() {
+            let _ = node.round(false).await;
+        }
     }
 }
 
