@@ -49,6 +49,8 @@
 //! - `history.rs`: commits, log, diff and reads at a revision.
 //! - `clock.rs`: node ids, vector clocks and hybrid timestamps, and how they live in commits.
 //! - `conflicts.rs`: the conflicted keys a merge commit records.
+//! - `stamp.rs`: the one rule for the stamp that orders a commit (its own, or inherited by a
+//!   stock-git commit), read by db and merge alike.
 //! - `follow.rs`: following a branch's committed head from outside (`gitdb watch`).
 //! - `journal.rs`: the journal file: records, replay, reset in place.
 //! - `key.rs`: keys, the validated and normalized names of values.
@@ -80,6 +82,7 @@ mod open;
 mod read;
 pub mod replication;
 mod staged;
+pub(crate) mod stamp;
 mod status;
 #[cfg(test)]
 mod testfs;
