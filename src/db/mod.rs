@@ -287,11 +287,11 @@ impl GitDb {
         &self.branch
     }
 
-    /// The store underneath, for merge (plumbing that reads and writes trees) and the merge
-    /// layer's convergence tests, which check trees object by object. fuse, gossip, door and
-    /// the binaries never call it: they go through the db's own verbs (checked by grep in
-    /// review; see the layer rules in docs/design.md).
-    pub fn store(&self) -> &Store {
+    /// The store underneath, for merge (plumbing that reads and writes trees) and the crate's
+    /// own unit tests. Not public: fuse, gossip, door, the binaries and the integration tests
+    /// go through the db's verbs (see the layer rules in docs/design.md), which the compiler
+    /// now checks instead of review.
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
