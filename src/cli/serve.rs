@@ -18,3 +18,29 @@ pub fn run(target: &Target, gossip: &GossipArgs) -> Result<u8> {
     crate::gossip::serve_until_signalled(db, cfg, remote)?;
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::CliError;
+
+    #[test]
+    fn a_bad_flag_is_refused_before_the_repository_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Target::new(Some(dir.path().join("r.git")), None, "main".into()).unwrap();
+        let stray = GossipArgs {
+            fanout: Some(3),
+            ..GossipArgs::default()
+        };
+        assert!(matches!(run(&t, &stray), Err(CliError::GossipFlags(_))));
+        let timeout_alone = GossipArgs {
+            remote_timeout: Some("5s".into()),
+            ..GossipArgs::default()
+        };
+        assert!(matches!(
+            run(&t, &timeout_alone),
+            Err(CliError::GossipFlags(_))
+        ));
+        assert!(!t.repo.exists());
+    }
+}
