@@ -157,12 +157,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<u8, cli::CliError> {
-    let mut out = std::io::stdout().lock();
+    // Taken by each command that prints, not for the whole run: `gitdb serve` prints from
+    // the library too.
+    let out = || std::io::stdout().lock();
     // Generated from the flags themselves: need no repository.
     match cli.cmd {
         Cmd::Completions { shell, bin } => {
             let (cmd, name) = bin.command();
-            return cli::docs::completions(shell, cmd, name, &mut out);
+            return cli::docs::completions(shell, cmd, name, &mut out());
         }
         Cmd::Man { dir } => {
             let programs = [Program::Gitdb, Program::GitdbMount].map(Program::command);
@@ -194,10 +196,16 @@ fn run(cli: Cli) -> Result<u8, cli::CliError> {
         Cmd::Sync => door(Command::Sync),
         Cmd::Show { rev, key } => {
             let db = target.open(Access::Read)?;
-            cli::history::show(&db, &rev, key.as_deref(), &mut out, &mut std::io::stderr())
+            cli::history::show(
+                &db,
+                &rev,
+                key.as_deref(),
+                &mut out(),
+                &mut std::io::stderr(),
+            )
         }
         Cmd::Diff { from, to } => {
-            cli::history::diff(&target.open(Access::Read)?, &from, &to, &mut out)
+            cli::history::diff(&target.open(Access::Read)?, &from, &to, &mut out())
         }
         Cmd::Merge {
             rev,
@@ -210,7 +218,7 @@ fn run(cli: Cli) -> Result<u8, cli::CliError> {
                 merge_driver.as_deref(),
                 std::time::Duration::from_millis(driver_timeout_ms),
             )?;
-            cli::merging::run(&target, &rev, &strategy, &mut out)
+            cli::merging::run(&target, &rev, &strategy, &mut out())
         }
         Cmd::Watch {
             prefix,
@@ -228,7 +236,7 @@ fn run(cli: Cli) -> Result<u8, cli::CliError> {
                 timeout,
                 command,
             };
-            cli::watch::run(&target, flags, &mut out)
+            cli::watch::run(&target, flags, &mut out())
         }
         Cmd::Serve { gossip } => cli::serve::run(&target, &gossip),
         Cmd::Completions { .. } | Cmd::Man { .. } => unreachable!("answered above"),
