@@ -18,6 +18,8 @@
 //!   through the git CLI.
 //! - [`watch`]: `gitdb watch`, following committed changes under a prefix and running a
 //!   command per change.
+//! - [`cli`]: what the binaries' commands do once their flags are parsed, at the binaries'
+//!   level (above every layer), so that `src/bin/` holds only clap structs and calls.
 //!
 //! Each layer only calls the one below it.
 //!
@@ -35,6 +37,7 @@
 //! request into a dead mount whose unsaved work could no longer be stored at unmount. A new
 //! lock must keep to that rule, or return an error on poison and say why where it is defined.
 
+pub mod cli;
 pub mod db;
 pub mod defaults;
 pub mod door;

@@ -1,7 +1,7 @@
 //! Convergence property test of the merge layer: N simulated nodes (separate repositories in one
 //! process) make random sets, deletes and commits, and exchange heads pairwise under a seeded
-//! schedule (objects copied with the store, then each side merges the other's pre-exchange
-//! head). Every exchange must leave both nodes on the same commit (merge is commutative), a
+//! schedule (objects moved with db's transfer verbs, as gossip moves them, then each side
+//! merges the other's pre-exchange head). Every exchange must leave both nodes on the same commit (merge is commutative), a
 //! second exchange must be a no-op (idempotent), and once every pair has exchanged after the
 //! last write, all nodes hold the same commit and tree. Under KeepBoth a checker proves that no
 //! committed value was lost.
@@ -11,6 +11,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 
+use gitdb::db::DiffKind;
 use gitdb::merge::{MergeOutcome, Resolution, Strategy, merge};
 use gitdb::store::ObjectId;
 use gitdb::{GitDb, NodeId};
@@ -82,20 +83,28 @@ thread_local! {
     static CONFLICTED: Cell<usize> = const { Cell::new(0) };
 }
 
+/// Moves `head` and what it needs from `from` into `to`, as a gossip pull does.
+fn copy(to: &GitDb, from: &GitDb, head: ObjectId) {
+    let haves = to.haves(&[]).unwrap();
+    let mut rx = to.receiver().unwrap();
+    from.export(head, &haves, &mut |item| rx.add(item)).unwrap();
+    rx.finish(head).unwrap();
+}
+
 /// Copies heads both ways, then each node merges the other's pre-exchange head.
 fn exchange(a: &Node, b: &Node, s: &Strategy, ctx: &str) {
     let (Some(ha), Some(hb)) = (a.db.head(), b.db.head()) else {
         for (to, from) in [(a, b), (b, a)] {
             if let Some(h) = from.db.head() {
-                to.db.store().copy_from(from.db.store(), h).unwrap();
+                copy(&to.db, &from.db, h);
                 merge(&to.db, h, None, s, 0).unwrap();
             }
         }
         assert_eq!(a.db.head(), b.db.head(), "{ctx}");
         return;
     };
-    a.db.store().copy_from(b.db.store(), hb).unwrap();
-    b.db.store().copy_from(a.db.store(), ha).unwrap();
+    copy(&a.db, &b.db, hb);
+    copy(&b.db, &a.db, ha);
     let oa = merge(&a.db, hb, None, s, 0).unwrap();
     let ob = merge(&b.db, ha, None, s, 0).unwrap();
     assert_eq!(
@@ -112,9 +121,8 @@ fn exchange(a: &Node, b: &Node, s: &Strategy, ctx: &str) {
     if std::env::var("GITDB_MERGE_DEBUG").is_ok() {
         let h = a.db.head().unwrap();
         eprintln!(
-            "{ctx}: ha={ha} hb={hb} -> {h} {oa:?} / {ob:?}; hb<=h: {} bases(hb,h)={:?}",
-            a.db.store().descends_from(h, hb).unwrap(),
-            a.db.store().merge_bases(hb, h).unwrap()
+            "{ctx}: ha={ha} hb={hb} -> {h} {oa:?} / {ob:?}; hb<=h: {}",
+            a.db.descends_from(h, hb).unwrap(),
         );
     }
     let again = merge(&a.db, hb, None, s, 0).unwrap();
@@ -151,14 +159,15 @@ fn run(seed: u64, strategy: &Strategy) {
         if let gitdb::CommitOutcome::Committed { id, .. } =
             node.db.commit("sim", time + node.skew).unwrap()
         {
-            let store = node.db.store();
-            let old = parent.map_or(store.empty_tree(), |p| store.commit_info(p).unwrap().tree);
-            let new = store.commit_info(id).unwrap().tree;
-            for c in store.diff_trees(old, new).unwrap() {
+            for c in node.db.diff_heads(parent, Some(id)).unwrap() {
+                let value = match c.change {
+                    DiffKind::Deleted => None,
+                    _ => node.db.get_at(&id.to_string(), &c.key).unwrap(),
+                };
                 writes.push(Write {
                     commit: id,
-                    key: c.path,
-                    value: c.new.map(|(_, blob)| store.blob(blob).unwrap().to_vec()),
+                    key: c.key,
+                    value: value.map(|v| v.to_vec()),
                 });
             }
         }
@@ -206,13 +215,11 @@ fn run(seed: u64, strategy: &Strategy) {
         }
     }
     let head = nodes[0].db.head();
-    let store = nodes[0].db.store();
-    let tree = head.map(|h| store.commit_info(h).unwrap().tree);
+    let tree = head.map(|h| nodes[0].db.commit_info(h).unwrap().tree);
     for x in &nodes {
         assert_eq!(x.db.head(), head, "{ctx}");
         assert_eq!(
-            x.db.head()
-                .map(|h| x.db.store().commit_info(h).unwrap().tree),
+            x.db.head().map(|h| x.db.commit_info(h).unwrap().tree),
             tree,
             "{ctx}"
         );
@@ -225,15 +232,19 @@ fn run(seed: u64, strategy: &Strategy) {
 /// Each committed value is in the final tree (as is, inside conflict markers, or moved to a
 /// sibling), or some write of the same key causally followed it.
 fn check_nothing_lost(db: &GitDb, head: ObjectId, writes: &[Write], ctx: &str) {
-    let store = db.store();
-    let tree = store.commit_info(head).unwrap().tree;
-    let mut finals: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    store
-        .walk_values(tree, "", &mut |path, e| {
-            finals.insert(path.to_owned(), store.blob(e.id)?.to_vec());
-            Ok(())
+    let rev = head.to_string();
+    let finals: BTreeMap<String, Vec<u8>> = db
+        .list_recursive_at(&rev)
+        .unwrap()
+        .into_iter()
+        .map(|key| {
+            let value = db
+                .get_at(&rev, &key)
+                .unwrap()
+                .expect("a listed key has a value");
+            (key, value.to_vec())
         })
-        .unwrap();
+        .collect();
     let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
     for w in writes {
         let Some(v) = &w.value else { continue };
@@ -243,7 +254,7 @@ fn check_nothing_lost(db: &GitDb, head: ObjectId, writes: &[Write], ctx: &str) {
         let overwritten = writes.iter().any(|w2| {
             w2.key == w.key
                 && w2.commit != w.commit
-                && store.descends_from(w2.commit, w.commit).unwrap()
+                && db.descends_from(w2.commit, w.commit).unwrap()
         });
         assert!(
             overwritten,

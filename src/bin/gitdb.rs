@@ -1,14 +1,14 @@
 //! `gitdb`: the command-line client, for scripts and for tests that do not mount.
-//! Parses flags and calls the library; every message a user sees comes from a typed error.
+//! Only the flags live here; each command is one call into [`gitdb::cli`], which holds what
+//! the commands do (and its tests). Every message a user sees comes from a typed error.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use gitdb::db::{DiffKind, Options};
-use gitdb::door::{self, exec::display_key};
-use gitdb::{GitDb, NodeId, ValueMode};
+use clap::{CommandFactory, Parser, Subcommand};
+use gitdb::cli::merging::StrategyFlag;
+use gitdb::cli::{self, Access, Target};
+use gitdb::door::Command;
 
 #[derive(Parser)]
 #[command(
@@ -86,7 +86,7 @@ enum Cmd {
         rev: String,
         /// Default: keep-both, or custom when --merge-driver is given.
         #[arg(long, value_enum)]
-        strategy: Option<MergeStrategy>,
+        strategy: Option<StrategyFlag>,
         /// A command in git's merge-driver form, e.g. 'cmd %O %A %B' (implies custom).
         #[arg(long)]
         merge_driver: Option<String>,
@@ -148,236 +148,71 @@ enum Program {
 }
 
 impl Program {
-    fn command(self) -> clap::Command {
-        use clap::CommandFactory;
+    fn command(self) -> (clap::Command, &'static str) {
         match self {
-            Program::Gitdb => Cli::command(),
-            Program::GitdbMount => gitdb::fuse::options::MountCli::command(),
+            Program::Gitdb => (Cli::command(), "gitdb"),
+            Program::GitdbMount => (gitdb::fuse::options::MountCli::command(), "gitdb-mount"),
         }
     }
-}
-
-/// `cmd`'s man page as `<name>.1` in `dir`, and one per subcommand as `<name>-<sub>.1`.
-fn write_man_pages(cmd: clap::Command, name: &str, dir: &std::path::Path) -> std::io::Result<()> {
-    let cmd = cmd.name(name.to_owned());
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
-    std::fs::write(dir.join(format!("{name}.1")), page)?;
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-        let sub_name = format!("{name}-{}", sub.get_name());
-        write_man_pages(sub.clone(), &sub_name, dir)?;
-    }
-    Ok(())
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum MergeStrategy {
-    Lww,
-    KeepBoth,
-    Custom,
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp_millis()
         .init();
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => code,
-        // A reader that stopped reading (`gitdb log | head -1`): nothing to report.
-        Err(e) if broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("gitdb: {e}");
-            ExitCode::from(2)
-        }
-    }
+    ExitCode::from(cli::exit_code("gitdb", run(Cli::parse()), 2))
 }
 
-/// Whether `e` is, or wraps, a write to a closed pipe.
-fn broken_pipe(mut e: &(dyn std::error::Error + 'static)) -> bool {
-    loop {
-        if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-        {
-            return true;
-        }
-        match e.source() {
-            Some(inner) => e = inner,
-            None => return false,
-        }
-    }
-}
-
-fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+fn run(cli: Cli) -> Result<u8, cli::CliError> {
+    // Taken by each command that prints, not for the whole run: `gitdb serve` prints from
+    // the library too.
+    let out = || std::io::stdout().lock();
     // Generated from the flags themselves: need no repository.
-    match &cli.cmd {
+    match cli.cmd {
         Cmd::Completions { shell, bin } => {
-            let name = match bin {
-                Program::Gitdb => "gitdb",
-                Program::GitdbMount => "gitdb-mount",
-            };
-            let mut cmd = bin.command();
-            let mut out = Vec::new();
-            clap_complete::generate(*shell, &mut cmd, name, &mut out);
-            std::io::stdout().lock().write_all(&out)?;
-            return Ok(ExitCode::SUCCESS);
+            let (cmd, name) = bin.command();
+            return cli::docs::completions(shell, cmd, name, &mut out());
         }
         Cmd::Man { dir } => {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            for (bin, name) in [
-                (Program::Gitdb, "gitdb"),
-                (Program::GitdbMount, "gitdb-mount"),
-            ] {
-                write_man_pages(bin.command(), name, dir)
-                    .map_err(|e| format!("writing man pages into {}: {e}", dir.display()))?;
-            }
-            return Ok(ExitCode::SUCCESS);
+            let programs = [Program::Gitdb, Program::GitdbMount].map(Program::command);
+            return cli::docs::man_pages(programs.into(), &dir);
         }
         _ => {}
     }
-    let repo = cli.repo.clone().unwrap_or_else(gitdb::defaults::repo_path);
-    let node = match &cli.node_id {
-        Some(id) => NodeId::new(id)?,
-        None => gitdb::defaults::node_id(),
-    };
-    let writes = matches!(
-        cli.cmd,
-        Cmd::Set { .. }
-            | Cmd::Rm { .. }
-            | Cmd::Commit { .. }
-            | Cmd::Rollback
-            | Cmd::Merge { .. }
-            | Cmd::Serve { .. }
-    );
-    // Readers never take the writer lock, so they work beside a running gitdb-mount, and
-    // never create a repository: a typo in --repo is an error, not an empty store.
-    if !writes && !repo.exists() {
-        return Err(format!(
-            "no repository at {} (commands that write create one)",
-            repo.display()
-        )
-        .into());
-    }
-    let open = || {
-        GitDb::open(
-            &repo,
-            node,
-            Options {
-                branch: cli.branch.clone(),
-                read_only: !writes,
-                create: writes,
-                ..Options::default()
-            },
-        )
-    };
-    if let Cmd::Serve {
-        gossip,
-        autocommit,
-        refresh_interval,
-    } = &cli.cmd
-    {
-        // Checked before anything starts: a bad flag costs nothing.
-        let cfg = gossip.config()?;
-        let remote = gossip.remote_config()?;
-        let db = std::sync::Arc::new(open()?);
-        let _door = door::serve(db.clone())?;
-        // Refresh and autocommit, as a mount runs them; stopped when this returns.
-        let _tasks = db.start_tasks(gitdb::db::TaskOptions {
-            refresh_interval: Some(*refresh_interval),
-            autocommit: autocommit.0,
-        })?;
-        gitdb::gossip::serve_until_signalled(db, cfg, remote)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    if let Cmd::Watch {
-        prefix,
-        interval,
-        debounce,
-        once,
-        timeout,
-        command,
-    } = cli.cmd
-    {
-        let plan = gitdb::watch::WatchPlan {
-            prefix: gitdb::db::Key::parse(&prefix)?,
-            interval: interval.max(std::time::Duration::from_millis(1)),
-            debounce,
-            once,
-            timeout,
-            command,
-        };
-        let db = open()?;
-        let mut out = std::io::stdout().lock();
-        return Ok(match gitdb::watch::run(&db, &plan, &mut out)? {
-            gitdb::watch::WatchEnd::Stopped => ExitCode::SUCCESS,
-            gitdb::watch::WatchEnd::Ran(code) => {
-                ExitCode::from(code.and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
-            }
-            gitdb::watch::WatchEnd::TimedOut => {
-                eprintln!(
-                    "gitdb: no change under {prefix} within {}",
-                    humantime::format_duration(timeout.unwrap_or_default())
-                );
-                ExitCode::from(1)
-            }
-        });
-    }
-    // The commands a daemon serves go to its door while one holds the repository.
-    let cmd = match door_command(cli.cmd)? {
-        Ok(command) => {
-            let ask = door::Ask {
-                branch: cli.branch.clone(),
-                node: cli.node_id.clone(),
-                command,
-            };
-            let response = door::client::run(&repo, &ask, open);
-            return Ok(ExitCode::from(door::client::print(&response)?));
-        }
-        Err(cmd) => cmd,
-    };
-    let db = open()?;
-    let mut out = std::io::stdout().lock();
-    match cmd {
-        Cmd::Show {
-            rev,
-            key: Some(key),
-        } => match db.get_at(&rev, &key)? {
-            Some(v) => out.write_all(&v)?,
-            None => {
-                eprintln!("gitdb: no such key at {rev}: {}", display_key(&key));
-                return Ok(ExitCode::from(1));
-            }
-        },
-        Cmd::Show { rev, key: None } => {
-            let id = db.resolve_rev(&rev)?;
-            let info = db.commit_info(id)?;
-            writeln!(out, "commit {id}")?;
-            writeln!(out, "author {}", info.author)?;
-            writeln!(out)?;
-            for line in info.message.lines() {
-                writeln!(out, "    {line}")?;
-            }
-            let parent = info.parents.first().map(|p| p.to_string());
-            let changes = match parent {
-                Some(p) => db.diff(&p, &id.to_string())?,
-                None => db
-                    .list_recursive_at(&id.to_string())?
-                    .into_iter()
-                    .map(|key| gitdb::db::DiffEntry {
-                        key,
-                        change: DiffKind::Added,
-                    })
-                    .collect(),
-            };
-            writeln!(out)?;
-            for c in changes {
-                writeln!(out, "{} /{}", diff_letter(c.change), c.key)?;
-            }
+    let target = Target::new(cli.repo, cli.node_id, cli.branch)?;
+    let door = |command| cli::client::run(&target, command);
+    match cli.cmd {
+        Cmd::Get { key } => door(Command::Get { key }),
+        Cmd::Set {
+            key,
+            value,
+            exec,
+            symlink,
+        } => door(Command::Set {
+            key,
+            value: cli::client::set_value(value, &mut std::io::stdin().lock())?,
+            mode: cli::client::value_mode(exec, symlink),
+        }),
+        Cmd::Rm { key, recursive } => door(Command::Rm { key, recursive }),
+        Cmd::Ls { prefix, recursive } => door(Command::Ls { prefix, recursive }),
+        Cmd::Commit { message } => door(Command::Commit { message }),
+        Cmd::Rollback => door(Command::Rollback),
+        Cmd::Status => door(Command::Status),
+        Cmd::Metrics => door(Command::Metrics),
+        Cmd::Log { n } => door(Command::Log { n: n as u64 }),
+        Cmd::Sync => door(Command::Sync),
+        Cmd::Show { rev, key } => {
+            let db = target.open(Access::Read)?;
+            cli::history::show(
+                &db,
+                &rev,
+                key.as_deref(),
+                &mut out(),
+                &mut std::io::stderr(),
+            )
         }
         Cmd::Diff { from, to } => {
-            for c in db.diff(&from, &to)? {
-                writeln!(out, "{} /{}", diff_letter(c.change), c.key)?;
-            }
+            cli::history::diff(&target.open(Access::Read)?, &from, &to, &mut out())
         }
         Cmd::Merge {
             rev,
@@ -385,83 +220,43 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             merge_driver,
             driver_timeout_ms,
         } => {
-            use gitdb::merge::{MergeOutcome, Strategy};
-            let strategy = match (strategy, merge_driver) {
-                (Some(MergeStrategy::Custom) | None, Some(cmd)) => gitdb::merge::merge_driver(
-                    &cmd,
-                    std::time::Duration::from_millis(driver_timeout_ms),
-                ),
-                (Some(MergeStrategy::Custom), None) => {
-                    return Err("--strategy custom needs --merge-driver CMD".into());
-                }
-                (Some(_), Some(_)) => {
-                    return Err("--merge-driver only goes with --strategy custom".into());
-                }
-                (Some(MergeStrategy::Lww), None) => Strategy::LastWriteWins,
-                (Some(MergeStrategy::KeepBoth) | None, None) => Strategy::KeepBoth,
-            };
-            let theirs = db.resolve_rev(&rev)?;
-            match gitdb::merge::merge(&db, theirs, None, &strategy, gitdb::defaults::now_ms())? {
-                MergeOutcome::NoOp => writeln!(out, "noop")?,
-                MergeOutcome::FastForward { to, .. } => writeln!(out, "fast-forward {to}")?,
-                MergeOutcome::Superseded { to, .. } => writeln!(out, "superseded-by {to}")?,
-                MergeOutcome::Merged { commit, conflicts } => {
-                    writeln!(out, "merged {commit}")?;
-                    for key in conflicts {
-                        writeln!(out, "conflict /{key}")?;
-                    }
-                }
-            }
+            let strategy = cli::merging::strategy(
+                strategy,
+                merge_driver.as_deref(),
+                std::time::Duration::from_millis(driver_timeout_ms),
+            )?;
+            cli::merging::run(&target, &rev, &strategy, &mut out())
         }
-        _ => unreachable!("serve, and door_command took every other command"),
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The door's command for `cmd` (reading a `set`'s value from stdin), or `cmd` back when it
-/// is not one the door serves.
-fn door_command(cmd: Cmd) -> std::io::Result<Result<door::Command, Cmd>> {
-    Ok(Ok(match cmd {
-        Cmd::Get { key } => door::Command::Get { key },
-        Cmd::Set {
-            key,
-            value,
-            exec,
-            symlink,
+        Cmd::Watch {
+            prefix,
+            interval,
+            debounce,
+            once,
+            timeout,
+            command,
         } => {
-            let value = match value {
-                Some(v) => v.into_bytes(),
-                None => {
-                    let mut buf = Vec::new();
-                    std::io::stdin().read_to_end(&mut buf)?;
-                    buf
-                }
+            let flags = cli::watch::WatchFlags {
+                prefix,
+                interval,
+                debounce,
+                once,
+                timeout,
+                command,
             };
-            let mode = if exec {
-                ValueMode::Executable
-            } else if symlink {
-                ValueMode::Symlink
-            } else {
-                ValueMode::Regular
-            };
-            door::Command::Set { key, value, mode }
+            cli::watch::run(&target, flags, &mut out())
         }
-        Cmd::Rm { key, recursive } => door::Command::Rm { key, recursive },
-        Cmd::Ls { prefix, recursive } => door::Command::Ls { prefix, recursive },
-        Cmd::Commit { message } => door::Command::Commit { message },
-        Cmd::Rollback => door::Command::Rollback,
-        Cmd::Status => door::Command::Status,
-        Cmd::Metrics => door::Command::Metrics,
-        Cmd::Log { n } => door::Command::Log { n: n as u64 },
-        Cmd::Sync => door::Command::Sync,
-        other => return Ok(Err(other)),
-    }))
-}
-
-fn diff_letter(k: DiffKind) -> char {
-    match k {
-        DiffKind::Added => 'A',
-        DiffKind::Modified => 'M',
-        DiffKind::Deleted => 'D',
+        Cmd::Serve {
+            gossip,
+            autocommit,
+            refresh_interval,
+        } => cli::serve::run(
+            &target,
+            &gossip,
+            gitdb::db::TaskOptions {
+                refresh_interval: Some(refresh_interval),
+                autocommit: autocommit.0,
+            },
+        ),
+        Cmd::Completions { .. } | Cmd::Man { .. } => unreachable!("answered above"),
     }
 }

@@ -2,9 +2,9 @@
 //! commit moved onto the branch by compare-and-swap (retried on top when something else moved
 //! it), then the journal settled. `commit_lock` makes these one at a time.
 
-use crate::db::head::nearest_stamp;
 use crate::db::journal::Record;
 use crate::db::staged::staged_ids;
+use crate::db::stamp::nearest_stamp;
 use crate::db::working::Working;
 use crate::db::{Change, CommitStamp, DbError, GitDb, HeadEvent, HeadOrigin, Hlc, Pending, Result};
 use crate::store::{ObjectId, Signature, StoreError, TreeEdit};

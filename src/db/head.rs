@@ -1,14 +1,16 @@
 //! Following the branch head: adopting a head that something else moved (stock git, a merge,
 //! `move_head`) with the working layer kept on top, and, for a read-only handle, following the
-//! writer's journal. A head's clocks come from its nearest stamped commit.
+//! writer's journal. A head's clocks come from its nearest stamped commit
+//! (the rule is `stamp.rs`'s).
 
 use crate::db::error::journal_err;
 use crate::db::journal::{self, Record};
 use crate::db::journaling::apply_records;
 use crate::db::staged::staged_ids;
+use crate::db::stamp::nearest_stamp;
 use crate::db::working::Working;
 use crate::db::{CommitStamp, GitDb, HeadEvent, HeadMove, HeadOrigin, Pending, Result};
-use crate::store::{ObjectId, Store, StoreError};
+use crate::store::{ObjectId, StoreError};
 
 impl GitDb {
     /// Re-reads the branch ref; if something else moved it (stock git, a merge), adopts the new
@@ -202,24 +204,6 @@ impl GitDb {
         }
         Ok((new != old).then_some(HeadMove { old, new }))
     }
-}
-
-/// The stamp of `id`, or, for a commit made by stock git, of its nearest stamped first-parent
-/// ancestor (so a plain `git commit` does not reset the clock). Bounded: a long stock-git
-/// history without stamps yields an empty stamp rather than a long walk.
-pub(super) fn nearest_stamp(store: &Store, mut id: ObjectId) -> Result<CommitStamp> {
-    for _ in 0..64 {
-        let info = store.commit_info(id)?;
-        let stamp = CommitStamp::from_message(&info.message);
-        if stamp.node.is_some() || !stamp.clock.is_empty() {
-            return Ok(stamp);
-        }
-        match info.parents.first() {
-            Some(p) => id = *p,
-            None => break,
-        }
-    }
-    Ok(CommitStamp::default())
 }
 
 /// The paths whose change differs between two working layers.

@@ -52,6 +52,8 @@
 //! - `history.rs`: commits, log, diff and reads at a revision.
 //! - `clock.rs`: node ids, vector clocks and hybrid timestamps, and how they live in commits.
 //! - `conflicts.rs`: the conflicted keys a merge commit records.
+//! - `stamp.rs`: the one rule for the stamp that orders a commit (its own, or inherited by a
+//!   stock-git commit), read by db and merge alike.
 //! - `follow.rs`: following a branch's committed head from outside (`gitdb watch`).
 //! - `journal/`: the journal file: records, replay, reset in place; its framing (`frame.rs`,
 //!   shared with `meta/`) and readers following it (`follower.rs`).
@@ -86,6 +88,7 @@ mod open;
 mod read;
 pub mod replication;
 mod staged;
+pub(crate) mod stamp;
 mod status;
 pub mod tasks;
 #[cfg(test)]
@@ -298,11 +301,11 @@ impl GitDb {
         &self.branch
     }
 
-    /// The store underneath, for merge (plumbing that reads and writes trees) and the merge
-    /// layer's convergence tests, which check trees object by object. fuse, gossip, door and
-    /// the binaries never call it: they go through the db's own verbs (checked by grep in
-    /// review; see the layer rules in docs/design.md).
-    pub fn store(&self) -> &Store {
+    /// The store underneath, for merge (plumbing that reads and writes trees) and the crate's
+    /// own unit tests. Not public: fuse, gossip, door, the binaries and the integration tests
+    /// go through the db's verbs (see the layer rules in docs/design.md), which the compiler
+    /// now checks instead of review.
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 

@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
 use crate::db::error::journal_err;
-use crate::db::head::nearest_stamp;
 use crate::db::journal::{self, Journal, Record};
 use crate::db::journaling::apply_records;
 use crate::db::meta::MetaStore;
 use crate::db::staged::staged_ids;
+use crate::db::stamp::nearest_stamp;
 use crate::db::witness::Witnesses;
 use crate::db::working::Working;
 use crate::db::{

@@ -262,14 +262,11 @@ impl MountCli {
     pub fn plan(self) -> Result<MountPlan, OptionsError> {
         let parsed = parse_options(&self.options)?;
         let read_only = self.read_only || parsed.read_only;
-        let repo = self
-            .repo
-            .or(parsed.repo)
-            .unwrap_or_else(crate::defaults::repo_path);
-        let node = match self.node_id.as_deref().or(parsed.node_id.as_deref()) {
-            Some(id) => NodeId::new(id).map_err(|e| OptionsError::Node(e.to_string()))?,
-            None => crate::defaults::node_id(),
-        };
+        let crate::defaults::Identity { repo, node } = crate::defaults::resolve(
+            self.repo.or(parsed.repo),
+            self.node_id.as_deref().or(parsed.node_id.as_deref()),
+        )
+        .map_err(|e| OptionsError::Node(e.to_string()))?;
         let db = Options {
             branch: parsed.branch.unwrap_or(self.branch),
             read_only,

@@ -558,3 +558,139 @@ fn each_way_a_merge_moves_the_head_is_announced_with_its_own_origin() {
     assert_eq!(ev.origin, crate::db::HeadOrigin::Merge);
     assert_eq!(ev.changed, vec!["y".to_string()]);
 }
+
+/// Runs stock git on `n`'s repository; its trimmed stdout.
+fn git(n: &Node, index: &std::path::Path, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(n.db.git_dir())
+        .args(args)
+        .env("GIT_INDEX_FILE", index)
+        .env("LC_ALL", "C")
+        .env("GIT_AUTHOR_NAME", "someone")
+        .env("GIT_AUTHOR_EMAIL", "someone@example.com")
+        .env("GIT_COMMITTER_NAME", "someone")
+        .env("GIT_COMMITTER_EMAIL", "someone@example.com")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("git runs");
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(pipe);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "git {args:?} failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A commit by stock git plumbing on `n`'s branch: `key` = `key` on top of the parents'
+/// first tree (none: a root commit), no trailers; the db adopts it. Returns its id.
+fn stock_commit(n: &Node, parents: &[ObjectId], key: &str) -> ObjectId {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    match parents.first() {
+        Some(p) => git(n, &index, &["read-tree", &p.to_string()], None),
+        None => git(n, &index, &["read-tree", "--empty"], None),
+    };
+    let blob = git(n, &index, &["hash-object", "-w", "--stdin"], Some(key));
+    let info = format!("100644,{blob},{key}");
+    git(
+        n,
+        &index,
+        &["update-index", "--add", "--cacheinfo", &info],
+        None,
+    );
+    let tree = git(n, &index, &["write-tree"], None);
+    let mut args = vec!["commit-tree".to_owned(), tree, "-m".into(), key.into()];
+    for p in parents {
+        args.extend(["-p".to_owned(), p.to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let id = git(n, &index, &args, None);
+    git(n, &index, &["update-ref", "refs/heads/main", &id], None);
+    n.db.refresh().unwrap();
+    ObjectId::from_hex(id.as_bytes()).unwrap()
+}
+
+/// db and merge read one stamp per commit: the clock and HLC a db takes from a head are those
+/// merge orders that commit's writes by, on a history with a stock-git root, stock commits
+/// between gitdb commits, a gitdb merge, and a stock merge.
+#[test]
+fn db_and_merge_agree_on_every_commits_stamp_through_stock_git_history() {
+    let (a, b) = (node("node-a"), node("node-b"));
+    let mut written: Vec<(ObjectId, &str)> = Vec::new();
+    let root = stock_commit(&a, &[], "r");
+    written.push((root, "r"));
+    let g1 = commit(&a, &[("g1", Some("1"))], 1000);
+    written.push((g1, "g1"));
+    let s1 = stock_commit(&a, &[g1], "s1");
+    let s2 = stock_commit(&a, &[s1], "s2");
+    written.extend([(s1, "s1"), (s2, "s2")]);
+    assert!(matches!(
+        pull(&b, &a, &Strategy::KeepBoth),
+        MergeOutcome::FastForward { .. }
+    ));
+    let g3 = commit(&b, &[("x", Some("b")), ("g3", Some("3"))], 2000);
+    let s3 = stock_commit(&b, &[g3], "s3");
+    written.extend([(g3, "g3"), (s3, "s3")]);
+    let g2 = commit(&a, &[("x", Some("a")), ("g2", Some("2"))], 1500);
+    written.push((g2, "g2"));
+    let MergeOutcome::Merged { commit: m, .. } = pull(&a, &b, &Strategy::KeepBoth) else {
+        panic!("a real merge");
+    };
+    written.push((m, "x"));
+    let s4 = stock_commit(&a, &[m], "s4");
+    let sm = stock_commit(&a, &[s4, g3], "sm");
+    let g4 = commit(&a, &[("g4", Some("4"))], 3000);
+    written.extend([(s4, "s4"), (sm, "sm"), (g4, "g4")]);
+
+    let store = a.db.store();
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    // db's answer: the clock and HLC a handle opened on the commit starts from.
+    let db_stamp = |c: ObjectId| {
+        git(
+            &a,
+            &index,
+            &["update-ref", "refs/heads/probe", &c.to_string()],
+            None,
+        );
+        let probe = GitDb::open(
+            a.db.git_dir(),
+            NodeId::new("probe").unwrap(),
+            Options {
+                branch: "probe".into(),
+                read_only: true,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        (probe.clock(), probe.hlc())
+    };
+    for &(c, key) in &written {
+        // merge's answer: the stamp of the commit that last wrote `key` (found as `c`).
+        let tree = store.commit_info(c).unwrap().tree;
+        let value = writer::value_at(store, tree, key, c).unwrap();
+        let w = writer::last_writer(store, c, key, value).unwrap();
+        assert_eq!(w.commit, c, "{key} was written by {c}");
+        assert_eq!(
+            db_stamp(c),
+            (w.stamp.clock.clone(), w.stamp.hlc.unwrap_or_default()),
+            "db and merge disagree on the stamp of {c} (wrote {key})"
+        );
+        let stock = [root, s1, s2, s3, s4, sm].contains(&c);
+        assert_eq!(w.stamp.node.is_none(), stock || c == m, "{key}: {w:?}");
+    }
+    // The pinned rule: a stamp-less root starts from nothing, a stock commit inherits its
+    // first parent's clock, a stock merge follows its first parent only.
+    assert_eq!(db_stamp(root), (VectorClock::new(), Hlc::default()));
+    assert_eq!(db_stamp(s2), db_stamp(g1));
+    assert_eq!(db_stamp(s3), db_stamp(g3));
+    assert_eq!(db_stamp(sm), db_stamp(m));
+    // The merge commit is stamped from both sides' stamps, as db reads them.
+    let mut both = db_stamp(g2).0;
+    both.merge(&db_stamp(s3).0);
+    assert_eq!(db_stamp(m).0, both);
+    assert_eq!(both.to_string(), "node-a=2 node-b=1");
+}

@@ -13,6 +13,7 @@
 
 use std::cmp::Ordering;
 
+use crate::db::stamp::nearest_stamp;
 use crate::db::{ClockOrdering, CommitStamp};
 use crate::merge::{MergeError, Result};
 use crate::store::{EntryKind, ObjectId, Store, ValueMode};
@@ -68,33 +69,10 @@ impl Writer {
     }
 }
 
-/// The stamp of commit `id`, or for a commit made by stock git (no trailers), the clock and HLC
-/// of its nearest stamped first-parent ancestor (node left empty: the writer is not a gitdb
-/// node). Bounded to 64 steps; an unstamped history gives the empty stamp. Depends only on
-/// history, so it is the same on every node.
+/// The stamp that orders commit `id`: db's one rule ([`crate::db::stamp`]), so that merge
+/// orders writes by the very clocks db gives its heads.
 pub fn stamp_of(store: &Store, id: ObjectId) -> Result<CommitStamp> {
-    let mut at = id;
-    for _ in 0..64 {
-        let info = store
-            .commit_info(at)
-            .map_err(|source| MergeError::Commit { commit: at, source })?;
-        let stamp = CommitStamp::from_message(&info.message);
-        if stamp.node.is_some() || !stamp.clock.is_empty() {
-            return Ok(if at == id {
-                stamp
-            } else {
-                CommitStamp {
-                    node: None,
-                    ..stamp
-                }
-            });
-        }
-        match info.parents.first() {
-            Some(p) => at = *p,
-            None => break,
-        }
-    }
-    Ok(CommitStamp::default())
+    nearest_stamp(store, id).map_err(|source| MergeError::Commit { commit: id, source })
 }
 
 /// Finds the last writer of `path` (whose value at `head` is `value`).
