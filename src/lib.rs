@@ -14,6 +14,8 @@
 //! - [`notify`]: readiness and stopping notices to systemd (`Type=notify` units).
 //! - [`remote`]: a plain git remote as hub and backup (`--remote URL`): fetch, merge, push
 //!   through the git CLI.
+//! - `fault`, `fuzzing` (hidden): fault injection on the journal's and store's writes, and the
+//!   bodies of the fuzz targets, shared by `fuzz/` and the stable tests.
 //! - [`watch`]: `gitdb watch`, following committed changes under a prefix and running a
 //!   command per change.
 //!
@@ -36,7 +38,11 @@
 pub mod db;
 pub mod defaults;
 pub mod door;
+#[doc(hidden)]
+pub mod fault;
 pub mod fuse;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gossip;
 pub mod memory;
 pub mod merge;

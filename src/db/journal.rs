@@ -218,7 +218,7 @@ impl Journal {
             buf.extend_from_slice(&encode(owed)?);
         }
         buf.extend_from_slice(&encode(record)?);
-        if let Err(e) = self.file.write_all(&buf) {
+        if let Err(e) = crate::fault::write_all(&mut self.file, &buf, "journal append") {
             self.cut_back(&e);
             return Err(e.into());
         }
@@ -270,6 +270,7 @@ impl Journal {
     /// Forces appended records to disk.
     pub fn sync(&mut self) -> Result<()> {
         if self.dirty {
+            crate::fault::check("journal fsync")?;
             self.file.sync_data()?;
             self.dirty = false;
         }
@@ -282,6 +283,7 @@ impl Journal {
     /// empty working layer), or the new records.
     pub fn reset(&mut self, base: Record) -> Result<()> {
         let magic = MAGIC.len() as u64;
+        crate::fault::check("journal reset")?;
         self.file.set_len(magic)?;
         // From here the file is empty whatever follows: the old records are gone.
         self.len = magic;
@@ -541,7 +543,7 @@ pub(crate) fn decode_frames<R: serde::de::DeserializeOwned>(
 pub(crate) fn replace_file(tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<File> {
     let written = (|| {
         let mut f = File::create(tmp)?;
-        f.write_all(bytes)?;
+        crate::fault::write_all(&mut f, bytes, "journal rewrite")?;
         f.sync_all()?;
         std::fs::rename(tmp, path)?;
         Ok::<_, std::io::Error>(f)

@@ -370,6 +370,10 @@ impl Store {
             })?,
             deref: false,
         };
+        crate::fault::check("ref update").map_err(|e| StoreError::RefUpdate {
+            name: name.to_owned(),
+            source: boxed(e),
+        })?;
         let result = self.with_repo(|repo| repo.edit_reference(edit).map(|_| ()));
         if let Err(e) = result {
             let actual = self.read_ref(name)?;
@@ -888,6 +892,7 @@ impl Store {
         if n == 0 {
             return Ok(0);
         }
+        crate::fault::check("pack").map_err(|e| pack_err(boxed(e)))?;
         let t1 = std::time::Instant::now();
         let mut pack = Vec::new();
         for step in output::bytes::FromEntriesIter::new(
@@ -973,6 +978,10 @@ impl Store {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
+        crate::fault::check(what).map_err(|e| StoreError::Write {
+            what,
+            source: boxed(e),
+        })?;
         let id = self.with_repo(write).map_err(|e| StoreError::Write {
             what,
             source: boxed(e),
@@ -1052,6 +1061,13 @@ impl Store {
     /// fsyncs `files` and their directories (missing files are skipped); beyond
     /// [`SYNCFS_THRESHOLD`] files, one syncfs(2) of the filesystem instead.
     fn sync_files(&self, files: Vec<PathBuf>) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        crate::fault::check("object fsync").map_err(|source| StoreError::Io {
+            path: self.git_dir.clone(),
+            source,
+        })?;
         if files.len() > SYNCFS_THRESHOLD {
             // One syncfs(2) instead of thousands of fsync(2)s: each fsync forces its own
             // filesystem journal commit (~5 ms here), so 3,000 objects took 17 s; syncfs
