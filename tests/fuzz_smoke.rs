@@ -2,7 +2,7 @@
 //! inputs to) run on stable with seeded random inputs: a few thousand each, a few seconds at
 //! most, so `cargo test` exercises every target and a change that breaks one fails here
 //! before anyone runs cargo-fuzz. The seed of a failing run is printed; rerun it with
-//! `FUZZ_SEED=<seed> cargo test --test fuzz_smoke`. Long runs: `fuzz/README` in the README's
+//! `FUZZ_SEED=<seed> cargo test --test fuzz_smoke`. Long runs (cargo-fuzz): the README's
 //! "Tests and fuzzing" section.
 
 use std::time::{Duration, Instant};
