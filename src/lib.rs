@@ -16,6 +16,8 @@
 //! - [`durations`]: command-line durations and `--autocommit`, for both daemons.
 //! - [`remote`]: a plain git remote as hub and backup (`--remote URL`): fetch, merge, push
 //!   through the git CLI.
+//! - `fault`, `fuzzing` (hidden): fault injection on the journal's and store's writes, and the
+//!   bodies of the fuzz targets, shared by `fuzz/` and the stable tests.
 //! - [`watch`]: `gitdb watch`, following committed changes under a prefix and running a
 //!   command per change.
 //! - [`cli`]: what the binaries' commands do once their flags are parsed, at the binaries'
@@ -42,7 +44,11 @@ pub mod db;
 pub mod defaults;
 pub mod door;
 pub mod durations;
+#[doc(hidden)]
+pub mod fault;
 pub mod fuse;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gossip;
 pub mod memory;
 pub mod merge;

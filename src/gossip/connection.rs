@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
@@ -62,8 +62,10 @@ pub enum ConnectionError {
 
 pub type Result<T, E = ConnectionError> = std::result::Result<T, E>;
 
-pub struct Connection {
-    framed: Framed<TcpStream, LengthDelimitedCodec>,
+/// Over a TCP stream in the service; over any byte stream for the fuzz targets (the handshake
+/// and the framing are the same code either way).
+pub struct Connection<S = TcpStream> {
+    framed: Framed<S, LengthDelimitedCodec>,
     noise: snow::TransportState,
     peer: SocketAddr,
     /// Bytes on the wire (frames with their length prefixes, preamble and handshake).
@@ -85,7 +87,7 @@ fn builder(key: &ClusterKey) -> Result<snow::Builder<'_>> {
         .prologue(PROLOGUE)?)
 }
 
-async fn preamble(stream: &mut TcpStream) -> Result<()> {
+async fn preamble<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> Result<()> {
     let mut ours = [0u8; 8];
     ours[..6].copy_from_slice(&MAGIC);
     ours[6..].copy_from_slice(&VERSION.to_be_bytes());
@@ -126,9 +128,22 @@ impl Connection {
             .map_err(|_| ConnectionError::Timeout("in the handshake"))?
     }
 
-    async fn handshake(mut stream: TcpStream, key: &ClusterKey, initiator: bool) -> Result<Self> {
+    async fn handshake(stream: TcpStream, key: &ClusterKey, initiator: bool) -> Result<Self> {
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
+        Connection::over(stream, peer, key, initiator).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Runs the preamble and handshake on `stream` (with no deadline: the caller sets one),
+    /// `peer` being what the connection reports as its other end.
+    pub async fn over(
+        mut stream: S,
+        peer: SocketAddr,
+        key: &ClusterKey,
+        initiator: bool,
+    ) -> Result<Self> {
         preamble(&mut stream).await?;
         let mut framed = Framed::new(stream, codec());
         let b = builder(key)?;

@@ -47,6 +47,13 @@ impl ClusterKey {
         Ok(ClusterKey::derive(secret, true))
     }
 
+    /// The key of `secret` as a key file holding it would give (without the length check):
+    /// for tests and fuzz targets that need a cluster key of their own without a file.
+    #[doc(hidden)]
+    pub fn from_secret(secret: &[u8]) -> ClusterKey {
+        ClusterKey::derive(secret, true)
+    }
+
     /// The key of the empty secret, known to everyone.
     pub fn open() -> ClusterKey {
         ClusterKey::derive(b"", false)

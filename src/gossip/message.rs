@@ -84,14 +84,19 @@ pub struct BlobAssembly {
 }
 
 impl BlobAssembly {
-    /// Takes a part; returns the whole blob once its last part came.
+    /// Takes a part; returns the whole blob once its last part came. What a size claim alone
+    /// reserves is two parts (8 MiB), not the claim: a peer claiming 10 GiB and sending
+    /// nothing costs nothing more.
     pub fn add(&mut self, size: u64, data: Vec<u8>) -> Result<Option<Vec<u8>>, DecodeError> {
         if size > MAX_BLOB {
             return Err(DecodeError::Bound(format!("a blob of {size} bytes")));
         }
-        let (want, buf) = self
-            .partial
-            .get_or_insert_with(|| (size, Vec::with_capacity(size.min(1 << 26) as usize)));
+        let (want, buf) = self.partial.get_or_insert_with(|| {
+            (
+                size,
+                Vec::with_capacity(size.min(2 * BLOB_PART as u64) as usize),
+            )
+        });
         if *want != size {
             return Err(DecodeError::Bound(
                 "blob parts disagree on the blob's size".into(),

@@ -30,9 +30,17 @@ use crate::db::{GitDb, PeerStatus, Replicator};
 use crate::merge::Strategy;
 use crate::store::ObjectId;
 
-/// Most inbound exchanges served at once; more wait for a slot (a flood of connections costs
-/// sockets, not memory).
+/// Most inbound exchanges served at once (authenticated peers); more wait for a slot, after
+/// their handshake, holding only their socket.
 const MAX_INBOUND: usize = 64;
+/// Most inbound connections still in their preamble or handshake (not yet proven to hold the
+/// cluster key). A new one beyond this closes the oldest: idle or slow-loris connections
+/// never hold more than this many sockets, and never block the accept loop, while a good
+/// peer's handshake (one round trip) is done long before 128 newer connections push it out.
+pub const MAX_HANDSHAKING: usize = 128;
+/// The longest an inbound preamble and handshake may take (or the exchange timeout, if
+/// shorter): a peer that sends a byte a second is cut off after this.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub struct GossipConfig {
@@ -275,8 +283,53 @@ fn is_loopback_name(addr: &str) -> bool {
     }
 }
 
+/// The inbound connections in their handshake, oldest first, each with the signal that
+/// closes it (see [`MAX_HANDSHAKING`]).
+#[derive(Default)]
+struct Handshaking {
+    next: u64,
+    open: std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>,
+}
+
+/// A connection's place in [`Handshaking`], given back when its handshake ends either way.
+struct HandshakeSlot {
+    table: Arc<Mutex<Handshaking>>,
+    id: u64,
+}
+
+impl HandshakeSlot {
+    /// Takes a place, closing the oldest handshake if all are taken.
+    fn take(table: &Arc<Mutex<Handshaking>>) -> (HandshakeSlot, Arc<tokio::sync::Notify>) {
+        let mut t = lock(table);
+        if t.open.len() >= MAX_HANDSHAKING
+            && let Some((_, oldest)) = t.open.pop_front()
+        {
+            // notify_one keeps the wake-up if the task is not waiting yet.
+            oldest.notify_one();
+        }
+        let id = t.next;
+        t.next += 1;
+        let evict = Arc::new(tokio::sync::Notify::new());
+        t.open.push_back((id, evict.clone()));
+        (
+            HandshakeSlot {
+                table: table.clone(),
+                id,
+            },
+            evict,
+        )
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        lock(&self.table).open.retain(|(id, _)| *id != self.id);
+    }
+}
+
 async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(MAX_INBOUND));
+    let handshaking = Arc::new(Mutex::new(Handshaking::default()));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -285,6 +338,7 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut stop: watch::Re
         let (stream, from) = match accepted {
             Ok(s) => s,
             Err(e) => {
+                // Out of file descriptors, say: wait instead of spinning on the error.
                 log::warn!("gossip: accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -294,30 +348,45 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut stop: watch::Re
             log::warn!("gossip: refused {from}: not loopback, and no cluster key is set");
             continue;
         }
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
+        let (slot, evicted) = HandshakeSlot::take(&handshaking);
         let node = node.clone();
+        let slots = slots.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let deadline = node.cfg.timeout.min(HANDSHAKE_TIMEOUT);
+            let conn = tokio::select! {
+                c = Connection::accept(stream, &node.cfg.key, deadline) => c,
+                _ = evicted.notified() => {
+                    log::debug!("gossip: closed {from}: {MAX_HANDSHAKING} newer handshakes");
+                    return;
+                }
+                _ = stop.changed() => return,
+            };
+            drop(slot);
+            let mut conn = match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    log::warn!("gossip: handshake with {from} failed: {e}");
+                    return;
+                }
+            };
+            let permit = tokio::select! {
+                p = slots.acquire_owned() => p,
+                _ = stop.changed() => return,
+            };
+            let Ok(_permit) = permit else {
+                return;
+            };
             tokio::select! {
-                _ = inbound(&node, stream, from) => {}
+                _ = inbound(&node, &mut conn, from) => {}
                 _ = stop.changed() => {}
             }
         });
     }
 }
 
-async fn inbound(node: &Arc<Node>, stream: tokio::net::TcpStream, from: SocketAddr) {
-    let mut conn = match Connection::accept(stream, &node.cfg.key, node.cfg.timeout).await {
-        Ok(c) => c,
-        Err(e) => {
-            log::warn!("gossip: handshake with {from} failed: {e}");
-            return;
-        }
-    };
-    let result = exchange::respond(node, &mut conn).await;
+async fn inbound(node: &Arc<Node>, conn: &mut Connection, from: SocketAddr) {
+    let result = exchange::respond(node, conn).await;
     let _ = node.finish_exchange(None, from, result).await;
 }
 

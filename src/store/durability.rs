@@ -87,6 +87,13 @@ impl Store {
     /// fsyncs `files` and their directories (missing files are skipped); beyond
     /// [`SYNCFS_THRESHOLD`] files, one syncfs(2) of the filesystem instead.
     pub(super) fn sync_files(&self, files: Vec<PathBuf>) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        crate::fault::check("object fsync").map_err(|source| StoreError::Io {
+            path: self.git_dir.clone(),
+            source,
+        })?;
         if files.len() > SYNCFS_THRESHOLD {
             // One syncfs(2) instead of thousands of fsync(2)s: each fsync forces its own
             // filesystem journal commit (~5 ms here), so 3,000 objects took 17 s; syncfs

@@ -53,6 +53,10 @@ impl Store {
             })?,
             deref: false,
         };
+        crate::fault::check("ref update").map_err(|e| StoreError::RefUpdate {
+            name: name.to_owned(),
+            source: boxed(e),
+        })?;
         let result = self.with_repo(|repo| repo.edit_reference(edit).map(|_| ()));
         if let Err(e) = result {
             let actual = self.read_ref(name)?;

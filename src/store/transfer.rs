@@ -261,6 +261,8 @@ pub struct Importer<'a> {
     received: HashSet<ObjectId>,
     /// Blobs not yet written, with their ids.
     blobs: Vec<(ObjectId, Vec<u8>)>,
+    /// The kinds of the trees and blobs this transfer wrote (checked against tree entry modes).
+    kinds: HashMap<ObjectId, ObjectKind>,
     pub commits: usize,
     pub objects: usize,
 }
@@ -278,6 +280,7 @@ impl<'a> Importer<'a> {
             store,
             received: HashSet::new(),
             blobs: Vec::new(),
+            kinds: HashMap::new(),
             commits: 0,
             objects: 0,
         }
@@ -285,6 +288,35 @@ impl<'a> Importer<'a> {
 
     fn present(&self, id: ObjectId) -> bool {
         self.received.contains(&id) || self.store.has_object(id)
+    }
+
+    /// The kind of a present object (its header only: a large blob is not read).
+    fn kind_of(&self, id: ObjectId) -> Result<ObjectKind> {
+        if let Some(&kind) = self.kinds.get(&id) {
+            return Ok(kind);
+        }
+        if self.blobs.iter().any(|(b, _)| *b == id) {
+            return Ok(ObjectKind::Blob);
+        }
+        self.store.with_repo(|repo| {
+            repo.find_header(id)
+                .map(|h| h.kind())
+                .map_err(|e| StoreError::Read {
+                    id,
+                    source: boxed(e),
+                })
+        })
+    }
+
+    /// The name checks a received tree's entries and an edit's path pass, for the fuzz targets.
+    #[doc(hidden)]
+    pub fn entry_name_ok(name: &[u8]) -> std::result::Result<(), String> {
+        check_entry_name(name)
+    }
+
+    #[doc(hidden)]
+    pub fn edit_path_ok(path: &str) -> std::result::Result<(), String> {
+        check_edit_path(path)
     }
 
     pub fn add(&mut self, item: Item) -> Result<()> {
@@ -316,6 +348,8 @@ impl<'a> Importer<'a> {
             return Ok(());
         }
         let blobs = std::mem::take(&mut self.blobs);
+        self.kinds
+            .extend(blobs.iter().map(|(id, _)| (*id, ObjectKind::Blob)));
         if blobs.len() >= PACK_AT {
             self.store
                 .write_blobs_packed(blobs.iter().map(|(_, d)| d.as_slice()))?;
@@ -334,6 +368,7 @@ impl<'a> Importer<'a> {
         if data.is_empty() {
             self.store.ensure_empty_tree()?;
             self.received.insert(id);
+            self.kinds.insert(id, ObjectKind::Tree);
             return Ok(());
         }
         let tree = gix::objs::TreeRef::from_bytes(data, gix::hash::Kind::Sha1)
@@ -341,10 +376,30 @@ impl<'a> Importer<'a> {
         for e in &tree.entries {
             check_entry_name(e.filename.as_ref()).map_err(|r| refused(format!("tree {id}"), r))?;
             let child = e.oid.to_owned();
-            if !e.mode.is_commit() && !self.present(child) {
+            if e.mode.is_commit() {
+                continue;
+            }
+            if !self.present(child) {
                 return Err(refused(
                     format!("tree {id}"),
                     format!("it names {child}, which was not sent"),
+                ));
+            }
+            // A directory entry naming a blob (or a value naming a tree) would make every
+            // read below it fail: refused here, before any ref can name it.
+            let kind = self.kind_of(child)?;
+            let expected = if e.mode.is_tree() {
+                ObjectKind::Tree
+            } else {
+                ObjectKind::Blob
+            };
+            if kind != expected {
+                return Err(refused(
+                    format!("tree {id}"),
+                    format!(
+                        "its entry {:?} is a {expected:?} by its mode, but names a {kind:?}",
+                        String::from_utf8_lossy(e.filename.as_ref())
+                    ),
                 ));
             }
         }
@@ -352,6 +407,7 @@ impl<'a> Importer<'a> {
         // differently from what the commit names, which the commit check then refuses.
         let got = self.store.write_raw(ObjectKind::Tree, data)?;
         self.received.insert(got);
+        self.kinds.insert(got, ObjectKind::Tree);
         self.objects += 1;
         Ok(())
     }
@@ -396,6 +452,15 @@ impl<'a> Importer<'a> {
                                     format!("{} names blob {blob}, which was not sent", e.path),
                                 ));
                             }
+                            // A value naming a tree or a commit would break every read of it
+                            // (and fsck): the id must be a blob's.
+                            let kind = self.kind_of(blob)?;
+                            if kind != ObjectKind::Blob {
+                                return Err(refused(
+                                    what(),
+                                    format!("{} names {blob}, a {kind:?}, as its value", e.path),
+                                ));
+                            }
                             Some((mode, blob))
                         }
                     };
@@ -438,6 +503,7 @@ impl<'a> Importer<'a> {
         }
         let got = self.store.write_raw(ObjectKind::Commit, data)?;
         self.received.insert(got);
+        self.kinds.insert(got, ObjectKind::Commit);
         self.commits += 1;
         self.objects += 1;
         Ok(())

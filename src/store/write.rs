@@ -112,6 +112,7 @@ impl Store {
         if n == 0 {
             return Ok(0);
         }
+        crate::fault::check("pack").map_err(|e| pack_err(boxed(e)))?;
         let t1 = std::time::Instant::now();
         let mut pack = Vec::new();
         for step in output::bytes::FromEntriesIter::new(
@@ -185,6 +186,10 @@ impl Store {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
+        crate::fault::check(what).map_err(|e| StoreError::Write {
+            what,
+            source: boxed(e),
+        })?;
         let id = self.with_repo(write).map_err(|e| StoreError::Write {
             what,
             source: boxed(e),

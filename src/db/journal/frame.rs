@@ -5,7 +5,6 @@
 //! its records the same way, and the fuzz target decodes whole files through here.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
@@ -94,7 +93,7 @@ pub(crate) fn decode_frames<R: serde::de::DeserializeOwned>(
 pub(crate) fn replace_file(tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<File> {
     let written = (|| {
         let mut f = File::create(tmp)?;
-        f.write_all(bytes)?;
+        crate::fault::write_all(&mut f, bytes, "journal rewrite")?;
         f.sync_all()?;
         std::fs::rename(tmp, path)?;
         Ok::<_, std::io::Error>(f)

@@ -227,7 +227,7 @@ impl Journal {
             buf.extend_from_slice(&encode(owed)?);
         }
         buf.extend_from_slice(&encode(record)?);
-        if let Err(e) = self.file.write_all(&buf) {
+        if let Err(e) = crate::fault::write_all(&mut self.file, &buf, "journal append") {
             self.cut_back(&e);
             return Err(e.into());
         }
@@ -279,6 +279,7 @@ impl Journal {
     /// Forces appended records to disk.
     pub fn sync(&mut self) -> Result<()> {
         if self.dirty {
+            crate::fault::check("journal fsync")?;
             self.file.sync_data()?;
             self.dirty = false;
         }
@@ -291,6 +292,7 @@ impl Journal {
     /// empty working layer), or the new records.
     pub fn reset(&mut self, base: Record) -> Result<()> {
         let magic = MAGIC.len() as u64;
+        crate::fault::check("journal reset")?;
         self.file.set_len(magic)?;
         // From here the file is empty whatever follows: the old records are gone.
         self.len = magic;
