@@ -20,6 +20,8 @@ impl Store {
                 Err(e) => log::warn!("cannot remove {}: {e}", keep.display()),
             }
         }
+        // The packs just released are the ones a repack may now roll up.
+        self.maybe_repack();
     }
     /// Removes temp files a killed gix writer left in `objects/` and `objects/pack/` (loose
     /// objects and packs being written), if older than `min_age`. Only gix's names are

@@ -28,6 +28,7 @@
 //! | `edit.rs` | writing trees from path edits |
 //! | `durability.rs` | fsync/syncfs of written objects and moved refs |
 //! | `housekeeping.rs` | `.keep` files and stale temp files |
+//! | `repack.rs` | keeping the number of packs bounded (geometric repack, room for indices) |
 //! | `copy_out.rs` | copying a large blob out piece by piece |
 //! | `transfer.rs` | objects to and from another repository |
 
@@ -43,6 +44,7 @@ mod housekeeping;
 pub mod names;
 mod read;
 mod refs;
+mod repack;
 mod transfer;
 mod tree;
 mod write;
@@ -59,6 +61,7 @@ pub use crate::store::edit::TreeEdit;
 use crate::store::error::{BoxError, boxed};
 pub use crate::store::error::{Result, StoreError, io_error_in};
 pub use crate::store::graph::ObjectKind;
+pub use crate::store::repack::{AUTO_PACK_LIMIT, count_packs};
 pub use crate::store::transfer::{EditBlob, EntryEdit, Importer, Item, Sent};
 pub use crate::store::tree::{EntryKind, Tree, TreeEntry, ValueMode};
 
@@ -84,6 +87,30 @@ pub struct Store {
     /// Ref directories whose entry in their parent [`Store::sync_refs`] has synced, with the
     /// inode they had then (a directory removed and made again is synced again).
     synced_ref_dirs: Mutex<std::collections::HashMap<PathBuf, u64>>,
+    /// A repack is running (see [`repack`]); shared with its thread.
+    repacking: Arc<std::sync::atomic::AtomicBool>,
+    /// The last repack's thread, joined on drop.
+    repack_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.wait_repack();
+    }
+}
+
+/// Opens with room for [`repack::MIN_SLOTS`] pack indices (see [`repack`] for why).
+fn open_repo(
+    path: &Path,
+) -> std::result::Result<gix::Repository, impl std::error::Error + Send + Sync + 'static> {
+    let slots = gix::odb::store::init::Slots::AsNeededByDiskState {
+        multiplier: 2.0,
+        minimum: repack::MIN_SLOTS,
+    };
+    gix::open_opts(
+        path,
+        gix::open::Options::default().object_store_slots(slots),
+    )
 }
 
 impl Store {
@@ -102,9 +129,14 @@ impl Store {
             gix::init_bare(path).map_err(|e| StoreError::Create {
                 path: path.to_owned(),
                 source: boxed(e),
+            })?;
+            // Opened again for the pack-index room `open_repo` asks for.
+            open_repo(path).map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                source: boxed(e),
             })?
         } else {
-            gix::open(path).map_err(|e| StoreError::Open {
+            open_repo(path).map_err(|e| StoreError::Open {
                 path: path.to_owned(),
                 source: boxed(e),
             })?
@@ -114,7 +146,7 @@ impl Store {
 
     /// Opens an existing repository; never creates one.
     pub fn open(path: &Path, caches: CacheConfig) -> Result<Store> {
-        let repo = gix::open(path).map_err(|e| StoreError::Open {
+        let repo = open_repo(path).map_err(|e| StoreError::Open {
             path: path.to_owned(),
             source: boxed(e),
         })?;
@@ -124,7 +156,7 @@ impl Store {
     /// The git directory of the repository at `path`, as [`Store::git_dir`] of a store opened
     /// there would be.
     pub fn git_dir_of(path: &Path) -> Result<PathBuf> {
-        let repo = gix::open(path).map_err(|e| StoreError::Open {
+        let repo = open_repo(path).map_err(|e| StoreError::Open {
             path: path.to_owned(),
             source: boxed(e),
         })?;
@@ -144,6 +176,8 @@ impl Store {
             keeps: Mutex::new(Vec::new()),
             empty_tree_stored: std::sync::atomic::AtomicBool::new(false),
             synced_ref_dirs: Mutex::new(std::collections::HashMap::new()),
+            repacking: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            repack_thread: Mutex::new(None),
         }
     }
 
