@@ -13,6 +13,11 @@ impl Store {
     /// as unreachable.
     pub fn release_packs(&self) {
         let keeps = std::mem::take(&mut *self.keeps.lock().unwrap_or_else(|p| p.into_inner()));
+        if keeps.is_empty() {
+            // No pack of ours was written since: nothing to release, and no new pack to count
+            // (a commit of few values writes loose objects, and must not list a directory).
+            return;
+        }
         for keep in keeps {
             match std::fs::remove_file(&keep) {
                 Ok(()) => {}
