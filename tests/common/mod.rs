@@ -412,6 +412,42 @@ impl Tmpfs {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Gives the filesystem room again: `mount -o remount,size=SIZE`, what an operator does
+    /// to a full tmpfs (or growing a volume).
+    pub fn grow(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .expect("mount(8)")
+            .success();
+        assert!(ok, "remount {} with size={size}", self.dir.path().display());
+    }
+
+    /// Fills the filesystem with one file until a write fails with ENOSPC (less than a page
+    /// is left); returns its path.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("filler");
+        for chunk in [64 << 10, 4096, 512, 1] {
+            let buf = vec![0x5a; chunk];
+            loop {
+                match f.write(&buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                    Err(e) => panic!("filling {}: {e}", path.display()),
+                }
+            }
+        }
+        path
+    }
 }
 
 impl Drop for Tmpfs {
