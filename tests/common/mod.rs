@@ -17,6 +17,8 @@ pub struct Mount {
     pub mnt: PathBuf,
     pub repo: PathBuf,
     pub log: PathBuf,
+    /// `--node-id` of the daemon (`test-node` unless a test sets another before spawning).
+    pub node_id: String,
     child: Option<Child>,
     env: Vec<(String, String)>,
 }
@@ -136,6 +138,7 @@ impl Mount {
             mnt,
             repo,
             log,
+            node_id: "test-node".to_owned(),
             child: None,
             env: env
                 .iter()
@@ -163,7 +166,7 @@ impl Mount {
             .arg("--repo")
             .arg(&self.repo)
             .arg("--node-id")
-            .arg("test-node")
+            .arg(&self.node_id)
             .args(args)
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))

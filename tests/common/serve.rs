@@ -71,6 +71,10 @@ impl Serve {
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
         // SAFETY: kill(2) on our own child's pid.
