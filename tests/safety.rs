@@ -1,5 +1,6 @@
 //! Data safety at the mount, as users meet it: several writers of one file, renames over a
-//! file being read, ctl commands racing the kernel's caches, SIGTERM with files open. Real
+//! file being read, ctl commands racing the kernel's caches, SIGTERM with files open, a disk that
+//! fills up (writes, commits, a gossip pull) and is given room again. Real
 //! `gitdb-mount` daemons driven by real programs; the timing-sensitive cases also run with
 //! every CPU busy.
 
