@@ -1,5 +1,6 @@
 //! Data safety at the mount, as users meet it: several writers of one file, renames over a
-//! file being read, ctl commands racing the kernel's caches, SIGTERM with files open. Real
+//! file being read, ctl commands racing the kernel's caches, SIGTERM with files open, a disk that
+//! fills up (writes, commits, a gossip pull) and is given room again. Real
 //! `gitdb-mount` daemons driven by real programs; the timing-sensitive cases also run with
 //! every CPU busy.
 
@@ -570,4 +571,155 @@ fn a_read_only_mount_beside_a_writer_never_shows_a_stale_draft() {
         assert_eq!(read(&reader), "2\n", "{}", reader.log_text());
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
+}
+
+/// A commit on a full disk fails cleanly: the write to `ctl` fails with ENOSPC, the branch
+/// stays where it was, every uncommitted value (small ones in the journal, large ones staged
+/// as blobs) is still there and the repository passes `git fsck --strict`. Once the filesystem
+/// grows (`mount -o remount,size=`) the same commit succeeds and holds every value, also after
+/// a `kill -9`.
+#[test]
+fn a_commit_on_a_full_disk_fails_cleanly_and_succeeds_once_space_returns() {
+    let disk = common::Tmpfs::mount("12m");
+    let mut m = Mount::prepare("mnt", &[]);
+    m.repo = disk.path().join("repo.git");
+    m.spawn(&[]);
+    m.sh_ok("echo one > a && echo commit > .gitdb/ctl");
+    let before = m.git(&["rev-parse", "main"]);
+    // 300 small values (one pack at commit) and 3 large ones (each a blob when set).
+    let write = r#"
+import os, sys
+os.makedirs("s", exist_ok=True)
+for i in range(300):
+    with open(f"s/{i}", "w") as f:
+        f.write(f"small {i}\n" * 20)
+for j in range(3):
+    with open(f"big{j}", "wb") as f:
+        f.write(bytes((i * 7 + j) % 251 for i in range(200_000)))
+        os.fsync(f.fileno())
+"#;
+    let check = r#"
+import os, sys
+for i in range(300):
+    assert open(f"s/{i}").read() == f"small {i}\n" * 20, i
+for j in range(3):
+    assert open(f"big{j}", "rb").read() == bytes((i * 7 + j) % 251 for i in range(200_000)), j
+print("ok")
+"#;
+    m.python(write);
+    let filler = disk.fill();
+    let commit = r#"
+import os, errno
+fd = os.open(".gitdb/ctl", os.O_WRONLY)
+try:
+    os.write(fd, b"commit\n")
+    print("committed")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+os.close(fd)
+"#;
+    assert_eq!(
+        m.python(commit).trim(),
+        "ENOSPC",
+        "the error a full disk gives: {}",
+        std::fs::read_to_string(m.path(".gitdb/status")).unwrap_or_default()
+    );
+    assert_eq!(m.git(&["rev-parse", "main"]), before, "the branch moved");
+    assert_eq!(m.python(check).trim(), "ok", "{}", m.log_text());
+    m.git(&["fsck", "--strict", "--no-dangling"]);
+    let status = std::fs::read_to_string(m.path(".gitdb/status")).expect("status");
+    assert!(status.contains("No space left"), "last_error: {status}");
+
+    disk.grow("64m");
+    m.sh_ok("echo commit > .gitdb/ctl");
+    let after = m.git(&["rev-parse", "main"]);
+    assert_ne!(after, before);
+    m.git(&["merge-base", "--is-ancestor", &before, &after]);
+    assert_eq!(
+        m.git(&["show", "main:s/299"]),
+        "small 299\n".repeat(20).trim()
+    );
+    assert_eq!(m.git(&["cat-file", "-s", "main:big2"]), "200000");
+    m.git(&["fsck", "--strict", "--no-dangling"]);
+    assert!(!m.signal_and_wait(libc::SIGKILL).success());
+    std::fs::remove_file(filler).expect("filler");
+    m.spawn(&[]);
+    assert_eq!(m.python(check).trim(), "ok", "{}", m.log_text());
+    assert_eq!(m.git(&["rev-parse", "main"]), after);
+    let status = std::fs::read_to_string(m.path(".gitdb/status")).expect("status");
+    assert!(
+        status.contains("\"dirty_count\": 0,"),
+        "all committed: {status}"
+    );
+}
+
+/// A mount whose disk is too small for what its peer sends: `sync` fails, the branch does not
+/// move and the repository stays sound; once the filesystem grows, the next `sync` brings the
+/// peer's head and its value whole.
+#[test]
+fn a_mount_receiving_onto_a_full_disk_catches_up_once_space_returns() {
+    let peers = tempfile::tempdir().expect("tempdir");
+    let b = common::serve::Serve::start(peers.path(), "b", &[]);
+    // 12 MiB that deflate cannot shrink, more than the receiver's disk holds.
+    let mut big = Vec::with_capacity(12 << 20);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    while big.len() < 12 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    let value = peers.path().join("big.bin");
+    std::fs::write(&value, &big).expect("value file");
+    let set = std::process::Command::new(env!("CARGO_BIN_EXE_gitdb"))
+        .args(["--repo", b.repo.to_str().expect("utf-8"), "set", "/big"])
+        .stdin(std::fs::File::open(&value).expect("value"))
+        .status()
+        .expect("gitdb set");
+    assert!(set.success());
+    common::gitdb_ok(&b.repo, &["commit", "-m", "big"]);
+    let b_head = b.head().expect("b has a head");
+
+    let disk = common::Tmpfs::mount("8m");
+    let mut m = Mount::prepare("mnt", &[]);
+    m.repo = disk.path().join("repo.git");
+    // A long interval: the test's `sync`s are the exchanges that count.
+    m.spawn(&["--peer", &b.addr, "--interval", "1h"]);
+    m.sh_ok("echo local > l && echo commit > .gitdb/ctl");
+    let before = m.git(&["rev-parse", "main"]);
+    let out = m.sh("echo sync > .gitdb/ctl");
+    assert!(!out.status.success(), "a sync onto a full disk succeeded");
+    assert_eq!(m.git(&["rev-parse", "main"]), before, "the branch moved");
+    let status = std::fs::read_to_string(m.path(".gitdb/status")).expect("status");
+    assert!(
+        status.contains("No space left"),
+        "the full disk is named: {status}"
+    );
+    m.git(&["fsck", "--strict", "--no-dangling"]);
+    assert_eq!(
+        std::fs::read_to_string(m.path("l")).ok().as_deref(),
+        Some("local\n")
+    );
+
+    disk.grow("64m");
+    m.sh_ok("echo sync > .gitdb/ctl");
+    common::wait_for("the peer's head merged", || {
+        let head = m.git(&["rev-parse", "main"]);
+        head != before
+            && std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(&m.repo)
+                .args(["merge-base", "--is-ancestor", &b_head, &head])
+                .status()
+                .is_ok_and(|s| s.success())
+    });
+    m.git(&["fsck", "--strict", "--no-dangling"]);
+    assert!(
+        std::fs::read(m.path("big")).ok() == Some(big),
+        "the value arrived whole"
+    );
+    assert_eq!(
+        std::fs::read_to_string(m.path("l")).ok().as_deref(),
+        Some("local\n")
+    );
 }

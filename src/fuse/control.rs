@@ -3,7 +3,8 @@
 //! - `ctl` (write-only): `commit [message]`, `rollback`, `sync` (a gossip round now, returning
 //!   when it ends). Each written line is one command, executed when the write arrives, so a
 //!   failing command fails that `write(2)` (EINVAL for an unknown command, ENOTCONN for `sync`
-//!   on a node without peers, EHOSTUNREACH when a round reached none, EIO for other failures)
+//!   on a node without peers, EHOSTUNREACH when a round reached none, ENOSPC, EDQUOT or EROFS
+//!   when the disk refused what a commit writes, EIO for other failures)
 //!   and the reason shows in `status` as `last_error`.
 //! - `status` (JSON), `head` (one line), `log` (one commit per line), `conflicts` (one key per
 //!   line; empty until merges exist), `metrics` (Prometheus text): generated when opened, served with direct I/O so the page
@@ -73,7 +74,9 @@ impl CtlError {
             CtlError::Failed { source, .. }
                 if matches!(
                     source.errno(),
-                    libc::EROFS | libc::ENOTCONN | libc::EHOSTUNREACH
+                    // A full disk is the operator's to fix, and must look like one: a
+                    // commit that failed for want of space succeeds once space returns.
+                    libc::ENOSPC | libc::EDQUOT | libc::EROFS | libc::ENOTCONN | libc::EHOSTUNREACH
                 ) =>
             {
                 source.errno()

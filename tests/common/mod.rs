@@ -17,6 +17,8 @@ pub struct Mount {
     pub mnt: PathBuf,
     pub repo: PathBuf,
     pub log: PathBuf,
+    /// `--node-id` of the daemon (`test-node` unless a test sets another before spawning).
+    pub node_id: String,
     child: Option<Child>,
     env: Vec<(String, String)>,
 }
@@ -136,6 +138,7 @@ impl Mount {
             mnt,
             repo,
             log,
+            node_id: "test-node".to_owned(),
             child: None,
             env: env
                 .iter()
@@ -163,7 +166,7 @@ impl Mount {
             .arg("--repo")
             .arg(&self.repo)
             .arg("--node-id")
-            .arg("test-node")
+            .arg(&self.node_id)
             .args(args)
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -411,6 +414,42 @@ impl Tmpfs {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Gives the filesystem room again: `mount -o remount,size=SIZE`, what an operator does
+    /// to a full tmpfs (or growing a volume).
+    pub fn grow(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .expect("mount(8)")
+            .success();
+        assert!(ok, "remount {} with size={size}", self.dir.path().display());
+    }
+
+    /// Fills the filesystem with one file until a write fails with ENOSPC (less than a page
+    /// is left); returns its path.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("filler");
+        for chunk in [64 << 10, 4096, 512, 1] {
+            let buf = vec![0x5a; chunk];
+            loop {
+                match f.write(&buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                    Err(e) => panic!("filling {}: {e}", path.display()),
+                }
+            }
+        }
+        path
     }
 }
 

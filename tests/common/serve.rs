@@ -18,7 +18,12 @@ impl Serve {
     pub fn start(dir: &Path, name: &str, args: &[&str]) -> Serve {
         let repo = dir.join(format!("{name}.git"));
         let log = dir.join(format!("{name}.log"));
-        let logfile = std::fs::File::create(&log).unwrap();
+        // Appended: a restarted node keeps the log of the one before.
+        let logfile = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_gitdb"))
             .args(["--repo", repo.to_str().unwrap(), "--node-id", name, "serve"])
             .args(["--listen", "127.0.0.1:0", "--interval", "200ms"])
@@ -64,6 +69,10 @@ impl Serve {
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn stop(&mut self) -> std::process::ExitStatus {
