@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the tests drive (git, fuse3, python3, util-linux's
-# mount/unshare/setpriv, systemd-analyze, node_exporter), then runs every unit, property and integration test.
+# mount/unshare/setpriv, systemd-analyze, node_exporter, iproute2, libfaketime), then runs every unit, property and integration test.
 # Usage: scripts/test.sh [extra cargo test args]
 #
 # Needs root: the tests mount real FUSE filesystems, install /sbin/mount.fuse.gitdb for the
@@ -23,6 +23,8 @@ command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v systemd-analyze >/dev/null || need+=(systemd) # tests/systemd.rs checks the unit
 command -v mount >/dev/null || need+=(mount)              # tests/fstab.rs: mount -t, mount -a
 command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter) # tests/metrics.rs
+command -v ip >/dev/null || need+=(iproute2)            # tests/partition.rs: ip netns, veth
+command -v faketime >/dev/null || need+=(faketime)        # tests/partition.rs: a node an hour ahead
 for t in unshare setpriv nsenter; do                      # tests/nonroot.rs
   command -v $t >/dev/null || { need+=(util-linux); break; }
 done

@@ -14,6 +14,13 @@
 //! Gitdb-Hlc: 1764163200123.0
 //! ```
 //!
+//! **Skew bound.** A timestamp read from a commit (a peer's, or a merge of one) moves this node's
+//! HLC at most [`MAX_CLOCK_SKEW_MS`] past its own wall clock ([`Hlc::adopt`]): one node whose clock
+//! is an hour ahead must not drag every node's clock, and the commit times git shows, an hour into
+//! the future. The stamps inside commits are never changed, so every node still makes the same
+//! LastWriteWins decision from them; a later local write still wins over the far-future one it
+//! has seen, because LWW asks the vector clock (causality) before the HLC.
+//!
 //! The HLC is written by hand rather than taken from a crate: the ones published (e.g. `uhlc`)
 //! read the system clock themselves, while merges must be reproducible from their inputs alone,
 //! so our clock takes the physical time as an argument.
@@ -207,6 +214,14 @@ impl fmt::Debug for VectorClock {
     }
 }
 
+/// How far ahead of the local wall clock a timestamp read from a commit may move the local HLC
+/// (60 s). NTP keeps healthy clocks within milliseconds and a VM resumed from a pause is seconds
+/// off, so honest skew stays well inside a minute; a minute is also small enough that the commit
+/// times git shows for this node's writes stay believable. A peer further ahead is logged by
+/// gossip (see `gossip::skew`); its commits are still taken (nothing is lost, and every node
+/// orders them alike), only our clock does not follow it.
+pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
+
 /// A hybrid logical timestamp: physical milliseconds since the Unix epoch, then a counter that
 /// orders events within one millisecond (or while the physical clock lags what we have seen).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -232,6 +247,18 @@ impl Hlc {
     /// The next timestamp after both `self` and a `seen` one (receive event).
     pub fn observe(self, seen: Hlc, now_ms: u64) -> Hlc {
         self.max(seen).tick(now_ms)
+    }
+
+    /// This clock after reading `seen` from a commit at local wall time `now_ms`: the later of
+    /// the two, except that `seen` counts for no more than `now_ms + MAX_CLOCK_SKEW_MS` (see the
+    /// module docs). Never earlier than `self`. The second value tells whether `seen` was cut.
+    pub fn adopt(self, seen: Hlc, now_ms: u64) -> (Hlc, bool) {
+        let limit = Hlc {
+            millis: now_ms.saturating_add(MAX_CLOCK_SKEW_MS),
+            counter: 0,
+        };
+        let bounded = seen > limit;
+        (self.max(seen.min(limit)), bounded)
     }
 
     fn after(self) -> Hlc {
@@ -401,6 +428,58 @@ mod tests {
         );
         assert_eq!(Hlc::parse(&t3.to_string()).unwrap(), t3);
         assert!(Hlc::parse("12").is_err());
+    }
+
+    #[test]
+    fn adopting_a_far_future_stamp_moves_the_clock_only_to_the_skew_bound() {
+        let now = 1_000_000;
+        let mine = Hlc {
+            millis: now,
+            counter: 3,
+        };
+        // Within the bound: taken as it is.
+        let near = Hlc {
+            millis: now + 5_000,
+            counter: 9,
+        };
+        assert_eq!(mine.adopt(near, now), (near, false));
+        // An hour ahead: our clock follows only to the bound, and says so.
+        let hour = Hlc {
+            millis: now + 3_600_000,
+            counter: 0,
+        };
+        let (bounded, cut) = mine.adopt(hour, now);
+        assert!(cut);
+        assert_eq!(
+            bounded,
+            Hlc {
+                millis: now + MAX_CLOCK_SKEW_MS,
+                counter: 0
+            }
+        );
+        // The next local event is still after everything the clock holds.
+        assert!(bounded.tick(now + 1) > bounded);
+        // Never backwards: a clock already past the bound (our wall clock stepped back) stays.
+        let ahead = Hlc {
+            millis: now + 2 * MAX_CLOCK_SKEW_MS,
+            counter: 1,
+        };
+        assert_eq!(ahead.adopt(hour, now).0, ahead);
+        // An older stamp changes nothing.
+        assert_eq!(mine.adopt(Hlc::default(), now), (mine, false));
+        assert_eq!(
+            Hlc::default()
+                .adopt(
+                    Hlc {
+                        millis: u64::MAX,
+                        counter: u32::MAX
+                    },
+                    u64::MAX
+                )
+                .0
+                .millis,
+            u64::MAX
+        );
     }
 
     #[test]

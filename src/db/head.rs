@@ -3,13 +3,14 @@
 //! writer's journal. A head's clocks come from its nearest stamped commit
 //! (the rule is `stamp.rs`'s).
 
+use crate::db::clock::MAX_CLOCK_SKEW_MS;
 use crate::db::error::journal_err;
 use crate::db::journal::{self, Record};
 use crate::db::journaling::apply_records;
 use crate::db::staged::staged_ids;
 use crate::db::stamp::nearest_stamp;
 use crate::db::working::Working;
-use crate::db::{CommitStamp, GitDb, HeadEvent, HeadMove, HeadOrigin, Pending, Result};
+use crate::db::{CommitStamp, GitDb, HeadEvent, HeadMove, HeadOrigin, Hlc, Pending, Result};
 use crate::store::{ObjectId, StoreError};
 
 impl GitDb {
@@ -53,8 +54,8 @@ impl GitDb {
             st.head = new;
             st.head_tree = tree;
             st.clock.merge(&stamp.clock);
-            if let Some(h) = stamp.hlc {
-                st.hlc = st.hlc.max(h);
+            if let (Some(h), Some(id)) = (stamp.hlc, new) {
+                st.hlc = adopt_hlc(st.hlc, h, id);
             }
             old
         };
@@ -175,8 +176,8 @@ impl GitDb {
             st.head_tree = new_tree;
             if let Some(stamp) = stamp {
                 st.clock.merge(&stamp.clock);
-                if let Some(h) = stamp.hlc {
-                    st.hlc = st.hlc.max(h);
+                if let (Some(h), Some(id)) = (stamp.hlc, new) {
+                    st.hlc = adopt_hlc(st.hlc, h, id);
                 }
             }
             st.pending = pending;
@@ -204,6 +205,24 @@ impl GitDb {
         }
         Ok((new != old).then_some(HeadMove { old, new }))
     }
+}
+
+/// The local HLC after reading the stamp `seen` of commit `id` (the head we now work on): it
+/// follows `seen` at most `MAX_CLOCK_SKEW_MS` past the wall clock (see `clock.rs`).
+pub(super) fn adopt_hlc(mine: Hlc, seen: Hlc, id: ObjectId) -> Hlc {
+    let now = crate::defaults::now_ms();
+    let (hlc, bounded) = mine.adopt(seen, now);
+    if bounded {
+        // Debug, not warn: every merge of such a commit carries its stamp on for as long as
+        // the writer's clock is ahead; gossip warns once per peer whose clock is off.
+        log::debug!(
+            "commit {id} is stamped {seen}, {} s ahead of our clock: our HLC follows it only \
+             {} s ahead",
+            seen.millis.saturating_sub(now) / 1000,
+            MAX_CLOCK_SKEW_MS / 1000
+        );
+    }
+    hlc
 }
 
 /// The paths whose change differs between two working layers.

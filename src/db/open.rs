@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
 use crate::db::error::journal_err;
+use crate::db::head::adopt_hlc;
 use crate::db::journal::{self, Journal, Record};
 use crate::db::journaling::apply_records;
 use crate::db::meta::MetaStore;
@@ -16,8 +17,8 @@ use crate::db::stamp::nearest_stamp;
 use crate::db::witness::Witnesses;
 use crate::db::working::Working;
 use crate::db::{
-    Change, CommitStamp, DbError, Followed, GitDb, JournalState, NodeId, Options, Pending, Result,
-    State, metrics,
+    Change, CommitStamp, DbError, Followed, GitDb, Hlc, JournalState, NodeId, Options, Pending,
+    Result, State, metrics,
 };
 use crate::store::{ObjectId, Store, StoreError};
 
@@ -101,7 +102,10 @@ impl GitDb {
                 working: Working::new(),
                 pending: Pending::default(),
                 clock: stamp.clock,
-                hlc: stamp.hlc.unwrap_or_default(),
+                hlc: match (stamp.hlc, head) {
+                    (Some(h), Some(id)) => adopt_hlc(Hlc::default(), h, id),
+                    _ => Hlc::default(),
+                },
             }),
             subscribers: Mutex::new(Vec::new()),
             head_watch: std::sync::OnceLock::new(),

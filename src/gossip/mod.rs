@@ -10,6 +10,7 @@
 //! - [`connection`]: preamble, Noise handshake, encrypted length-delimited frames;
 //! - [`peers`]: the peer table (liveness, backoff, random choice of partners);
 //! - [`exchange`]: one push-pull exchange over one connection;
+//! - [`skew`]: noticing a peer whose clock runs ahead of ours (the bound our HLC keeps);
 //! - [`service`]: the runtime, listener, anti-entropy timer and news push ([`Gossip`]).
 
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod key;
 pub mod message;
 pub mod peers;
 pub mod service;
+pub mod skew;
 
 pub use key::ClusterKey;
 pub use service::{Gossip, GossipConfig, GossipError, ServeError, serve_until_signalled};

@@ -5,6 +5,12 @@
 //! exchange is a heartbeat: a peer is alive while its last contact is recent (a few gossip
 //! intervals, as Cassandra judges liveness). A failed exchange doubles the peer's backoff up to
 //! [`MAX_BACKOFF`]; a learned peer that keeps failing is forgotten, a seed is retried forever.
+//!
+//! Backoff spares a cluster the cost of a dead peer. When the last exchange with *every* peer
+//! failed, the likelier cause is our own network (a pulled cable, a partition, a cluster still
+//! booting), and retrying costs only us: the seeds are then tried every round regardless of
+//! their backoff, so a node cut off rejoins within an interval of the heal instead of after the
+//! backoff it built up (up to 30 s, whatever the interval).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -135,13 +141,19 @@ impl PeerTable {
         p.retry_at.is_none_or(|t| t <= now)
     }
 
+    /// Whether the last exchange with every peer failed (see the module docs).
+    fn cut_off(&self) -> bool {
+        !self.peers.is_empty() && self.peers.values().all(|p| p.failures > 0)
+    }
+
     fn alive(&self, p: &Peer, now: Instant) -> bool {
         p.last_contact
             .is_some_and(|t| now.saturating_duration_since(t) < self.dead_after)
     }
 
     /// Up to `k` peers to gossip with now, chosen at random (reproducibly for one `seed`) among
-    /// those not backing off (`ignore_backoff`: all, for a `sync` a user asked for). Peers not
+    /// those not backing off (`ignore_backoff`: all, for a `sync` a user asked for; seeds, too,
+    /// when every peer's last exchange failed: see the module docs). Peers not
     /// known to be at `head` come first: a peer whose last announce named our head has nothing
     /// to give or take, and skipping it is what keeps a push from missing the one node that
     /// still lacks the news (with blind random choice about every other round of 16 nodes
@@ -154,10 +166,11 @@ impl PeerTable {
         ignore_backoff: bool,
         head: Option<ObjectId>,
     ) -> Vec<String> {
+        let cut_off = self.cut_off();
         let due: Vec<(&String, &Peer)> = self
             .peers
             .iter()
-            .filter(|(_, p)| ignore_backoff || Self::due(p, now))
+            .filter(|(_, p)| ignore_backoff || Self::due(p, now) || (cut_off && p.seed))
             .collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let (behind, level): (Vec<_>, Vec<_>) = due
@@ -245,6 +258,29 @@ mod tests {
         t.contact_ok("s:1", "n", None, now);
         let s = &t.status(now)[0];
         assert!(s.alive && s.failures == 0 && s.backoff_ms == 0);
+    }
+
+    #[test]
+    fn a_node_whose_every_peer_failed_tries_its_seeds_every_round() {
+        let now = Instant::now();
+        let mut t = PeerTable::new(&["s:1".into(), "s:2".into()], Duration::from_secs(1));
+        t.learn("l:1");
+        t.contact_ok("l:1", "l", None, now);
+        t.contact_failed("s:1", now);
+        t.contact_failed("s:2", now);
+        // One peer still answers: the failed seeds wait out their backoff.
+        assert_eq!(t.select_gossip_peers(5, 1, now, false, None), vec!["l:1"]);
+        // Every peer's last exchange failed: the seeds are due at once, the learned peer not.
+        t.contact_failed("l:1", now);
+        for _ in 0..10 {
+            t.contact_failed("s:1", now);
+        }
+        let mut chosen = t.select_gossip_peers(5, 1, now, false, None);
+        chosen.sort();
+        assert_eq!(chosen, vec!["s:1", "s:2"]);
+        // One answer ends it: the other seed waits out its backoff again.
+        t.contact_ok("s:2", "s", None, now);
+        assert_eq!(t.select_gossip_peers(5, 1, now, false, None), vec!["s:2"]);
     }
 
     #[test]

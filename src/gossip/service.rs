@@ -26,6 +26,7 @@ use super::exchange::{self, ExchangeError, Outcome};
 use super::key::ClusterKey;
 use super::message::{Announce, MAX_PEERS_PER_ANNOUNCE, clock_to_wire, object_id, oid};
 use super::peers::PeerTable;
+use super::skew::{self, SkewWatch};
 use crate::db::{GitDb, PeerStatus, Replicator};
 use crate::merge::Strategy;
 use crate::store::ObjectId;
@@ -119,6 +120,8 @@ pub struct Node {
     /// (our head, their head) pairs whose merge was a no-op: not tried again until either moves.
     settled: Mutex<HashSet<(ObjectId, ObjectId)>>,
     last_error: Mutex<Option<String>>,
+    /// Peers whose clocks run ahead of ours beyond the bound (logged).
+    skew: SkewWatch,
     pub counters: Counters,
     handle: tokio::runtime::Handle,
     rounds: AtomicU64,
@@ -199,6 +202,7 @@ impl Gossip {
             merging: tokio::sync::Mutex::new(()),
             settled: Mutex::new(HashSet::new()),
             last_error: Mutex::new(None),
+            skew: SkewWatch::default(),
             counters: Counters::default(),
             handle: runtime.handle().clone(),
             rounds: AtomicU64::new(0),
@@ -433,7 +437,8 @@ impl Node {
         let now = Instant::now();
         let seed = self.rounds.fetch_add(1, Ordering::Relaxed) ^ now_ms();
         let peers = self.peer_table().sample(MAX_PEERS_PER_ANNOUNCE, seed, now);
-        let hlc = self.db.hlc();
+        // Our clock as it reads now, so that a peer can tell how far our wall clock is from its.
+        let hlc = skew::reading(self.db.hlc(), now_ms());
         Announce {
             node: self.db.node().to_string(),
             listen: self.announce_listen(),
@@ -530,6 +535,11 @@ impl Node {
                         }
                         return Ok(());
                     }
+                    let their_hlc = crate::db::Hlc {
+                        millis: theirs.hlc_millis,
+                        counter: theirs.hlc_counter,
+                    };
+                    self.skew.check(&theirs.node, their_hlc, now_ms(), now);
                     if let Some(a) = &addr {
                         // A peer that just pulled our head has it now (peer choice goes by
                         // what peers are known to hold).

@@ -3,6 +3,7 @@
 //! when the test panics — so a failing test never leaves a dead mount behind.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod serve;
 
 use std::path::{Path, PathBuf};

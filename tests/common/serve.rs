@@ -18,16 +18,24 @@ impl Serve {
     pub fn start(dir: &Path, name: &str, args: &[&str]) -> Serve {
         let repo = dir.join(format!("{name}.git"));
         let log = dir.join(format!("{name}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitdb"));
+        cmd.args(["--repo", repo.to_str().unwrap(), "--node-id", name, "serve"])
+            .args(["--listen", "127.0.0.1:0", "--interval", "200ms"])
+            .args(args);
+        Serve::launch(cmd, repo, log)
+    }
+
+    /// Spawns `cmd`, a `gitdb serve` on `repo` however it is wrapped (in a network namespace,
+    /// say: `ip netns exec` execs it, so the child is the daemon), its stderr to `log`, and
+    /// waits for the `listening ADDR` line.
+    pub fn launch(mut cmd: Command, repo: PathBuf, log: PathBuf) -> Serve {
         // Appended: a restarted node keeps the log of the one before.
         let logfile = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gitdb"))
-            .args(["--repo", repo.to_str().unwrap(), "--node-id", name, "serve"])
-            .args(["--listen", "127.0.0.1:0", "--interval", "200ms"])
-            .args(args)
+        let mut child = cmd
             .env("RUST_LOG", "info,gitdb::gossip=debug")
             .stdout(Stdio::piped())
             .stderr(logfile)
@@ -39,6 +47,8 @@ impl Serve {
         let addr = line
             .strip_prefix("listening ")
             .unwrap_or_else(|| {
+                let _ = child.kill();
+                let _ = child.wait();
                 panic!(
                     "gitdb serve said {line:?}: {}",
                     std::fs::read_to_string(&log).unwrap_or_default()

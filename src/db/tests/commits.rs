@@ -284,3 +284,76 @@ fn move_head_refuses_a_commit_whose_tree_is_missing() {
     assert_eq!(db.head(), Some(head));
     assert_eq!(db.store().read_ref("refs/heads/main").unwrap(), Some(head));
 }
+
+/// A head stamped an hour ahead (a peer whose clock is wrong) moves our HLC only to the skew
+/// bound, whether we adopt it while running or find it at open; our next commit is stamped
+/// and dated near our own clock, and still descends from (so, for LWW, is later than) it.
+#[test]
+fn a_head_stamped_an_hour_ahead_moves_our_clock_only_to_the_skew_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let now = crate::defaults::now_ms();
+    db.set("a", b"1").unwrap();
+    db.commit("c1", now).unwrap();
+    let c1 = db.head().unwrap();
+    let hour = now + 3_600_000;
+    let stamp = CommitStamp {
+        node: Some(node("skewed")),
+        clock: VectorClock::parse("n1=1 skewed=1").unwrap(),
+        hlc: Some(Hlc {
+            millis: hour,
+            counter: 0,
+        }),
+    };
+    let blob = db.store().write_blob(b"from the future").unwrap();
+    let base = db.store().commit_info(c1).unwrap().tree;
+    let edit = TreeEdit::Upsert {
+        path: "a",
+        mode: ValueMode::Regular,
+        id: blob,
+    };
+    let tree = db.store().write_tree(base, [edit]).unwrap();
+    let sig = Signature {
+        name: "skewed".into(),
+        email: "skewed@gitdb".into(),
+        seconds: (hour / 1000) as i64,
+    };
+    let message = format!("skewed\n\n{}", stamp.trailers());
+    let c2 = db
+        .store()
+        .write_commit(tree, &[c1], &sig, &message)
+        .unwrap();
+    db.store()
+        .update_ref("refs/heads/main", Some(c1), c2, "test")
+        .unwrap();
+    db.refresh().unwrap().unwrap();
+    let bound = crate::defaults::now_ms() + clock::MAX_CLOCK_SKEW_MS;
+    let hlc = db.hlc();
+    assert!(hlc.millis <= bound && hlc.millis >= now, "{hlc}");
+    db.set("a", b"2").unwrap();
+    db.commit("after", crate::defaults::now_ms()).unwrap();
+    let c3 = db.head().unwrap();
+    let log = db.log(1).unwrap();
+    let c3_hlc = Hlc::parse(log[0].hlc.as_deref().unwrap()).unwrap();
+    assert!(c3_hlc.millis <= bound, "{c3_hlc}");
+    assert!(db.store().commit_info(c3).unwrap().seconds <= (bound / 1000) as i64);
+    assert_eq!(
+        log[0].clock, "n1=2 skewed=1",
+        "causally after the skewed write"
+    );
+    drop(db);
+
+    // Found at open: the same bound.
+    let db = open(dir.path());
+    db.store()
+        .update_ref("refs/heads/main", Some(c3), c2, "test")
+        .unwrap();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(db.head(), Some(c2));
+    let hlc = db.hlc();
+    assert!(
+        hlc.millis <= crate::defaults::now_ms() + clock::MAX_CLOCK_SKEW_MS,
+        "{hlc}"
+    );
+}
