@@ -26,8 +26,7 @@ use super::message::{
     Announce, BlobAssembly, Message, Oid, Packed, WireItem, object_id, oid, split,
 };
 use super::service::Node;
-use crate::db::GitDb;
-use crate::store::ObjectId;
+use crate::db::{GitDb, ObjectId};
 
 /// Items are sent in batches of about this many bytes: big enough to amortize a frame, small
 /// enough that the receiver writes while the sender reads.

@@ -27,9 +27,8 @@ use super::key::ClusterKey;
 use super::message::{Announce, MAX_PEERS_PER_ANNOUNCE, clock_to_wire, object_id, oid};
 use super::peers::PeerTable;
 use super::skew::{self, SkewWatch};
-use crate::db::{GitDb, PeerStatus, Replicator};
+use crate::db::{GitDb, ObjectId, PeerStatus, Replicator};
 use crate::merge::Strategy;
-use crate::store::ObjectId;
 
 /// Most inbound exchanges served at once (authenticated peers); more wait for a slot, after
 /// their handshake, holding only their socket.
