@@ -10,6 +10,7 @@
 //! - [`connection`]: preamble, Noise handshake, encrypted length-delimited frames;
 //! - [`peers`]: the peer table (liveness, backoff, random choice of partners);
 //! - [`exchange`]: one push-pull exchange over one connection;
+//! - [`merging`]: a merge asked for by hand (`gitdb merge`), the binaries' one door to merge;
 //! - [`skew`]: noticing a peer whose clock runs ahead of ours (the bound our HLC keeps);
 //! - [`service`]: the runtime, listener, anti-entropy timer and news push ([`Gossip`]).
 
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod connection;
 pub mod exchange;
 pub mod key;
+pub mod merging;
 pub mod message;
 pub mod peers;
 pub mod service;
