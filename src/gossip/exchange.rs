@@ -25,7 +25,7 @@ use super::connection::{Connection, ConnectionError};
 use super::message::{
     Announce, BlobAssembly, Message, Oid, Packed, WireItem, object_id, oid, split,
 };
-use super::service::Node;
+use super::node::Node;
 use crate::db::{GitDb, ObjectId};
 
 /// Items are sent in batches of about this many bytes: big enough to amortize a frame, small
