@@ -59,8 +59,8 @@ pub mod remote;
 pub mod store;
 pub mod watch;
 
+pub use db::{Bytes, ObjectId, ValueMode};
 pub use db::{
     ClockOrdering, CommitOutcome, DbError, GitDb, HeadEvent, HeadOrigin, Hlc, Key, KeyError,
     NodeId, Options, VectorClock,
 };
-pub use store::{Bytes, ObjectId, ValueMode};

@@ -25,10 +25,9 @@ use std::time::{Duration, Instant};
 
 use wait_timeout::ChildExt;
 
-use crate::db::{GitDb, HeadOrigin};
+use crate::db::{GitDb, HeadOrigin, ObjectId};
 use crate::merge::{MergeOutcome, Strategy};
 use crate::periodic::{Periodic, Starting, Stop};
-use crate::store::ObjectId;
 
 /// Pushes rejected in a row (someone else pushed between our fetch and our push) before a
 /// sync gives up until the next one.

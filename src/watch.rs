@@ -18,8 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::db::follow::{Follower, HeadChange};
-use crate::db::{DiffKind, GitDb, Key};
-use crate::store::ObjectId;
+use crate::db::{DiffKind, GitDb, Key, ObjectId};
 
 /// How a watch runs.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ pub enum CliError {
     #[error("--merge-driver only goes with --strategy custom")]
     DriverNeedsCustom,
     #[error(transparent)]
-    Merge(#[from] crate::merge::MergeError),
+    Merge(#[from] crate::gossip::merging::MergeError),
     #[error(transparent)]
     Watch(#[from] crate::watch::WatchError),
     #[error(transparent)]

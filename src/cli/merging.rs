@@ -1,16 +1,16 @@
 //! `gitdb merge REV`: merge a commit already in the repository (fetched by `git fetch` from
 //! another node, say) into the branch, as gossip would, and report what happened.
 //!
-//! This calls [`crate::merge`] itself: this module is at the binaries' level, above merge,
-//! and db (below merge) offers no merge verb, since a db that called up into merge would be
-//! the back door the layers forbid. The binary only hands over its parsed flags.
+//! The merge itself is gossip's [`crate::gossip::merging`], the one door to the merge layer for
+//! the binaries' level (db, below merge, offers no merge verb). This file turns the flags into
+//! a strategy and the outcome into lines; the binary only hands over its parsed flags.
 
 use std::io::Write;
 use std::time::Duration;
 
 use super::error::{CliError, Result};
 use super::target::{Access, Target};
-use crate::merge::{MergeOutcome, Strategy, merge, merge_driver};
+use crate::gossip::merging::{MergeOutcome, Strategy, merge_driver, merge_head};
 
 /// `--strategy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,7 +42,7 @@ pub fn strategy(
 pub fn run(target: &Target, rev: &str, strategy: &Strategy, out: &mut dyn Write) -> Result<u8> {
     let db = target.open(Access::Write)?;
     let theirs = db.resolve_rev(rev)?;
-    match merge(&db, theirs, None, strategy, crate::defaults::now_ms())? {
+    match merge_head(&db, theirs, strategy)? {
         MergeOutcome::NoOp => writeln!(out, "noop")?,
         MergeOutcome::FastForward { to, .. } => writeln!(out, "fast-forward {to}")?,
         MergeOutcome::Superseded { to, .. } => writeln!(out, "superseded-by {to}")?,

@@ -3,10 +3,10 @@
 //! clap structs and a call per command (as mountpoint-s3 keeps its `cli.rs` in the library),
 //! and so that the logic gets unit tests, which a binary cannot have.
 //!
-//! This module is at the binaries' level, the top of the stack: it may call every layer.
-//! In particular `gitdb merge` calls [`crate::merge`] from here (see [`merging`]) rather than
-//! through a db verb: db sits below merge and must not call up into it, and a merge verb on
-//! the db would be that back door. The binaries name neither the store nor merge.
+//! This module is at the binaries' level, the top of the stack, and calls down through the
+//! layers' doors: it names neither the store nor merge, but reaches the store through db and
+//! merge through gossip (`gitdb merge` calls [`crate::gossip::merging`], see [`merging`]), since db sits below
+//! merge and a merge verb on the db would be a call up the layers.
 //!
 //! One concept per file:
 //! - [`error`]: [`CliError`], and how a result ends the process (exit codes, a closed pipe).

@@ -93,3 +93,55 @@ pub(super) fn journal_err<E: Into<JournalError>>(path: &Path) -> impl FnOnce(E) 
         source: source.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(code: i32) -> std::io::Error {
+        std::io::Error::from_raw_os_error(code)
+    }
+
+    /// The store's I/O errors reach the mount's errno through this, so a full disk under a
+    /// blob write is ENOSPC to the application, not EIO (the mapping itself is
+    /// `fuse/errno.rs`'s).
+    #[test]
+    fn the_io_error_under_a_store_error_is_found_however_deep() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("wrapped")]
+        struct Wrapped(#[source] std::io::Error);
+        let code_of = |e: DbError| e.io_error().and_then(std::io::Error::raw_os_error);
+        // ENOSPC, EDQUOT and EROFS on Linux (the db passes any code on untouched).
+        for code in [28, 122, 30] {
+            let plain = DbError::Store(StoreError::Io {
+                path: "o".into(),
+                source: io(code),
+            });
+            assert_eq!(code_of(plain), Some(code));
+            // Boxed inside a store error, and deeper inside another error's sources.
+            let boxed = DbError::Store(StoreError::Write {
+                what: "blob",
+                source: Box::new(Wrapped(io(code))),
+            });
+            assert_eq!(code_of(boxed), Some(code));
+        }
+        // An OS error wrapped with context (as tempfile does for gix's object writes) keeps
+        // its kind.
+        let wrapped = DbError::Store(StoreError::Write {
+            what: "blob",
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "at path x",
+            )),
+        });
+        assert_eq!(
+            wrapped.io_error().map(std::io::Error::kind),
+            Some(std::io::ErrorKind::StorageFull)
+        );
+        let none = DbError::Store(StoreError::Write {
+            what: "blob",
+            source: "no io error here".into(),
+        });
+        assert!(none.io_error().is_none());
+    }
+}

@@ -119,8 +119,13 @@ pub use crate::db::tasks::{DbTasks, TaskOptions};
 pub use crate::db::transfer::{ExportStats, Receiver};
 use crate::db::witness::Witnesses;
 use crate::db::working::Working;
-use crate::store::{Bytes, CacheConfig, ObjectId, Store, ValueMode};
+use crate::store::{CacheConfig, Store};
 pub use crate::store::{EditBlob, EntryEdit, Item};
+// The data model's nouns, re-exported because they are the db's vocabulary: its verbs take and
+// return them (a value's bytes, a blob or commit id, a value's mode, what a tree entry at a
+// revision is), so the layers above name them through the db, their only door, and never the
+// store (docs/design.md).
+pub use crate::store::{Bytes, EntryKind, ObjectId, TreeEntry, ValueMode};
 
 /// How to open a [`GitDb`].
 #[derive(Debug, Clone)]

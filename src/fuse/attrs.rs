@@ -16,8 +16,7 @@ use super::shared::lock;
 use super::times::Times;
 
 use crate::db::meta::{MODE_BITS, is_executable};
-use crate::db::{Meta, MetaDefaults, NodeKind, NodeType, Stat};
-use crate::store::ValueMode;
+use crate::db::{Meta, MetaDefaults, NodeKind, NodeType, Stat, ValueMode};
 
 impl FsCore {
     /// LOOKUP: the attributes of `name` in `parent`.

@@ -15,8 +15,7 @@
 //! paths never collide with keys.
 
 use super::errno::ToErrno;
-use crate::db::{GitDb, Status};
-use crate::store::ObjectId;
+use crate::db::{GitDb, ObjectId, Status};
 
 /// The control directory's name at the mount root.
 pub const DIR: &str = ".gitdb";

@@ -14,8 +14,7 @@ use super::fscore::{FsCore, now_ms};
 use super::shared::lock;
 use super::stats;
 
-use crate::db::Stat;
-use crate::store::EntryKind;
+use crate::db::{EntryKind, Stat};
 
 impl FsCore {
     pub(super) fn ctl_attr(

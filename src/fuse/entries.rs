@@ -14,8 +14,7 @@ use super::fscore::{Caller, FsCore};
 use super::shared::lock;
 use crate::paths::{below, split};
 
-use crate::db::{DbError, Key, Meta, NodeType, Stat};
-use crate::store::ValueMode;
+use crate::db::{DbError, Key, Meta, NodeType, Stat, ValueMode};
 
 impl FsCore {
     /// MKNOD: an empty regular file (nothing else has a place in a key-value store).

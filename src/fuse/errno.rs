@@ -11,7 +11,6 @@
 use fuser::Errno;
 
 use crate::db::{DbError, KeyError, MetaError};
-use crate::store::StoreError;
 
 /// The errno a filesystem answers with for an error.
 pub trait ToErrno {
@@ -41,12 +40,6 @@ impl ToErrno for DbError {
             | DbError::Thread { .. }
             | DbError::Meta(_) => self.io_error().map_or(libc::EIO, io_errno),
         }
-    }
-}
-
-impl ToErrno for StoreError {
-    fn errno(&self) -> i32 {
-        self.io_error().map_or(libc::EIO, io_errno)
     }
 }
 
@@ -94,8 +87,8 @@ pub(super) fn lookup_err(e: &DbError) -> Errno {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::ObjectId;
     use crate::db::journal::JournalError;
-    use crate::store::ObjectId;
 
     fn io(code: i32) -> std::io::Error {
         std::io::Error::from_raw_os_error(code)
@@ -109,26 +102,6 @@ mod tests {
         };
         for code in [libc::ENOSPC, libc::EDQUOT, libc::EROFS] {
             assert_eq!(journal(code).errno(), code);
-            assert_eq!(
-                DbError::Store(StoreError::Io {
-                    path: "o".into(),
-                    source: io(code),
-                })
-                .errno(),
-                code
-            );
-            // Boxed inside a store error, and deeper inside another error's sources.
-            #[derive(Debug, thiserror::Error)]
-            #[error("wrapped")]
-            struct Wrapped(#[source] std::io::Error);
-            assert_eq!(
-                DbError::Store(StoreError::Write {
-                    what: "blob",
-                    source: Box::new(Wrapped(io(code))),
-                })
-                .errno(),
-                code
-            );
             let copy = DbError::CopyOut {
                 id: ObjectId::null(gix::hash::Kind::Sha1),
                 source: io(code),
@@ -137,29 +110,26 @@ mod tests {
         }
         assert_eq!(journal(libc::EACCES).errno(), libc::EIO);
         // An OS error wrapped with context (as tempfile does for gix's object writes) keeps
-        // only its kind.
-        let wrapped = std::io::Error::new(std::io::ErrorKind::StorageFull, "at path x");
-        assert_eq!(
-            DbError::Store(StoreError::Write {
-                what: "blob",
-                source: Box::new(wrapped),
-            })
-            .errno(),
-            libc::ENOSPC
-        );
+        // only its kind. (That the db finds the I/O error under its store's errors, however
+        // deep, is `DbError::io_error`'s test in db/error.rs.)
+        for (kind, code) in [
+            (std::io::ErrorKind::StorageFull, libc::ENOSPC),
+            (std::io::ErrorKind::QuotaExceeded, libc::EDQUOT),
+            (std::io::ErrorKind::ReadOnlyFilesystem, libc::EROFS),
+            (std::io::ErrorKind::NotFound, libc::EIO),
+        ] {
+            let wrapped = std::io::Error::new(kind, "at path x");
+            let copy = DbError::CopyOut {
+                id: ObjectId::null(gix::hash::Kind::Sha1),
+                source: wrapped,
+            };
+            assert_eq!(copy.errno(), code);
+        }
         assert_eq!(
             DbError::Journal {
                 path: "j".into(),
                 source: JournalError::Poisoned { cause: "x".into() },
             }
-            .errno(),
-            libc::EIO
-        );
-        assert_eq!(
-            DbError::Store(StoreError::Write {
-                what: "blob",
-                source: "no io error here".into(),
-            })
             .errno(),
             libc::EIO
         );

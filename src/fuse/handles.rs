@@ -26,14 +26,14 @@ use tempfile::NamedTempFile;
 
 use super::errno::ToErrno;
 use super::valuefiles::ValueFiles;
-use crate::store::{Bytes, ObjectId, Store, ValueMode};
+use crate::db::{Bytes, GitDb, ObjectId, ValueMode};
 
 /// Buffers larger than this go to a temp file.
 pub const SPILL_THRESHOLD: u64 = 8 << 20;
 
-/// Errors of an open-file buffer.
-/// Where an opened value's contents come from: the db (which knows values still waiting for
-/// their commit), or a bare store in unit tests.
+/// Where an opened value's contents come from: the db, which knows values still waiting for
+/// their commit. A trait rather than the db itself so that the buffer's logic reads only what
+/// it needs from it.
 pub trait BlobSource {
     fn blob_for_handle(&self, id: ObjectId) -> Result<Bytes, HandleError>;
     /// The size of blob `id` without reading it (None: unknown).
@@ -42,21 +42,7 @@ pub trait BlobSource {
     fn copy_for_handle(&self, id: ObjectId, out: &mut File) -> Result<u64, HandleError>;
 }
 
-impl BlobSource for Store {
-    fn blob_for_handle(&self, id: ObjectId) -> Result<Bytes, HandleError> {
-        Ok(self.blob(id)?)
-    }
-
-    fn blob_size_for_handle(&self, id: ObjectId) -> Option<u64> {
-        self.blob_size(id).ok()
-    }
-
-    fn copy_for_handle(&self, id: ObjectId, out: &mut File) -> Result<u64, HandleError> {
-        Ok(self.copy_blob(id, out)?)
-    }
-}
-
-impl BlobSource for crate::db::GitDb {
+impl BlobSource for GitDb {
     fn blob_for_handle(&self, id: ObjectId) -> Result<Bytes, HandleError> {
         Ok(self.value(id)?)
     }
@@ -71,12 +57,11 @@ impl BlobSource for crate::db::GitDb {
     }
 }
 
+/// Errors of an open-file buffer.
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
     #[error("temp file for an open value: {0}")]
     Io(#[from] std::io::Error),
-    #[error("reading the opened value: {0}")]
-    Store(#[from] crate::store::StoreError),
     #[error("reading the opened value: {0}")]
     Db(#[from] crate::db::DbError),
 }
@@ -85,7 +70,6 @@ impl HandleError {
     pub fn errno(&self) -> i32 {
         match self {
             HandleError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
-            HandleError::Store(e) => e.errno(),
             HandleError::Db(e) => e.errno(),
         }
     }
@@ -441,17 +425,23 @@ mod tests {
         Arc::new(ValueFiles::open(&dir.path().join("gitdb"), 1 << 30, true).expect("value files"))
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
+    fn store() -> (tempfile::TempDir, GitDb) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store =
-            Store::open_or_create(&dir.path().join("r.git"), Default::default()).expect("store");
-        (dir, store)
+        let node = crate::db::NodeId::new("n1").expect("node");
+        let db = GitDb::open(dir.path().join("r.git"), node, Default::default()).expect("db");
+        (dir, db)
+    }
+
+    /// Stores `value` under `key` and returns its blob, as a flush does.
+    fn blob(db: &GitDb, key: &str, value: &[u8]) -> ObjectId {
+        db.set_stream(key, value.len() as u64, value, ValueMode::Regular)
+            .expect("blob")
     }
 
     #[test]
     fn write_read_sparse_truncate() {
         let (dir, store) = store();
-        let id = store.write_blob(b"hello").expect("blob");
+        let id = blob(&store, "/hello", b"hello");
         let mut h = OpenFile::new(2, Some(id), ValueMode::Regular, files(&dir));
         assert_eq!(h.read(&store, 1, 3).expect("read"), b"ell");
         h.write(&store, 8, b"x").expect("write");
@@ -491,7 +481,7 @@ mod tests {
         let (dir, store) = store();
         let values = dir.path().join("gitdb").join("values");
         let chunk = vec![7u8; 9 << 20];
-        let id = store.write_blob(&chunk).expect("blob");
+        let id = blob(&store, "/big", &chunk);
         let mut h = OpenFile::new(2, None, ValueMode::Regular, files(&dir));
         h.write(&store, 0, &chunk).expect("write");
         h.dirty = false; // as a flush leaves it

@@ -14,8 +14,7 @@ use super::handles::{FlushData, OpenFile};
 use super::open::Handle;
 use super::shared::lock;
 
-use crate::db::GitDb;
-use crate::store::{Bytes, ObjectId, ValueMode};
+use crate::db::{Bytes, GitDb, ObjectId, ValueMode};
 
 /// What a WRITE answers, and when.
 pub(crate) enum Written {

@@ -15,8 +15,7 @@ use super::fscore::FsCore;
 use super::shared::{Shared, lock};
 use crate::paths::{at_or_below, below, child_of, join, split};
 
-use crate::db::{DbError, Stat};
-use crate::store::ValueMode;
+use crate::db::{DbError, Stat, ValueMode};
 
 impl Shared {
     /// Directories may have gained or lost subdirectories anywhere (HEAD moved, rollback).

@@ -18,8 +18,7 @@ use super::handles::OpenFile;
 use super::shared::{Shared, lock};
 use crate::paths::split;
 
-use crate::db::Stat;
-use crate::store::Bytes;
+use crate::db::{Bytes, Stat};
 
 impl FsCore {
     /// OPEN of `ino`: a handle and the flags the kernel is to keep it with.

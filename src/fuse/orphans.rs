@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::store::{Bytes, ObjectId, ValueMode};
+use crate::db::{Bytes, ObjectId, ValueMode};
 
 /// At most this many replaced inodes are remembered (about 100 bytes each).
 pub const MAX_ORPHANS: usize = 1 << 16;

@@ -14,8 +14,7 @@ use super::shared::lock;
 use super::times::Times;
 use crate::paths::{at_or_below, below, split};
 
-use crate::db::{DbError, Key, Stat};
-use crate::store::ValueMode;
+use crate::db::{DbError, Key, Stat, ValueMode};
 
 impl FsCore {
     /// RENAME of `name` in `parent` to `newname` in `newparent` (flags: only

@@ -14,8 +14,7 @@ use super::shared::lock;
 use super::times::Times;
 
 use crate::db::meta::{MODE_BITS, is_executable};
-use crate::db::{Meta, NodeType, Stat};
-use crate::store::ValueMode;
+use crate::db::{Meta, NodeType, Stat, ValueMode};
 
 /// What a SETATTR asks to change (`None`: leave it as it is).
 #[derive(Debug, Clone, Copy, Default)]

@@ -29,8 +29,7 @@ use super::times::Times;
 use super::valuefiles::ValueFiles;
 use super::{busy, stats};
 
-use crate::db::GitDb;
-use crate::store::{ObjectId, ValueMode};
+use crate::db::{GitDb, ObjectId, ValueMode};
 
 /// State shared by the filesystem callbacks and the background threads.
 pub struct Shared {

@@ -16,8 +16,7 @@ use super::io::Written;
 use super::setattr::SetAttr;
 use super::shared::Shared;
 
-use crate::db::{GitDb, NodeId, Options, Stat};
-use crate::store::ValueMode;
+use crate::db::{GitDb, NodeId, Options, Stat, ValueMode};
 
 const ROOT: INodeNo = INodeNo(ROOT_INO);
 

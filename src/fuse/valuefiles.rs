@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use tempfile::NamedTempFile;
 
-use crate::store::ObjectId;
+use crate::db::ObjectId;
 
 /// Default bound on the directory's size.
 pub const DEFAULT_BUDGET: u64 = 1 << 30;

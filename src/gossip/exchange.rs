@@ -25,9 +25,8 @@ use super::connection::{Connection, ConnectionError};
 use super::message::{
     Announce, BlobAssembly, Message, Oid, Packed, WireItem, object_id, oid, split,
 };
-use super::service::Node;
-use crate::db::GitDb;
-use crate::store::ObjectId;
+use super::node::Node;
+use crate::db::{GitDb, ObjectId};
 
 /// Items are sent in batches of about this many bytes: big enough to amortize a frame, small
 /// enough that the receiver writes while the sender reads.

@@ -9,8 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{EditBlob, EntryEdit, Item, VectorClock};
-use crate::store::{ObjectId, ValueMode};
+use crate::db::{EditBlob, EntryEdit, Item, ObjectId, ValueMode, VectorClock};
 
 /// A 20-byte SHA-1 object id as it travels.
 pub type Oid = [u8; 20];
@@ -29,7 +28,7 @@ pub enum Message {
     Announce(Announce),
     /// Send me `want` and what it needs, given I have `have` (and their history).
     Pull { want: Oid, have: Vec<Oid> },
-    /// Part of the answer to a pull: items in order (see [`crate::store::Item`]), deflated.
+    /// Part of the answer to a pull: items in order (see [`crate::db::Item`]), deflated.
     Items(Packed),
     /// The answer to a pull is complete.
     End { commits: u32 },

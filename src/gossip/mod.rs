@@ -10,17 +10,26 @@
 //! - [`connection`]: preamble, Noise handshake, encrypted length-delimited frames;
 //! - [`peers`]: the peer table (liveness, backoff, random choice of partners);
 //! - [`exchange`]: one push-pull exchange over one connection;
+//! - [`merging`]: a merge asked for by hand (`gitdb merge`), the binaries' one door to merge;
 //! - [`skew`]: noticing a peer whose clock runs ahead of ours (the bound our HLC keeps);
-//! - [`service`]: the runtime, listener, anti-entropy timer and news push ([`Gossip`]).
+//! - [`node`]: the state the service's tasks share, and its rounds of exchanges;
+//! - [`listener`]: accepting peers, within bounds on handshakes and exchanges at once;
+//! - [`service`]: the runtime, anti-entropy timer and news push ([`Gossip`]);
+//! - [`headless`]: a node without a mount (`gitdb serve`), until a signal.
 
 pub mod cli;
 pub mod connection;
 pub mod exchange;
+pub mod headless;
 pub mod key;
+pub mod listener;
+pub mod merging;
 pub mod message;
+pub mod node;
 pub mod peers;
 pub mod service;
 pub mod skew;
 
+pub use headless::{ServeError, serve_until_signalled};
 pub use key::ClusterKey;
-pub use service::{Gossip, GossipConfig, GossipError, ServeError, serve_until_signalled};
+pub use service::{Gossip, GossipConfig, GossipError};

@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::seq::IndexedRandom;
 
-use crate::db::PeerStatus;
-use crate::store::ObjectId;
+use crate::db::{ObjectId, PeerStatus};
 
 /// Most peers kept; learned peers beyond it are not added.
 pub const MAX_PEERS: usize = 1024;
