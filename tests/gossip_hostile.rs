@@ -298,16 +298,6 @@ fn objects_that_do_not_check_out_are_refused_and_the_peer_marked_failing() {
             false,
         ),
         (
-            // Never whole (the peer ends inside it); on a disk without 10 GiB free it is
-            // refused at its first part (`check_blob_fits`).
-            "a blob part claiming 10 GiB",
-            vec![WireItem::BlobPart {
-                size: 10 << 30,
-                data: vec![7; 1024],
-            }],
-            false,
-        ),
-        (
             "a peer that vanishes mid-transfer",
             vec![WireItem::Blob(b"v".to_vec())],
             true,

@@ -318,14 +318,6 @@ impl GitDb {
         self.store.git_dir()
     }
 
-    /// Bytes an unprivileged writer may still use on the repository's filesystem (`None`: it
-    /// cannot be told). Gossip asks it before taking a large blob from a peer, so that a peer's
-    /// size claim is weighed against the disk rather than discovered by filling it.
-    pub fn free_bytes(&self) -> Option<u64> {
-        let st = nix::sys::statvfs::statvfs(self.store.git_dir()).ok()?;
-        Some((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
-    }
-
     /// The git directory of the repository at `path` (as [`GitDb::git_dir`] of a handle opened
     /// there would be), without opening it as a db: where a client looks for a daemon's door.
     pub fn git_dir_of(path: &Path) -> Result<PathBuf> {

@@ -209,10 +209,6 @@ async fn pull(node: &Arc<Node>, conn: &mut Connection, want: ObjectId) -> Result
                     for item in items {
                         let item = match item {
                             WireItem::BlobPart { size, data } => {
-                                if !parts.is_open() {
-                                    super::message::check_blob_fits(size, db.free_bytes())
-                                        .map_err(bad)?;
-                                }
                                 match parts.add(size, data).map_err(bad)? {
                                     Some(blob) => crate::db::Item::Blob(blob),
                                     None => continue,

@@ -76,26 +76,6 @@ pub const BLOB_PART: usize = 4 << 20;
 /// The largest blob a peer may announce in pieces.
 pub const MAX_BLOB: u64 = 16 << 30;
 
-/// Space a blob received from a peer must leave free on the repository's filesystem, so that
-/// the journal, refs and the mount's own writes still fit after it.
-pub const BLOB_DISK_RESERVE: u64 = 4 << 20;
-
-/// Refuses a blob whose claimed `size`, with [`BLOB_DISK_RESERVE`], is more than the `free`
-/// bytes of the repository's filesystem: a claim the disk cannot hold is refused at its first
-/// part, before any of it is kept (a hostile or mistaken peer cannot fill the disk with it,
-/// nor make the node hold its parts in memory for nothing).
-pub fn check_blob_fits(size: u64, free: Option<u64>) -> Result<(), DecodeError> {
-    match free {
-        Some(free) if size.saturating_add(BLOB_DISK_RESERVE) > free => {
-            Err(DecodeError::Bound(format!(
-                "No space left for a blob of {size} bytes: {free} bytes free beside the \
-                 repository, {BLOB_DISK_RESERVE} of them kept in reserve"
-            )))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// Puts [`WireItem::BlobPart`]s back together on the receiving side.
 #[derive(Debug, Default)]
 pub struct BlobAssembly {
@@ -400,18 +380,6 @@ impl WireItem {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn a_blob_claim_the_disk_cannot_hold_is_refused() {
-        let gib = 1u64 << 30;
-        assert!(check_blob_fits(10 * gib, Some(gib)).is_err());
-        assert!(check_blob_fits(gib - BLOB_DISK_RESERVE + 1, Some(gib)).is_err());
-        assert!(check_blob_fits(gib - BLOB_DISK_RESERVE, Some(gib)).is_ok());
-        assert!(check_blob_fits(u64::MAX - 1, Some(u64::MAX - 1)).is_err());
-        // Free space unknown: only MAX_BLOB bounds the claim (BlobAssembly checks it).
-        assert!(check_blob_fits(10 * gib, None).is_ok());
-    }
-
     use super::*;
     use proptest::prelude::*;
 
