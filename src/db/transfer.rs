@@ -119,6 +119,23 @@ impl Receiver<'_> {
         Ok(self.importer.add(item)?)
     }
 
+    /// Starts a blob of `size` bytes that comes in parts ([`Receiver::blob_part`]): written to
+    /// disk as the parts arrive, so its memory is one part's, whatever the size; refused with
+    /// ENOSPC at once if the disk has no room for it besides its reserve.
+    pub fn begin_blob(&mut self, size: u64) -> Result<()> {
+        Ok(self.importer.begin_blob(size)?)
+    }
+
+    /// The next part of the blob under way; a part that fails drops what the blob wrote.
+    pub fn blob_part(&mut self, data: &[u8]) -> Result<()> {
+        Ok(self.importer.blob_part(data)?)
+    }
+
+    /// Ends the blob under way, which must have come whole: only then is it an object.
+    pub fn end_blob(&mut self) -> Result<ObjectId> {
+        Ok(self.importer.end_blob()?)
+    }
+
     /// Commits and objects written so far.
     pub fn counts(&self) -> (usize, usize) {
         (self.importer.commits, self.importer.objects)

@@ -143,8 +143,8 @@ pub fn handshake(data: &[u8]) {
     }
 }
 
-/// Items as a peer may send them in pieces: [`crate::gossip::message::BlobAssembly`] never
-/// holds more than the bytes that came, whatever size the parts claim.
+/// Items as a peer may send them in pieces: [`crate::gossip::message::BlobAssembly`] ends a
+/// blob exactly when its parts brought the size they claim, never past it, whatever they claim.
 pub fn blob_parts(data: &[u8]) {
     let mut input = super::Bytes::new(data);
     let mut parts = crate::gossip::message::BlobAssembly::default();
@@ -156,14 +156,16 @@ pub fn blob_parts(data: &[u8]) {
             _ => u64::from(input.u16()),
         };
         let data = input.take(300).to_vec();
-        got += data.len() as u64;
-        match parts.add(size, data) {
-            Ok(Some(blob)) => {
-                assert_eq!(blob.len() as u64, size);
-                assert!(blob.capacity() as u64 <= got.max(size).max(1 << 16));
-                got = 0;
+        match parts.add(size, data.len()) {
+            Ok(place) => {
+                got += data.len() as u64;
+                assert!(got <= size, "{got} bytes accepted for a blob of {size}");
+                assert_eq!(place.last, got == size);
+                assert_eq!(place.last, !parts.is_open());
+                if place.last {
+                    got = 0;
+                }
             }
-            Ok(None) => {}
             Err(_) => return,
         }
     }

@@ -209,10 +209,16 @@ async fn pull(node: &Arc<Node>, conn: &mut Connection, want: ObjectId) -> Result
                     for item in items {
                         let item = match item {
                             WireItem::BlobPart { size, data } => {
-                                match parts.add(size, data).map_err(bad)? {
-                                    Some(blob) => crate::db::Item::Blob(blob),
-                                    None => continue,
+                                // Each part goes to disk as it comes (see `BlobAssembly`).
+                                let place = parts.add(size, data.len()).map_err(bad)?;
+                                if place.first {
+                                    receiver.begin_blob(size)?;
                                 }
+                                receiver.blob_part(&data)?;
+                                if place.last {
+                                    receiver.end_blob()?;
+                                }
+                                continue;
                             }
                             _ if parts.is_open() => {
                                 return Err(bad(super::message::DecodeError::Bound(

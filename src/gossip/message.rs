@@ -73,38 +73,56 @@ pub enum WireItem {
 
 /// Blobs larger than this travel in pieces of this size.
 pub const BLOB_PART: usize = 4 << 20;
-/// The largest blob a peer may announce in pieces.
+/// The largest blob a peer may announce in pieces. What a claim costs the receiver is bounded
+/// apart from this: parts go to disk as they come (a buffer of memory, whatever the size), and
+/// a claim the disk has no room for, less its reserve, is refused before anything is written
+/// (see `store/room.rs`). This bound stays above what a mount can write, so that any value a
+/// node holds can reach its peers.
 pub const MAX_BLOB: u64 = 16 << 30;
 
-/// Puts [`WireItem::BlobPart`]s back together on the receiving side.
+/// Checks [`WireItem::BlobPart`]s against the wire's rules on the receiving side: parts follow
+/// each other with nothing between them, each names the same size, none is empty, and together
+/// they bring exactly that many bytes. The bytes are not kept here: the caller hands each part
+/// to the db's receiver, which writes it to disk at once.
 #[derive(Debug, Default)]
 pub struct BlobAssembly {
-    partial: Option<(u64, Vec<u8>)>,
+    /// The blob under way: its size, and the bytes its parts brought so far.
+    partial: Option<(u64, u64)>,
+}
+
+/// Where a part falls in its blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartPlace {
+    /// It starts a blob (the receiver opens one of `size` bytes).
+    pub first: bool,
+    /// It ends the blob.
+    pub last: bool,
 }
 
 impl BlobAssembly {
-    /// Takes a part; returns the whole blob once its last part came. What a size claim alone
-    /// reserves is two parts (8 MiB), not the claim: a peer claiming 10 GiB and sending
-    /// nothing costs nothing more.
-    pub fn add(&mut self, size: u64, data: Vec<u8>) -> Result<Option<Vec<u8>>, DecodeError> {
+    /// Takes a part of `len` bytes of a blob of `size` bytes.
+    pub fn add(&mut self, size: u64, len: usize) -> Result<PartPlace, DecodeError> {
         if size > MAX_BLOB {
             return Err(DecodeError::Bound(format!("a blob of {size} bytes")));
         }
-        let (want, buf) = self.partial.get_or_insert_with(|| {
-            (
-                size,
-                Vec::with_capacity(size.min(2 * BLOB_PART as u64) as usize),
-            )
-        });
+        if len == 0 {
+            // The sender never sends one, and endless empty parts would hold a pull open.
+            return Err(DecodeError::Bound("an empty blob part".into()));
+        }
+        let first = self.partial.is_none();
+        let (want, got) = self.partial.get_or_insert((size, 0));
         if *want != size {
             return Err(DecodeError::Bound(
                 "blob parts disagree on the blob's size".into(),
             ));
         }
-        buf.extend_from_slice(&data);
-        match (buf.len() as u64).cmp(&size) {
-            std::cmp::Ordering::Less => Ok(None),
-            std::cmp::Ordering::Equal => Ok(self.partial.take().map(|(_, b)| b)),
+        *got += len as u64;
+        match (*got).cmp(&size) {
+            std::cmp::Ordering::Less => Ok(PartPlace { first, last: false }),
+            std::cmp::Ordering::Equal => {
+                self.partial = None;
+                Ok(PartPlace { first, last: true })
+            }
             std::cmp::Ordering::Greater => {
                 Err(DecodeError::Bound("blob parts longer than the blob".into()))
             }
@@ -465,6 +483,46 @@ mod tests {
             zlib: vec![1, 2, 3],
         };
         assert!(junk.unpack().is_err());
+    }
+
+    #[test]
+    fn blob_parts_must_agree_and_add_up() {
+        let mut a = BlobAssembly::default();
+        assert_eq!(
+            a.add(10, 4).unwrap(),
+            PartPlace {
+                first: true,
+                last: false
+            }
+        );
+        assert!(a.is_open());
+        assert_eq!(
+            a.add(10, 6).unwrap(),
+            PartPlace {
+                first: false,
+                last: true
+            }
+        );
+        assert!(!a.is_open());
+        assert!(BlobAssembly::default().add(MAX_BLOB + 1, 1).is_err());
+        assert!(BlobAssembly::default().add(10, 0).is_err());
+        assert!(BlobAssembly::default().add(10, 11).is_err());
+        let mut a = BlobAssembly::default();
+        a.add(10, 4).unwrap();
+        assert!(a.add(11, 4).is_err(), "another size");
+        // What the sender splits, the assembly takes back whole.
+        let blob = vec![1u8; 2 * BLOB_PART + 3];
+        let mut a = BlobAssembly::default();
+        let parts = split(WireItem::Blob(blob.clone()));
+        assert_eq!(parts.len(), 3);
+        let mut last = false;
+        for p in parts {
+            let WireItem::BlobPart { size, data } = p else {
+                panic!("not a part")
+            };
+            last = a.add(size, data.len()).unwrap().last;
+        }
+        assert!(last);
     }
 
     proptest! {

@@ -51,6 +51,19 @@ pub enum StoreError {
     /// Objects from another repository that failed a check (see [`transfer`]).
     #[error("refused {what}: {reason}")]
     Refused { what: String, reason: String },
+    /// Objects from another repository that would leave the filesystem less than its
+    /// reserve (see `room.rs`); `source` is ENOSPC, what a full disk says.
+    #[error(
+        "refused {what}: it needs up to {need} bytes, and the disk has {free} free of which \
+         {reserve} stay for this node's own writes: {source}"
+    )]
+    NoRoom {
+        what: String,
+        need: u64,
+        free: u64,
+        reserve: u64,
+        source: std::io::Error,
+    },
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -65,7 +78,9 @@ impl StoreError {
     /// through the chain of sources, gix's error trees included.
     pub fn io_error(&self) -> Option<&std::io::Error> {
         match self {
-            StoreError::Io { source, .. } | StoreError::CopyOut { source, .. } => Some(source),
+            StoreError::Io { source, .. }
+            | StoreError::CopyOut { source, .. }
+            | StoreError::NoRoom { source, .. } => Some(source),
             StoreError::Open { source, .. }
             | StoreError::Create { source, .. }
             | StoreError::Read { source, .. }

@@ -30,8 +30,11 @@
 //! | `housekeeping.rs` | `.keep` files and stale temp files |
 //! | `repack.rs` | keeping the number of packs bounded (geometric repack, room for indices) |
 //! | `copy_out.rs` | copying a large blob out piece by piece |
+//! | `blob_stream.rs` | writing a large received blob piece by piece, as its parts arrive |
+//! | `room.rs` | the free space received objects may take (a reserve stays free) |
 //! | `transfer.rs` | objects to and from another repository |
 
+mod blob_stream;
 mod cache;
 mod commits;
 mod copy_out;
@@ -45,6 +48,7 @@ pub mod names;
 mod read;
 mod refs;
 mod repack;
+mod room;
 mod transfer;
 mod tree;
 mod write;

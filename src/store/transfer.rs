@@ -254,6 +254,15 @@ const RESERVED: &str = ".gitdb";
 /// How many blobs are buffered before they are written as one pack instead of loose files.
 const PACK_AT: usize = 64;
 
+/// Most bytes of blobs buffered before they are written, whatever their number: a peer's
+/// batches of large distinct blobs must not pile up in memory (1,024 blobs of 64 MiB each
+/// were 64 GiB before this bound).
+const BUFFER_BYTES: usize = 32 << 20;
+
+/// Trees and commits are small: the disk's room is asked once per this many bytes of them
+/// (a peer's endless stream of distinct trees still stops at the reserve).
+const ROOM_EVERY: u64 = 1 << 20;
+
 /// Receives the items of a transfer into a store, checking each (see the module docs).
 pub struct Importer<'a> {
     store: &'a Store,
@@ -261,6 +270,12 @@ pub struct Importer<'a> {
     received: HashSet<ObjectId>,
     /// Blobs not yet written, with their ids.
     blobs: Vec<(ObjectId, Vec<u8>)>,
+    /// Bytes the buffered blobs hold.
+    buffered: usize,
+    /// Bytes of trees and commits written since the disk's room was last asked.
+    unchecked: u64,
+    /// A large blob arriving in parts (see [`Importer::begin_blob`]).
+    stream: Option<super::blob_stream::BlobWriter<'a>>,
     /// The kinds of the trees and blobs this transfer wrote (checked against tree entry modes).
     kinds: HashMap<ObjectId, ObjectKind>,
     pub commits: usize,
@@ -280,6 +295,9 @@ impl<'a> Importer<'a> {
             store,
             received: HashSet::new(),
             blobs: Vec::new(),
+            buffered: 0,
+            unchecked: 0,
+            stream: None,
             kinds: HashMap::new(),
             commits: 0,
             objects: 0,
@@ -320,16 +338,15 @@ impl<'a> Importer<'a> {
     }
 
     pub fn add(&mut self, item: Item) -> Result<()> {
+        if self.stream.is_some() {
+            return Err(refused(
+                "an item",
+                "it came inside the parts of a blob still under way",
+            ));
+        }
         match item {
             Item::Blob(data) => {
-                let id = self.store.hash_blob(&data)?;
-                if self.received.insert(id) {
-                    self.blobs.push((id, data));
-                    self.objects += 1;
-                }
-                if self.blobs.len() >= PACK_AT * 16 {
-                    self.write_blobs()?;
-                }
+                self.buffer_blob(data)?;
                 Ok(())
             }
             Item::Tree(data) => {
@@ -343,9 +360,83 @@ impl<'a> Importer<'a> {
         }
     }
 
+    /// Starts a blob of `size` bytes that arrives in parts ([`Importer::blob_part`]), written
+    /// to disk as they come (see `blob_stream.rs`): refused at once if the disk has no room
+    /// for `size` bytes. Until [`Importer::end_blob`], no other item is taken.
+    pub fn begin_blob(&mut self, size: u64) -> Result<()> {
+        if self.stream.is_some() {
+            return Err(refused(
+                format!("a blob of {size} bytes"),
+                "another blob is still under way",
+            ));
+        }
+        self.write_blobs()?;
+        self.stream = Some(self.store.blob_writer(size)?);
+        Ok(())
+    }
+
+    /// The next part of the blob under way.
+    pub fn blob_part(&mut self, data: &[u8]) -> Result<()> {
+        let Some(w) = self.stream.as_mut() else {
+            return Err(refused("a blob part", "no blob is under way"));
+        };
+        let r = w.write(data);
+        if r.is_err() {
+            // Dropping the writer removes what it wrote.
+            self.stream = None;
+        }
+        r
+    }
+
+    /// Ends the blob under way: it must have come whole. Returns its id.
+    pub fn end_blob(&mut self) -> Result<ObjectId> {
+        let Some(w) = self.stream.take() else {
+            return Err(refused("the end of a blob", "no blob is under way"));
+        };
+        let id = w.finish()?;
+        if self.received.insert(id) {
+            self.objects += 1;
+        }
+        self.kinds.insert(id, ObjectKind::Blob);
+        Ok(id)
+    }
+
+    /// Takes a whole blob into the buffer, writing the buffer out once it holds many blobs or
+    /// many bytes.
+    fn buffer_blob(&mut self, data: Vec<u8>) -> Result<ObjectId> {
+        let id = self.store.hash_blob(&data)?;
+        if self.received.insert(id) {
+            self.buffered += data.len();
+            self.blobs.push((id, data));
+            self.objects += 1;
+        }
+        if self.blobs.len() >= PACK_AT * 16 || self.buffered >= BUFFER_BYTES {
+            self.write_blobs()?;
+        }
+        Ok(id)
+    }
+
+    /// Asks the disk for room for `bytes` of trees or commits, once per [`ROOM_EVERY`].
+    fn room_for(&mut self, what: &str, bytes: usize) -> Result<()> {
+        self.unchecked += bytes as u64;
+        if self.unchecked >= ROOM_EVERY {
+            let n = std::mem::take(&mut self.unchecked);
+            self.store
+                .check_room(|| format!("{what} and those before it"), n)?;
+        }
+        Ok(())
+    }
+
     fn write_blobs(&mut self) -> Result<()> {
         if self.blobs.is_empty() {
             return Ok(());
+        }
+        let bytes = std::mem::take(&mut self.buffered) as u64;
+        let n = self.blobs.len();
+        if let Err(e) = self.store.check_room(|| format!("{n} blob(s)"), bytes) {
+            // Nothing of them is written; the transfer fails.
+            self.blobs.clear();
+            return Err(e);
         }
         let blobs = std::mem::take(&mut self.blobs);
         self.kinds
@@ -403,8 +494,11 @@ impl<'a> Importer<'a> {
                 ));
             }
         }
-        // gix checks the bytes re-encode to the same tree; a non-canonical order would hash
-        // differently from what the commit names, which the commit check then refuses.
+        // A tree git would not write (entries out of order or twice, odd or zero-padded
+        // modes) hashes to what the commit names all the same, but `git fsck --strict` and a
+        // `git clone` with fsck refuse the repository that holds it.
+        check_canonical(&tree).map_err(|r| refused(format!("tree {id}"), r))?;
+        self.room_for("a tree", data.len())?;
         let got = self.store.write_raw(ObjectKind::Tree, data)?;
         self.received.insert(got);
         self.kinds.insert(got, ObjectKind::Tree);
@@ -438,12 +532,7 @@ impl<'a> Importer<'a> {
                     let value = match e.value {
                         None => None,
                         Some((mode, EditBlob::Inline(data))) => {
-                            let blob = self.store.hash_blob(&data)?;
-                            if self.received.insert(blob) {
-                                self.blobs.push((blob, data));
-                                self.objects += 1;
-                            }
-                            Some((mode, blob))
+                            Some((mode, self.buffer_blob(data)?))
                         }
                         Some((mode, EditBlob::Known(blob))) => {
                             if !self.present(blob) {
@@ -501,6 +590,7 @@ impl<'a> Importer<'a> {
                 }
             }
         }
+        self.room_for("a commit", data.len())?;
         let got = self.store.write_raw(ObjectKind::Commit, data)?;
         self.received.insert(got);
         self.kinds.insert(got, ObjectKind::Commit);
@@ -512,6 +602,12 @@ impl<'a> Importer<'a> {
     /// Ends the transfer: `want` must now be here. Objects are not synced here: moving a ref
     /// syncs everything written first (see [`Store::sync_written`]).
     pub fn finish(mut self, want: ObjectId) -> Result<()> {
+        if self.stream.is_some() {
+            return Err(refused(
+                format!("the transfer of {want}"),
+                "it ended inside a blob's parts",
+            ));
+        }
         self.write_blobs()?;
         if !self.present(want) {
             return Err(refused(
@@ -540,6 +636,56 @@ fn check_entry_name(name: &[u8]) -> std::result::Result<(), String> {
         return Err(format!("an entry is named {shown:?}, a spelling of .git"));
     }
     Ok(())
+}
+
+/// Whether a tree's entries are as git writes them: each mode one of git's five, spelled
+/// without a leading zero, and the names unique and in git's order (a directory sorts as if
+/// its name ended in `/`). `git fsck --strict` calls the rest `badFilemode`,
+/// `zeroPaddedFilemode`, `duplicateEntries` and `treeNotSorted`.
+fn check_canonical(tree: &gix::objs::TreeRef<'_>) -> std::result::Result<(), String> {
+    const MODES: [&[u8]; 5] = [b"40000", b"100644", b"100755", b"120000", b"160000"];
+    let mut names = HashSet::with_capacity(tree.entries.len());
+    let mut previous: Option<(&[u8], bool)> = None;
+    for e in &tree.entries {
+        let name: &[u8] = e.filename.as_ref();
+        let shown = || String::from_utf8_lossy(name).into_owned();
+        let mut buf = [0u8; 6];
+        let mode: &[u8] = e.mode.as_bytes(&mut buf).as_ref();
+        if !MODES.contains(&mode) {
+            return Err(format!(
+                "its entry {:?} has mode {}, which git does not write",
+                shown(),
+                String::from_utf8_lossy(mode)
+            ));
+        }
+        if !names.insert(name) {
+            return Err(format!("it names {:?} twice", shown()));
+        }
+        let this = (name, e.mode.is_tree());
+        if let Some(before) = previous
+            && git_order(before, this) != std::cmp::Ordering::Less
+        {
+            return Err(format!("its entry {:?} is out of git's order", shown()));
+        }
+        previous = Some(this);
+    }
+    Ok(())
+}
+
+/// Git's order of tree entries: by name bytes, a directory's name read as ending in `/`.
+fn git_order(a: (&[u8], bool), b: (&[u8], bool)) -> std::cmp::Ordering {
+    let end = |(name, dir): (&[u8], bool), i: usize| match name.get(i) {
+        Some(&c) => c,
+        None if dir => b'/',
+        None => 0,
+    };
+    let common = a.0.len().min(b.0.len());
+    match a.0[..common].cmp(&b.0[..common]) {
+        std::cmp::Ordering::Equal => end(a, common)
+            .cmp(&end(b, common))
+            .then(a.0.len().cmp(&b.0.len())),
+        other => other,
+    }
 }
 
 /// A path in an edit: components as [`check_entry_name`] allows (the tree writer then escapes
@@ -734,6 +880,58 @@ mod tests {
             let e = imp.add(Item::Tree(raw)).unwrap_err();
             assert!(matches!(e, StoreError::Refused { .. }), "{name}: {e}");
         }
+        // Trees git would not write, whose names and objects are all fine: fsck --strict
+        // would refuse the repository that kept them.
+        let sub = {
+            let mut imp = Importer::new(&b);
+            imp.add(Item::Blob(b"v".to_vec())).unwrap();
+            let mut t = gix::objs::Tree::empty();
+            t.entries.push(gix::objs::tree::Entry {
+                mode: gix::objs::tree::EntryKind::Blob.into(),
+                filename: "x".into(),
+                oid: blob,
+            });
+            let mut raw = Vec::new();
+            gix::objs::WriteTo::write_to(&t, &mut raw).unwrap();
+            imp.add(Item::Tree(raw.clone())).unwrap();
+            gix::objs::compute_hash(gix::hash::Kind::Sha1, ObjectKind::Tree, &raw).unwrap()
+        };
+        let entry = |mode: &str, name: &str, id: ObjectId| {
+            let mut e = format!("{mode} {name}\0").into_bytes();
+            e.extend_from_slice(id.as_slice());
+            e
+        };
+        for (what, raw) in [
+            (
+                "out of order",
+                [entry("100644", "b", blob), entry("100644", "a", blob)].concat(),
+            ),
+            (
+                "twice",
+                [entry("100644", "a", blob), entry("100644", "a", blob)].concat(),
+            ),
+            (
+                "twice, as a value and a directory",
+                [entry("120000", "a", blob), entry("40000", "a", sub)].concat(),
+            ),
+            ("mode 100664", entry("100664", "a", blob)),
+            ("a zero-padded mode", entry("040000", "a", sub)),
+        ] {
+            let mut imp = Importer::new(&b);
+            imp.add(Item::Blob(b"v".to_vec())).unwrap();
+            let e = imp.add(Item::Tree(raw)).unwrap_err();
+            assert!(matches!(e, StoreError::Refused { .. }), "{what}: {e}");
+        }
+        // A directory sorts as if named `a/`: after `a.b`, before `a0`.
+        let ok = [
+            entry("100644", "a.b", blob),
+            entry("40000", "a", sub),
+            entry("100644", "a0", blob),
+        ]
+        .concat();
+        let mut imp = Importer::new(&b);
+        imp.add(Item::Blob(b"v".to_vec())).unwrap();
+        imp.add(Item::Tree(ok)).unwrap();
         // Garbage.
         let mut imp = Importer::new(&b);
         assert!(imp.add(Item::Tree(b"garbage".to_vec())).is_err());
@@ -747,5 +945,59 @@ mod tests {
         // A transfer that ends without its commit.
         let imp = Importer::new(&b);
         assert!(imp.finish(c1).is_err());
+    }
+
+    #[test]
+    fn a_blob_in_parts_is_written_as_it_comes_and_blocks_other_items() {
+        let (_d1, a) = store();
+        let (_d2, b) = store();
+        let data = vec![7u8; 3 << 20];
+        let id = a.write_blob(&data).unwrap();
+        let mut imp = Importer::new(&b);
+        imp.begin_blob(data.len() as u64).unwrap();
+        imp.blob_part(&data[..1 << 20]).unwrap();
+        // Nothing else while the blob is under way, not even another blob.
+        assert!(imp.add(Item::Blob(b"x".to_vec())).is_err());
+        assert!(imp.begin_blob(1).is_err());
+        imp.blob_part(&data[1 << 20..]).unwrap();
+        assert_eq!(imp.end_blob().unwrap(), id);
+        assert!(b.has_object(id));
+        // A tree may name it at once.
+        let mut t = gix::objs::Tree::empty();
+        t.entries.push(gix::objs::tree::Entry {
+            mode: gix::objs::tree::EntryKind::Blob.into(),
+            filename: "big".into(),
+            oid: id,
+        });
+        let mut raw = Vec::new();
+        gix::objs::WriteTo::write_to(&t, &mut raw).unwrap();
+        imp.add(Item::Tree(raw)).unwrap();
+        // A transfer that ends inside a blob is refused.
+        let mut imp = Importer::new(&b);
+        imp.begin_blob(10).unwrap();
+        imp.blob_part(b"12345").unwrap();
+        assert!(imp.finish(c_dummy()).is_err());
+    }
+
+    fn c_dummy() -> ObjectId {
+        ObjectId::null(gix::hash::Kind::Sha1)
+    }
+
+    #[test]
+    fn buffered_blobs_are_written_once_they_hold_many_bytes() {
+        let (_d, b) = store();
+        let mut imp = Importer::new(&b);
+        let mut ids = Vec::new();
+        // Distinct blobs of 4 MiB: far fewer than the count that flushes the buffer.
+        for i in 0..(BUFFER_BYTES / (4 << 20) + 1) {
+            let data = vec![i as u8; 4 << 20];
+            ids.push(b.hash_blob(&data).unwrap());
+            imp.add(Item::Blob(data)).unwrap();
+        }
+        assert!(imp.buffered < BUFFER_BYTES, "{} bytes held", imp.buffered);
+        // All but the last went to disk when the buffer reached its bound.
+        let (last, written) = ids.split_last().unwrap();
+        assert!(written.iter().all(|&id| b.has_object(id)));
+        assert!(!b.has_object(*last));
     }
 }
