@@ -99,23 +99,8 @@ enum Cmd {
     /// run it once per change (debounced, never two at once) with GITDB_HEAD, GITDB_PREVIOUS
     /// and GITDB_CHANGED (one key per line) in its environment.
     Watch {
-        #[arg(default_value = "/")]
-        prefix: String,
-        /// How often the branch is looked at (e.g. 100ms, 2s).
-        #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
-        interval: std::time::Duration,
-        /// After a change, wait this long for more before running COMMAND once for all.
-        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
-        debounce: std::time::Duration,
-        /// Exit after the first change (with COMMAND: with its exit status).
-        #[arg(long)]
-        once: bool,
-        /// With --once: give up after this long (exit 1).
-        #[arg(long, requires = "once", value_parser = humantime::parse_duration)]
-        timeout: Option<std::time::Duration>,
-        /// Program and arguments to run per change (no shell: use `-- sh -c '...'` for one).
-        #[arg(last = true)]
-        command: Vec<std::ffi::OsString>,
+        #[command(flatten)]
+        flags: cli::watch::WatchFlags,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) for gitdb or,
     /// with --bin gitdb-mount, for the daemon.
@@ -227,24 +212,7 @@ fn run(cli: Cli) -> Result<u8, cli::CliError> {
             )?;
             cli::merging::run(&target, &rev, &strategy, &mut out())
         }
-        Cmd::Watch {
-            prefix,
-            interval,
-            debounce,
-            once,
-            timeout,
-            command,
-        } => {
-            let flags = cli::watch::WatchFlags {
-                prefix,
-                interval,
-                debounce,
-                once,
-                timeout,
-                command,
-            };
-            cli::watch::run(&target, flags, &mut out())
-        }
+        Cmd::Watch { flags } => cli::watch::run(&target, flags, &mut out()),
         Cmd::Serve {
             gossip,
             autocommit,

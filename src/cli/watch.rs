@@ -10,14 +10,26 @@ use super::target::{Access, Target};
 use crate::db::Key;
 use crate::watch::{WatchEnd, WatchPlan};
 
-/// The flags of `gitdb watch`, as parsed.
-#[derive(Debug, Clone)]
+/// The flags of `gitdb watch`, defined here and flattened into the binary's subcommand, so the
+/// binary holds no copy of them to keep in step.
+#[derive(clap::Args, Debug, Clone)]
 pub struct WatchFlags {
+    #[arg(default_value = "/")]
     pub prefix: String,
+    /// How often the branch is looked at (e.g. 100ms, 2s).
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
     pub interval: Duration,
+    /// After a change, wait this long for more before running COMMAND once for all.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     pub debounce: Duration,
+    /// Exit after the first change (with COMMAND: with its exit status).
+    #[arg(long)]
     pub once: bool,
+    /// With --once: give up after this long (exit 1).
+    #[arg(long, requires = "once", value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
+    /// Program and arguments to run per change (no shell: use `-- sh -c '...'` for one).
+    #[arg(last = true)]
     pub command: Vec<OsString>,
 }
 

@@ -31,8 +31,9 @@ pub enum OptionsError {
     },
     #[error("invalid duration {value:?}: {reason} (examples: 500ms, 5s, 2m, 1h 30m)")]
     Duration { value: String, reason: String },
-    #[error("invalid node id: {0}")]
-    Node(String),
+    /// `--node-id` or `-o node_id=`: the clock's error says what a node id may hold.
+    #[error(transparent)]
+    Node(#[from] crate::db::ClockError),
     #[error(transparent)]
     Gossip(#[from] crate::gossip::cli::GossipCliError),
 }
@@ -265,8 +266,7 @@ impl MountCli {
         let crate::defaults::Identity { repo, node } = crate::defaults::resolve(
             self.repo.or(parsed.repo),
             self.node_id.as_deref().or(parsed.node_id.as_deref()),
-        )
-        .map_err(|e| OptionsError::Node(e.to_string()))?;
+        )?;
         let db = Options {
             branch: parsed.branch.unwrap_or(self.branch),
             read_only,
@@ -465,6 +465,19 @@ mod tests {
             MountCli::try_parse_from(["gitdb-mount", "/m", "--autocommit", "99999999999999999999"])
                 .is_err()
         );
+    }
+
+    /// The node id's error is said once (it read "invalid node id: invalid node id ...").
+    #[test]
+    fn a_bad_node_id_is_named_once_with_what_a_node_id_may_hold() {
+        let expected = "invalid node id \"a b\": use 1 to 64 characters from A-Z a-z 0-9 . _ -";
+        for args in [["--node-id", "a b"], ["-o", "node_id=a b"]] {
+            let cli =
+                MountCli::try_parse_from(["gitdb-mount", "/m", args[0], args[1]]).expect("cli");
+            let err = cli.plan().expect_err("a space in a node id");
+            assert!(matches!(err, OptionsError::Node(_)), "{err:?}");
+            assert_eq!(err.to_string(), expected);
+        }
     }
 
     proptest! {
