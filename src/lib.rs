@@ -11,6 +11,7 @@
 //!   daemon that holds the repository's writer lock.
 //! - [`memory`]: giving memory the allocator freed back to the system (glibc's malloc_trim),
 //!   the one platform call the layers need; kept out of them so db and store name no libc.
+//! - [`children`]: the node's child processes (git repack, the git CLI) end when it does.
 //! - [`notify`]: readiness and stopping notices to systemd (`Type=notify` units).
 //! - [`periodic`]: the one background-thread helper (named, stopped at once, joined on drop).
 //! - [`durations`]: command-line durations and `--autocommit`, for both daemons.
@@ -39,6 +40,7 @@
 //! request into a dead mount whose unsaved work could no longer be stored at unmount. A new
 //! lock must keep to that rule, or return an error on poison and say why where it is defined.
 
+pub mod children;
 pub mod cli;
 pub mod db;
 pub mod defaults;

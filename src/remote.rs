@@ -348,6 +348,7 @@ fn git(
     let out_file = tempfile::tempfile().map_err(RemoteError::Spawn)?;
     let err_file = tempfile::tempfile().map_err(RemoteError::Spawn)?;
     let mut cmd = Command::new("git");
+    crate::children::die_with_parent(&mut cmd);
     cmd.arg("--git-dir")
         .arg(git_dir)
         .args(args)

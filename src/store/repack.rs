@@ -97,7 +97,10 @@ pub fn count_packs(git_dir: &Path) -> usize {
 fn repack(git_dir: &Path) {
     let before = count_packs(git_dir);
     let started = std::time::Instant::now();
-    let out = Command::new("git")
+    let mut cmd = Command::new("git");
+    // Not orphaned by a killed node: it would race the restarted node's own repack.
+    crate::children::die_with_parent(&mut cmd);
+    let out = cmd
         .arg("--git-dir")
         .arg(git_dir)
         .args(["-c", "core.fsync=all", "-c", "core.fsyncMethod=fsync"])
