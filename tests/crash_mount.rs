@@ -261,6 +261,42 @@ fn committer(
     }
 }
 
+/// The pids of `git repack` processes working on `repo` (their command line names it).
+fn git_repacks_of(repo: &Path) -> Vec<u32> {
+    let repo = repo.as_os_str().as_encoded_bytes();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| {
+            let pid: u32 = p.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            (args.contains(&&b"repack"[..]) && args.contains(&repo)).then_some(pid)
+        })
+        .collect()
+}
+
+/// No `git repack` the killed daemon started is still at work on `repo` a moment after its
+/// death: an orphaned one deletes the loose objects it packed under the restarted node's feet
+/// and under `git fsck` (the CI failure of stop 19). Git answers the parent-death SIGTERM
+/// within milliseconds; 5 s is for a loaded machine.
+fn assert_no_orphaned_repack(repo: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = git_repacks_of(repo);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: git repack {left:?} outlived the killed daemon"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The head commit of `repo`'s main branch, if any.
 fn head_of(repo: &Path) -> Option<String> {
     let out = Command::new("git")
@@ -386,6 +422,7 @@ struct Figures {
     kills: u64,
     during_bulk_commit: u64,
     during_big_write: u64,
+    during_repack: u64,
     acked_ops: u64,
     commits: u64,
     keys_checked: usize,
@@ -452,6 +489,10 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
             "round {round}: the daemon was not killed"
         );
         fig.kills += 1;
+        if !git_repacks_of(&m.repo).is_empty() {
+            fig.during_repack += 1;
+        }
+        assert_no_orphaned_repack(&m.repo, &format!("round {round}"));
         let on_disk = head_of(&m.repo);
         for w in writers {
             fig.acked_ops += w
@@ -530,12 +571,13 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     }
     eprintln!(
         "crash_mount figures: {} rounds, {} kills ({} during a 20,000-file commit, {} during a \
-         100 MiB write), {} acknowledged operations, {} commits, {} keys checked after every \
+         100 MiB write, {} during a git repack), {} acknowledged operations, {} commits, {} keys checked after every \
          restart, {} s, seed {seed}",
         rounds,
         fig.kills,
         fig.during_bulk_commit,
         fig.during_big_write,
+        fig.during_repack,
         ledger.lock().unwrap().acks,
         fig.commits,
         fig.keys_checked,
@@ -596,6 +638,8 @@ fn kill_9_mid_transfer_names_no_missing_object() {
         } else {
             assert!(!a.signal_and_wait(libc::SIGKILL).success());
         }
+        let killed_repo = if kill_b { &b_repo } else { &a.repo };
+        assert_no_orphaned_repack(killed_repo, &format!("round {round}"));
         assert_sound(&a.repo, &format!("round {round}: the mounted node"));
         assert_sound(&b_repo, &format!("round {round}: the headless node"));
         if kill_b {

@@ -110,6 +110,9 @@ impl FsCore {
                 len
             })
             .map_err(|e| {
+                // In the log too: `status` keeps only the last error, and a daemon killed
+                // right after has no status left to read.
+                log::warn!("ctl: {e}");
                 self.s.set_last_error("ctl", format!("ctl: {e}"));
                 errno(e.errno())
             })
