@@ -12,8 +12,8 @@
 //!   (vector clock dominance, then hybrid timestamp, then node id, then commit id).
 //! - [`strategy`]: LastWriteWins, KeepBoth (conflict markers) and Custom resolvers.
 //! - [`driver`]: the external merge-driver command (`cmd %O %A %B`) as a Custom resolver.
-//! - [`record`]: where conflicted keys are recorded (trailers of the merge commit) and
-//!   [`conflicts`], which reads them back from a head.
+//! - Conflicted keys are recorded as `Gitdb-Conflict` trailers of the merge commit, a format
+//!   db owns next to the commit stamp (`db/conflicts.rs`), which also reads them back.
 //!
 //! # Determinism rules
 //! The two heads are put in canonical order (by commit id) before anything else, and nothing

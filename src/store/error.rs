@@ -48,7 +48,7 @@ pub enum StoreError {
     RefUpdate { name: String, source: BoxError },
     #[error("unknown revision {spec:?}")]
     UnknownRevision { spec: String },
-    /// Objects from another repository that failed a check (see [`transfer`]).
+    /// Objects from another repository that failed a check (see [`super::transfer`]).
     #[error("refused {what}: {reason}")]
     Refused { what: String, reason: String },
     /// Objects from another repository that would leave the filesystem less than its

@@ -30,7 +30,7 @@ pub(super) fn encode(record: &Record) -> std::io::Result<Vec<u8>> {
 }
 
 /// One record framed as `[len][crc32][postcard payload]`: the journal's framing, shared with
-/// the node-local metadata log ([`super::meta`]).
+/// the node-local metadata log ([`crate::db::meta`]).
 pub(crate) fn encode_frame<R: Serialize>(record: &R) -> std::io::Result<Vec<u8>> {
     let payload = postcard::to_stdvec(record).map_err(std::io::Error::other)?;
     let mut buf = Vec::with_capacity(8 + payload.len());
