@@ -483,15 +483,15 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
         if bulk && commits.load(Ordering::SeqCst) == 0 {
             fig.during_bulk_commit += 1;
         }
+        if !git_repacks_of(&m.repo).is_empty() {
+            fig.during_repack += 1;
+        }
         killed.store(true, Ordering::SeqCst);
         assert!(
             !m.signal_and_wait(libc::SIGKILL).success(),
             "round {round}: the daemon was not killed"
         );
         fig.kills += 1;
-        if !git_repacks_of(&m.repo).is_empty() {
-            fig.during_repack += 1;
-        }
         assert_no_orphaned_repack(&m.repo, &format!("round {round}"));
         let on_disk = head_of(&m.repo);
         for w in writers {
