@@ -2,7 +2,8 @@
 //! cluster key file, its repository on a small tmpfs) whose seeds are a good `gitdb serve` and
 //! a fake peer in this process that holds the key, completes the real handshake and answers
 //! every pull with hostile objects — trees naming `..`, `.`, `.gitdb`, `.git`, names with `/`
-//! or NUL, trees git would not write, a symlink where a directory is, edits escaping the tree,
+//! or NUL, trees git would not write, a symlink where a directory is, a `.gitmodules` git fsck
+//! refuses, edits escaping the tree,
 //! blobs claiming 10 GB, blobs cut off mid-way. After each, the daemon is up and its mount
 //! serves `cat` and `ls`, nothing outside the tree shows through it, no ref names the hostile
 //! commit and `git fsck --strict` is clean, the peer is marked failing and backed off, the
@@ -260,6 +261,9 @@ fn hostile_cases() -> Vec<Case> {
         all.extend(extra);
         all
     };
+    // `git fsck` (plain, not only --strict) refuses a repository holding it.
+    let bad_modules = b"[submodule \"a\"]\n\tpath = a\n\turl = -u\n".to_vec();
+    let bad_modules_id = oid_of(Kind::Blob, &bad_modules);
     let named = |what, reason, name: &'static [u8]| {
         whole(
             what,
@@ -304,6 +308,18 @@ fn hostile_cases() -> Vec<Case> {
             "twice",
             with_v(vec![WireItem::Tree(sub_tree.clone())]),
             raw_tree(&[("120000", b"a", blob), ("40000", b"a", sub)]),
+        ),
+        whole(
+            "a .gitmodules whose url is an option",
+            "submodule \"a\" at url \"-u\"",
+            vec![WireItem::Blob(bad_modules.clone())],
+            raw_tree(&[("100644", b".gitmodules", bad_modules_id)]),
+        ),
+        whole(
+            "a .gitmodules that is a symlink",
+            "a .gitmodules that is a symlink",
+            with_v(vec![]),
+            raw_tree(&[("120000", b".gitmodules", blob)]),
         ),
         whole(
             "entries out of git's order",

@@ -33,9 +33,11 @@
 //! | `blob_stream.rs` | writing a large received blob piece by piece, as its parts arrive |
 //! | `room.rs` | the free space received objects may take (a reserve stays free) |
 //! | `transfer.rs` | objects to and from another repository |
+//! | `checked_files.rs` | the `.gitmodules` and `.gitattributes` contents `git fsck` checks, in received trees |
 
 mod blob_stream;
 mod cache;
+mod checked_files;
 mod commits;
 mod copy_out;
 mod diff;

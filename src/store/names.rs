@@ -99,6 +99,34 @@ pub fn is_special(name: &str) -> bool {
     matches_git_checks(name)
 }
 
+/// The files whose contents `git fsck` checks, singled out by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckedFile {
+    Gitmodules,
+    Gitattributes,
+}
+
+/// Which checked file a raw tree name is a spelling of, as git's fsck decides it: the whole
+/// name under HFS+ rules, or the name or any segment after a `\` under NTFS rules.
+pub fn checked_file(name: &str) -> Option<CheckedFile> {
+    let first = name.as_bytes().first().copied().unwrap_or(b'a');
+    if first.is_ascii() && !b".gG~".contains(&first) && !name.contains('\\') {
+        return None;
+    }
+    let segs = || segments(name.as_bytes());
+    if is_hfs_dot(name, "gitmodules")
+        || segs().any(|s| is_ntfs_dot_generic(s, b"gitmodules", b"gi7eba"))
+    {
+        Some(CheckedFile::Gitmodules)
+    } else if is_hfs_dot(name, "gitattributes")
+        || segs().any(|s| is_ntfs_dot_generic(s, b"gitattributes", b"gi7d29"))
+    {
+        Some(CheckedFile::Gitattributes)
+    } else {
+        None
+    }
+}
+
 /// Whether a raw tree name is a spelling of `.git` itself, which a checkout would take for the
 /// repository (git fsck's `hasDotgit`). Narrower than [`is_special`]: stock git writes
 /// `.gitattributes` and `.gitmodules` raw, and a peer may send such trees.

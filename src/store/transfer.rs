@@ -308,6 +308,34 @@ impl<'a> Importer<'a> {
         self.received.contains(&id) || self.store.has_object(id)
     }
 
+    /// A `.gitmodules` or `.gitattributes` entry holds what `git fsck` accepts there (see
+    /// [`super::checked_files`]); its blob must have been sent or be present.
+    fn check_checked_file(
+        &self,
+        file: super::names::CheckedFile,
+        mode: &gix::objs::tree::EntryMode,
+        id: ObjectId,
+    ) -> std::result::Result<(), String> {
+        use super::checked_files::{check_contents, check_kind};
+        check_kind(file, mode.is_tree(), mode.is_link(), mode.is_commit())?;
+        if mode.is_link() {
+            return Ok(());
+        }
+        let buffered = self.blobs.iter().find(|(b, _)| *b == id).map(|(_, d)| d);
+        let size = match buffered {
+            Some(d) => d.len() as u64,
+            None => self.store.blob_size(id).map_err(|e| e.to_string())?,
+        };
+        check_contents(file, size, || match buffered {
+            Some(d) => Ok(d.clone()),
+            None => self
+                .store
+                .blob(id)
+                .map(|b| b.to_vec())
+                .map_err(|e| e.to_string()),
+        })
+    }
+
     /// The kind of a present object (its header only: a large blob is not read).
     fn kind_of(&self, id: ObjectId) -> Result<ObjectKind> {
         if let Some(&kind) = self.kinds.get(&id) {
@@ -467,6 +495,13 @@ impl<'a> Importer<'a> {
         for e in &tree.entries {
             check_entry_name(e.filename.as_ref()).map_err(|r| refused(format!("tree {id}"), r))?;
             let child = e.oid.to_owned();
+            if let Some(file) = std::str::from_utf8(e.filename.as_ref())
+                .ok()
+                .and_then(super::names::checked_file)
+            {
+                self.check_checked_file(file, &e.mode, child)
+                    .map_err(|r| refused(format!("tree {id}"), r))?;
+            }
             if e.mode.is_commit() {
                 continue;
             }
@@ -945,6 +980,73 @@ mod tests {
         // A transfer that ends without its commit.
         let imp = Importer::new(&b);
         assert!(imp.finish(c1).is_err());
+    }
+
+    /// `.gitmodules` and `.gitattributes` from a peer hold only what `git fsck` accepts: a
+    /// bad one would make every later `git fsck` and fsck-checking clone refuse the
+    /// repository. Checked whether the blob came in this transfer (still buffered) or was
+    /// there before.
+    #[test]
+    fn checked_files_hold_what_git_fsck_accepts() {
+        let (_d, b) = store();
+        let bad_modules = b"[submodule \"a\"]\n\tpath = a\n\turl = -u\n".to_vec();
+        let good_modules = b"[submodule \"a\"]\n\tpath = a\n\turl = ../a\n".to_vec();
+        let long_attrs = [vec![b'a'; 3000], b"\n".to_vec()].concat();
+        let before = b.write_blob(&bad_modules).unwrap();
+        assert_eq!(before, b.hash_blob(&bad_modules).unwrap());
+        let tree = |name: &str, kind: gix::objs::tree::EntryKind, oid: ObjectId| {
+            let mut t = gix::objs::Tree::empty();
+            t.entries.push(gix::objs::tree::Entry {
+                mode: kind.into(),
+                filename: name.into(),
+                oid,
+            });
+            let mut raw = Vec::new();
+            gix::objs::WriteTo::write_to(&t, &mut raw).unwrap();
+            raw
+        };
+        use gix::objs::tree::EntryKind as K;
+        for (name, kind, data, ok) in [
+            (".gitmodules", K::Blob, &bad_modules, false),
+            (".GitModules", K::Blob, &bad_modules, false),
+            ("gitmod~1", K::Blob, &bad_modules, false),
+            (".gitmodules", K::Link, &good_modules, false),
+            (".gitmodules", K::Blob, &good_modules, true),
+            (".gitattributes", K::Blob, &long_attrs, false),
+            (".gitattributes", K::Link, &long_attrs, true),
+            ("plain", K::Blob, &bad_modules, true),
+        ] {
+            for sent in [true, false] {
+                let mut imp = Importer::new(&b);
+                let id = if sent {
+                    imp.add(Item::Blob(data.clone())).unwrap();
+                    b.hash_blob(data).unwrap()
+                } else {
+                    b.write_blob(data).unwrap()
+                };
+                let r = imp.add(Item::Tree(tree(name, kind, id)));
+                assert_eq!(r.is_ok(), ok, "{name} {kind:?} sent={sent}: {r:?}");
+                if let Err(e) = r {
+                    assert!(matches!(e, StoreError::Refused { .. }), "{name}: {e}");
+                }
+            }
+        }
+        // A `.gitmodules` directory.
+        let mut imp = Importer::new(&b);
+        let sub = b
+            .write_tree(
+                b.empty_tree(),
+                [TreeEdit::Upsert {
+                    path: "x",
+                    mode: ValueMode::Regular,
+                    id: before,
+                }],
+            )
+            .unwrap();
+        assert!(
+            imp.add(Item::Tree(tree(".gitmodules", K::Tree, sub)))
+                .is_err()
+        );
     }
 
     #[test]
