@@ -278,3 +278,25 @@ fn deleting_a_large_committed_directory_scans_each_entry_about_once() {
         assert_eq!(names(&db, ""), vec!["other".to_owned()], "{order}");
     }
 }
+
+/// The size of a small value waiting for its commit comes from memory: it is not in the object
+/// database yet (asking there cost a rescan of the pack directory per open), and the answer
+/// stays right once the commit writes it.
+#[test]
+fn a_waiting_value_has_its_size_before_the_object_database_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.set("/k", b"hello").unwrap();
+    let Some(Stat::Value { id, size, .. }) = db.stat("/k").unwrap() else {
+        panic!("no value at /k");
+    };
+    assert_eq!(size, 5);
+    assert!(
+        !db.has_object(id),
+        "small values wait in memory until the commit"
+    );
+    assert_eq!(db.value_size(id).unwrap(), 5);
+    db.commit("c", 1_000).unwrap();
+    assert!(db.has_object(id));
+    assert_eq!(db.value_size(id).unwrap(), 5);
+}
