@@ -105,8 +105,8 @@ pub struct MountCli {
     /// (defaults, auto, noauto, user, nofail, _netdev, x-*, ...) are accepted and ignored; any
     /// other option is an error. The gossip flags below take `-o` too: listen=ADDR,
     /// peer=HOST:PORT (repeatable), advertise=ADDR, merge=M, fanout=N, interval=DUR,
-    /// cluster_key_file=PATH, insecure, remote=URL (repeatable), remote_interval=DUR,
-    /// remote_timeout=DUR.
+    /// exchange_deadline=DUR, cluster_key_file=PATH, insecure, remote=URL (repeatable),
+    /// remote_interval=DUR, remote_timeout=DUR.
     #[arg(short = 'o', value_name = "OPTION")]
     pub options: Vec<String>,
     #[command(flatten)]

@@ -33,6 +33,10 @@ pub struct GossipArgs {
     /// Time between anti-entropy rounds (default 1s).
     #[arg(long, value_name = "DUR")]
     pub interval: Option<String>,
+    /// The longest one exchange with a peer may take, whatever it transfers (default 27m: the
+    /// largest blob a peer may send, 16 GiB, at 10 MiB/s).
+    #[arg(long, value_name = "DUR")]
+    pub exchange_deadline: Option<String>,
     /// The cluster's shared secret (at least 32 bytes). Without it a node only talks to
     /// loopback peers, unless --insecure.
     #[arg(long, value_name = "PATH")]
@@ -66,13 +70,14 @@ pub enum GossipCliError {
 }
 
 /// The `-o` names of the flags above.
-pub const OPTIONS: [&str; 11] = [
+pub const OPTIONS: [&str; 12] = [
     "listen",
     "peer",
     "advertise",
     "merge",
     "fanout",
     "interval",
+    "exchange_deadline",
     "cluster_key_file",
     "insecure",
     "remote",
@@ -125,6 +130,12 @@ impl GossipArgs {
                 self.fanout = self.fanout.or(Some(n));
             }
             "interval" => self.interval = self.interval.take().or(Some(need("interval")?)),
+            "exchange_deadline" => {
+                self.exchange_deadline = self
+                    .exchange_deadline
+                    .take()
+                    .or(Some(need("exchange-deadline")?))
+            }
             "cluster_key_file" => {
                 let v = need("cluster-key-file")?;
                 self.cluster_key_file = self.cluster_key_file.take().or(Some(PathBuf::from(v)));
@@ -199,6 +210,7 @@ impl GossipArgs {
             let stray = self.advertise.is_some()
                 || self.fanout.is_some()
                 || self.interval.is_some()
+                || self.exchange_deadline.is_some()
                 || self.cluster_key_file.is_some();
             if stray {
                 return Err(bad(
@@ -237,6 +249,14 @@ impl GossipArgs {
             }
             cfg.interval = d;
         }
+        if let Some(v) = &self.exchange_deadline {
+            let d = humantime::parse_duration(v.trim())
+                .map_err(|e| bad("exchange-deadline", v, e.to_string()))?;
+            if !(Duration::from_secs(1)..=Duration::from_secs(7 * 24 * 3600)).contains(&d) {
+                return Err(bad("exchange-deadline", v, "use 1s to 7d"));
+            }
+            cfg.deadline = d;
+        }
         if let Some(path) = &self.cluster_key_file {
             cfg.key =
                 ClusterKey::from_file(path).map_err(|e| GossipCliError::Key(e.to_string()))?;
@@ -262,6 +282,10 @@ mod tests {
         a.take_option("interval", Some("250ms")).unwrap();
         a.take_option("merge", Some("lww")).unwrap();
         let cfg = a.config().unwrap().unwrap();
+        assert_eq!(cfg.deadline, crate::gossip::exchange::DEADLINE);
+        a.take_option("exchange_deadline", Some("2s")).unwrap();
+        let cfg = a.config().unwrap().unwrap();
+        assert_eq!(cfg.deadline, Duration::from_secs(2));
         assert_eq!(cfg.listen.unwrap().port(), 0, "the flag wins over -o");
         assert_eq!(cfg.peers, vec!["127.0.0.1:7001".to_string()]);
         assert_eq!((cfg.fanout, cfg.interval), (5, Duration::from_millis(250)));
@@ -314,6 +338,8 @@ mod tests {
             ("fanout", "x"),
             ("interval", "1ms"),
             ("interval", "soon"),
+            ("exchange_deadline", "10ms"),
+            ("exchange_deadline", "later"),
             ("merge", " "),
         ] {
             let mut a = base.clone();

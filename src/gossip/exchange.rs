@@ -15,9 +15,15 @@
 //!
 //! Received items are checked and written as they arrive (see `db::transfer`); nothing moves a
 //! ref until the whole transfer is in, and then only the merge layer does, by compare-and-swap.
+//!
+//! Each message must come within the node's timeout, and the whole exchange within its
+//! deadline ([`DEADLINE`] unless configured): a peer sending blob parts just fast enough for
+//! the first would otherwise hold a pull, and the slot it takes, as long as it liked. An
+//! exchange cut there is a failed one like any other: what it was writing is dropped (a blob
+//! under way is a temp file, removed at once), and the peer is backed off.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -27,6 +33,14 @@ use super::message::{
 };
 use super::node::Node;
 use crate::db::{GitDb, ObjectId};
+
+/// The slowest transfer a pull is allowed: a slow link's (100 Mbit/s is 12 MiB/s).
+pub const MIN_THROUGHPUT: u64 = 10 << 20;
+/// The longest one exchange may take, unless configured (`--exchange-deadline`): the largest
+/// blob we accept ([`super::message::MAX_BLOB`], 16 GiB) at [`MIN_THROUGHPUT`], 1,638 s (27
+/// min). A pull of more than that on a slow link fails and is tried again (what it wrote
+/// stays, unreferenced); such a node needs a longer deadline.
+pub const DEADLINE: Duration = Duration::from_secs(super::message::MAX_BLOB / MIN_THROUGHPUT);
 
 /// Items are sent in batches of about this many bytes: big enough to amortize a frame, small
 /// enough that the receiver writes while the sender reads.
@@ -50,6 +64,8 @@ pub enum ExchangeError {
     },
     #[error("a background task failed: {0}")]
     Task(String),
+    #[error("the exchange passed its deadline of {0:?}")]
+    Deadline(Duration),
 }
 
 pub type Result<T, E = ExchangeError> = std::result::Result<T, E>;
@@ -91,8 +107,22 @@ pub struct Outcome {
     pub received: u64,
 }
 
-/// The dialer's side.
-pub async fn dial(node: &Arc<Node>, conn: &mut Connection) -> Result<(Announce, Outcome)> {
+/// Runs `exchange` within `deadline` (see the module docs).
+pub async fn within<T>(
+    deadline: Duration,
+    exchange: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(deadline, exchange)
+        .await
+        .unwrap_or(Err(ExchangeError::Deadline(deadline)))
+}
+
+/// The dialer's side; `heard`: the node id the peer announces, once it has.
+pub async fn dial(
+    node: &Arc<Node>,
+    conn: &mut Connection,
+    heard: &mut Option<String>,
+) -> Result<(Announce, Outcome)> {
     let timeout = node.cfg.timeout;
     conn.send(&Message::Announce(node.announce(false))).await?;
     let theirs = match conn.recv(timeout).await? {
@@ -105,12 +135,11 @@ pub async fn dial(node: &Arc<Node>, conn: &mut Connection) -> Result<(Announce, 
             });
         }
     };
+    *heard = Some(theirs.node.clone());
     let mut outcome = Outcome::default();
     if let Some(want) = node.wanted(&theirs) {
-        let r = pull(node, conn, want).await;
-        node.done_pulling(want);
-        r?;
-        outcome.pulled = Some((want, theirs.clone()));
+        pull(node, conn, want.head).await?;
+        outcome.pulled = Some((want.head, theirs.clone()));
     }
     conn.send(&Message::Bye).await?;
     if theirs.wants_yours {
@@ -121,8 +150,13 @@ pub async fn dial(node: &Arc<Node>, conn: &mut Connection) -> Result<(Announce, 
     Ok((theirs, outcome))
 }
 
-/// The responder's side, after the handshake.
-pub async fn respond(node: &Arc<Node>, conn: &mut Connection) -> Result<(Announce, Outcome)> {
+/// The responder's side, after the handshake; `heard` as for [`dial`]. A peer held off (see
+/// `sources.rs`) gets our announce and may pull, but is not pulled from.
+pub async fn respond(
+    node: &Arc<Node>,
+    conn: &mut Connection,
+    heard: &mut Option<String>,
+) -> Result<(Announce, Outcome)> {
     let timeout = node.cfg.timeout;
     let theirs = match conn.recv(timeout).await? {
         Message::Announce(a) => a,
@@ -133,7 +167,18 @@ pub async fn respond(node: &Arc<Node>, conn: &mut Connection) -> Result<(Announc
             });
         }
     };
-    let want = node.wanted(&theirs);
+    *heard = Some(theirs.node.clone());
+    let want = match node.held_off(conn.peer(), &theirs.node) {
+        Some(left) => {
+            log::debug!(
+                "gossip: not pulling from node {:?} at {}: held off for {left:?}",
+                theirs.node,
+                conn.peer()
+            );
+            None
+        }
+        None => node.wanted(&theirs),
+    };
     conn.send(&Message::Announce(node.announce(want.is_some())))
         .await?;
     let mut outcome = Outcome {
@@ -141,10 +186,8 @@ pub async fn respond(node: &Arc<Node>, conn: &mut Connection) -> Result<(Announc
         ..Outcome::default()
     };
     if let Some(want) = want {
-        let r = pull(node, conn, want).await;
-        node.done_pulling(want);
-        r?;
-        outcome.pulled = Some((want, theirs.clone()));
+        pull(node, conn, want.head).await?;
+        outcome.pulled = Some((want.head, theirs.clone()));
     }
     conn.send(&Message::Bye).await?;
     outcome.sent = conn.sent;

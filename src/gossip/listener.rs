@@ -134,6 +134,8 @@ pub(super) async fn accept_loop(
 }
 
 async fn inbound(node: &Arc<Node>, conn: &mut Connection, from: SocketAddr) {
-    let result = exchange::respond(node, conn).await;
-    let _ = node.finish_exchange(None, from, result).await;
+    let mut heard = None;
+    let result =
+        exchange::within(node.cfg.deadline, exchange::respond(node, conn, &mut heard)).await;
+    let _ = node.finish_exchange(None, from, heard, result).await;
 }

@@ -9,6 +9,8 @@
 //! - [`message`]: the messages and their compact encoding, with their bounds;
 //! - [`connection`]: preamble, Noise handshake, encrypted length-delimited frames;
 //! - [`peers`]: the peer table (liveness, backoff, random choice of partners);
+//! - [`sources`]: backoff by where a peer connects from and the node id it claims, which holds
+//!   off a misbehaving peer that dials us;
 //! - [`exchange`]: one push-pull exchange over one connection;
 //! - [`merging`]: a merge asked for by hand (`gitdb merge`), the binaries' one door to merge;
 //! - [`skew`]: noticing a peer whose clock runs ahead of ours (the bound our HLC keeps);
@@ -29,6 +31,7 @@ pub mod node;
 pub mod peers;
 pub mod service;
 pub mod skew;
+pub mod sources;
 
 pub use headless::{ServeError, serve_until_signalled};
 pub use key::ClusterKey;

@@ -5,8 +5,9 @@
 //! what every exchange, inbound or dialed, reports to, and what the db's [`Replicator`] hook
 //! (`sync`, `status`) asks.
 //!
-//! Locks: `peers`, `pulling`, `last_error` and `in_flight` are std mutexes taken briefly, never
-//! across an await or a db call; `merging` (tokio) serializes merges, and is held across one.
+//! Locks: `peers`, `sources`, `pulling`, `last_error` and `in_flight` are std mutexes taken
+//! briefly, never across an await or a db call; `merging` (tokio) serializes merges, and is
+//! held across one.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use super::message::{Announce, MAX_PEERS_PER_ANNOUNCE, clock_to_wire, object_id,
 use super::peers::PeerTable;
 use super::service::{GossipConfig, now_ms};
 use super::skew::{self, SkewWatch};
+use super::sources::SourceTable;
 use crate::db::{GitDb, ObjectId, PeerStatus, Replicator};
 
 /// Bytes on the wire, for benchmarks.
@@ -40,6 +42,9 @@ pub struct Node {
     /// The address we listen on, as bound.
     pub local_addr: Option<SocketAddr>,
     peers: Mutex<PeerTable>,
+    /// The backoff of peers by where they connect from and the node id they claim: what holds
+    /// off a misbehaving peer that dials us (see `sources.rs`).
+    sources: Mutex<SourceTable>,
     /// Heads some exchange is pulling now: another exchange that meets the same head leaves it.
     pulling: Mutex<HashSet<ObjectId>>,
     /// Peers an exchange is running with now, and whether another was asked for meanwhile.
@@ -69,6 +74,7 @@ impl Node {
     ) -> Arc<Node> {
         Arc::new_cyclic(|me| Node {
             peers: Mutex::new(PeerTable::new(&cfg.peers, cfg.interval)),
+            sources: Mutex::new(SourceTable::new(cfg.interval)),
             db,
             cfg,
             local_addr,
@@ -134,17 +140,22 @@ impl Node {
     }
 
     /// The head of `theirs` if we lack it and no other exchange is pulling it already (then
-    /// it is ours to pull).
-    pub fn wanted(&self, theirs: &Announce) -> Option<ObjectId> {
+    /// it is ours to pull until the claim is dropped: an exchange cut at its deadline leaves
+    /// the head to the next one).
+    pub fn wanted(&self, theirs: &Announce) -> Option<Pulling<'_>> {
         let head = object_id(theirs.head.as_ref()?);
         if theirs.node == self.db.node().as_str() || self.db.has_object(head) {
             return None;
         }
-        lock(&self.pulling).insert(head).then_some(head)
+        // Made only if the claim is ours: dropping one gives the head back.
+        let claimed = lock(&self.pulling).insert(head);
+        claimed.then(|| Pulling { node: self, head })
     }
 
-    pub fn done_pulling(&self, head: ObjectId) {
-        lock(&self.pulling).remove(&head);
+    /// How long the peer claiming `node` on a connection from `from` is still held off (not
+    /// pulled from), if it is; see `sources.rs`.
+    pub fn held_off(&self, from: SocketAddr, node: &str) -> Option<std::time::Duration> {
+        lock(&self.sources).held_off(from.ip(), node, Instant::now())
     }
 
     pub fn known_heads(&self) -> Vec<ObjectId> {
@@ -164,11 +175,13 @@ impl Node {
     }
 
     /// Books the result of an exchange with `dialed` (or an inbound one from `from`) and merges
-    /// what it brought.
+    /// what it brought. `heard`: the node id the peer announced, if it got that far (what a
+    /// failure is booked under by source, with `from`).
     pub(super) async fn finish_exchange(
         self: &Arc<Self>,
         dialed: Option<&str>,
         from: SocketAddr,
+        heard: Option<String>,
         result: Result<(Announce, Outcome), ExchangeError>,
     ) -> Result<(), String> {
         let now = Instant::now();
@@ -214,6 +227,9 @@ impl Node {
                         counter: theirs.hlc_counter,
                     };
                     self.skew.check(&theirs.node, their_hlc, now_ms(), now);
+                    if outcome.pulled.is_some() {
+                        lock(&self.sources).pulled(from.ip(), &theirs.node, now);
+                    }
                     if let Some(a) = &addr {
                         // A peer that just pulled our head has it now (peer choice goes by
                         // what peers are known to hold).
@@ -257,11 +273,21 @@ impl Node {
             Err(e) => {
                 let who = dialed.map_or_else(|| from.to_string(), str::to_owned);
                 let backoff = dialed.map(|a| self.peer_table().contact_failed(a, now));
+                // Not under our own id: we never pull from a peer claiming it (see `wanted`).
+                let held = heard
+                    .filter(|n| n != self.db.node().as_str())
+                    .map(|n| (lock(&self.sources).failed(from.ip(), &n, now), n));
                 log::info!(
-                    "gossip: exchange with {who} failed: {e}{}",
+                    "gossip: exchange with {who} failed: {e}{}{}",
                     match backoff {
                         Some(b) => format!(" (next try in {b:?})"),
                         None => String::new(),
+                    },
+                    match &held {
+                        Some((b, n)) if !b.is_zero() => {
+                            format!(" (node {n:?} from {} not pulled from for {b:?})", from.ip())
+                        }
+                        _ => String::new(),
                     }
                 );
                 let msg = format!("{who}: {e}{}", e.io_cause());
@@ -355,18 +381,21 @@ impl Node {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "cannot resolve the address"),
             ));
             let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
-            return self.finish_exchange(Some(addr), nowhere, Err(e)).await;
+            return self
+                .finish_exchange(Some(addr), nowhere, None, Err(e))
+                .await;
         };
         if Some(sock) == self.local_addr {
             self.peer_table().is_me(addr);
             return Ok(());
         }
-        let result = async {
+        let mut heard = None;
+        let result = exchange::within(self.cfg.deadline, async {
             let mut conn = Connection::connect(sock, &self.cfg.key, self.cfg.timeout).await?;
-            exchange::dial(self, &mut conn).await
-        }
+            exchange::dial(self, &mut conn, &mut heard).await
+        })
         .await;
-        self.finish_exchange(Some(addr), sock, result).await
+        self.finish_exchange(Some(addr), sock, heard, result).await
     }
 
     /// One round: exchanges with up to `fanout` peers at once. `user`: asked for by `sync`
@@ -407,6 +436,18 @@ impl Node {
             return Err(e);
         }
         Ok(ok)
+    }
+}
+
+/// A head an exchange is pulling (see [`Node::wanted`]), given back when dropped.
+pub struct Pulling<'a> {
+    node: &'a Node,
+    pub head: ObjectId,
+}
+
+impl Drop for Pulling<'_> {
+    fn drop(&mut self) {
+        lock(&self.node.pulling).remove(&self.head);
     }
 }
 

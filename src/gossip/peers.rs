@@ -26,6 +26,14 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A learned peer is forgotten after this many failures in a row.
 const FORGET_AFTER: u32 = 8;
 
+/// The backoff after `failures` failures in a row: interval × 2^failures, at most
+/// [`MAX_BACKOFF`] (shared with the backoff of peers by source, `sources.rs`).
+pub(super) fn backoff(interval: Duration, failures: u32) -> Duration {
+    interval
+        .saturating_mul(1 << failures.min(16))
+        .min(MAX_BACKOFF)
+}
+
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub seed: bool,
@@ -128,10 +136,7 @@ impl PeerTable {
             self.peers.remove(addr);
             return MAX_BACKOFF;
         }
-        let backoff = self
-            .interval
-            .saturating_mul(1 << p.failures.min(16))
-            .min(MAX_BACKOFF);
+        let backoff = backoff(self.interval, p.failures);
         p.retry_at = Some(now + backoff);
         backoff
     }

@@ -39,6 +39,8 @@ pub struct GossipConfig {
     pub strategy: Arc<Strategy>,
     /// How long to wait for each message of an exchange.
     pub timeout: Duration,
+    /// The longest a whole exchange may take (see [`super::exchange::DEADLINE`]).
+    pub deadline: Duration,
 }
 
 impl GossipConfig {
@@ -53,6 +55,7 @@ impl GossipConfig {
             insecure: false,
             strategy: Arc::new(strategy),
             timeout: Duration::from_secs(10),
+            deadline: super::exchange::DEADLINE,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Helpers the in-process gossip tests share: a node's repository in a temp dir, the clock,
-//! and waiting on a condition with a deadline (never sleeping and hoping).
+//! waiting on a condition with a deadline (never sleeping and hoping), and raw git objects as
+//! a hostile peer writes them.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -31,4 +32,42 @@ pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) 
 
 pub fn now_ms() -> u64 {
     gitdb::defaults::now_ms()
+}
+
+/// The id git gives an object of `kind` holding `data`.
+pub fn oid_of(kind: gix::objs::Kind, data: &[u8]) -> gix::ObjectId {
+    gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data).unwrap()
+}
+
+/// An object id as it travels.
+pub fn wire(id: gix::ObjectId) -> [u8; 20] {
+    let mut o = [0u8; 20];
+    o.copy_from_slice(id.as_slice());
+    o
+}
+
+/// A raw tree of `entries` (mode, name, id), in the order given: as a hostile peer writes it.
+pub fn raw_tree(entries: &[(&str, &[u8], gix::ObjectId)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (mode, name, id) in entries {
+        out.extend_from_slice(mode.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(name);
+        out.push(0);
+        out.extend_from_slice(id.as_slice());
+    }
+    out
+}
+
+/// A raw commit of `tree` with `parents`.
+pub fn raw_commit(tree: gix::ObjectId, parents: &[gix::ObjectId], msg: &str) -> Vec<u8> {
+    let mut s = format!("tree {tree}\n");
+    for p in parents {
+        s.push_str(&format!("parent {p}\n"));
+    }
+    s.push_str("author evil <evil@example.com> 1764720000 +0000\n");
+    s.push_str("committer evil <evil@example.com> 1764720000 +0000\n\n");
+    s.push_str(msg);
+    s.push('\n');
+    s.into_bytes()
 }
