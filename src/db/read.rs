@@ -72,7 +72,9 @@ impl GitDb {
         let path = key.as_str();
         let (head_tree, deletes_below) = {
             let st = self.read_state();
-            if !st.working.is_empty() {
+            if st.working.is_empty() {
+                (st.head_tree, false)
+            } else {
                 match st.working.get(path) {
                     Some(Change::Set(v)) => return Ok(Visible::Value(*v, false)),
                     Some(Change::Delete) => {
@@ -84,14 +86,24 @@ impl GitDb {
                     }
                     None => {}
                 }
-                if has_set_under(&st.working, path) {
-                    return Ok(Visible::Dir);
-                }
+                // One search below `path` gives the usual answers: nothing there (a file) or
+                // a set (a directory the overlay keeps); only a tombstone found first needs
+                // the index of sets.
+                let deletes_below = match st.working.first_under(path) {
+                    None => false,
+                    Some(Change::Set(_)) => return Ok(Visible::Dir),
+                    Some(Change::Delete) => {
+                        if has_set_under(&st.working, path) {
+                            return Ok(Visible::Dir);
+                        }
+                        true
+                    }
+                };
                 if hidden_by_ancestor(&st.working, key) {
                     return Ok(Visible::Absent);
                 }
+                (st.head_tree, deletes_below)
             }
-            (st.head_tree, has_delete_under(&st.working, path))
         };
         // The committed side is read without holding the state lock.
         let Some(entry) = self.store.lookup(head_tree, path)? else {

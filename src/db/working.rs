@@ -105,6 +105,16 @@ impl Working {
         self.changes.range(range)
     }
 
+    /// The first change strictly below `path` in path order, if any: one search that answers,
+    /// for the common cases, both whether anything is set below and whether anything is
+    /// deleted below.
+    pub fn first_under(&self, path: &str) -> Option<&Change> {
+        self.changes
+            .range::<String, _>(below(path))
+            .next()
+            .map(|(_, c)| c)
+    }
+
     /// Whether some path strictly below `path` (the root: any path) is set. One search of the
     /// index, however many tombstones lie below `path`.
     pub fn has_set_under(&self, path: &str) -> bool {
