@@ -9,6 +9,9 @@
 //!   time for the per-message timeout: the node cuts the exchange at its deadline
 //!   (`--exchange-deadline 2s`), keeps no temp file, stays `git fsck --strict` clean, and backs
 //!   the peer off.
+//! - A fake peer dialing in from 127.0.0.3 under the listen address of a dead seed
+//!   (127.0.0.2:9) completes good exchanges: the seed's failures and backoff stay, since an
+//!   address claimed from another host proves nothing.
 
 mod common;
 mod gossip_support;
@@ -375,4 +378,76 @@ fn a_peer_sending_blob_parts_slowly_is_cut_off_at_the_deadline_and_backed_off() 
     );
     assert_eq!(node.head(), None, "nothing of the slow peer was taken");
     fsck_strict(&repo);
+}
+
+/// A peer the impostor lists in its announce (nothing answers there).
+const LISTED: &str = "127.0.0.4:9";
+
+#[test]
+fn an_address_claimed_from_another_host_books_no_contact_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key_arg, key) = key(dir.path());
+    let dead = "127.0.0.2:9";
+    let node = Serve::start(
+        dir.path(),
+        "node",
+        &["--peer", dead, "--cluster-key-file", &key_arg],
+    );
+    let seed = || -> serde_json::Value {
+        let status: serde_json::Value =
+            serde_json::from_str(&gitdb_ok(&node.repo, &["status"])).unwrap();
+        status["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["addr"] == dead)
+            .cloned()
+            .unwrap_or_else(|| panic!("no peer {dead} in {status}"))
+    };
+    wait_for("the dead seed failed three times", || {
+        seed()["failures"].as_u64().unwrap() >= 3
+    });
+    let before = seed()["failures"].as_u64().unwrap();
+    let target: SocketAddr = node.addr.parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let exchanges = rt.block_on(async {
+        let mut done = 0;
+        for _ in 0..10 {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+            let stream = sock.connect(target).await.unwrap();
+            let mut c = Connection::over(stream, target, &key, true).await.unwrap();
+            let mut hello = announce("impostor", Some(dead.into()), oid_of(Kind::Tree, b""));
+            if let Message::Announce(a) = &mut hello {
+                a.head = None;
+                a.clock.clear();
+                // Learned in the same booking as the contact: the sign it was booked.
+                a.peers = vec![LISTED.into()];
+            }
+            c.send(&hello).await.unwrap();
+            if let Ok(Message::Announce(_)) = c.recv(Duration::from_secs(5)).await {
+                let _ = c.send(&Message::Bye).await;
+                let _ = c.recv(Duration::from_secs(5)).await;
+                done += 1;
+            }
+        }
+        done
+    });
+    assert_eq!(exchanges, 10, "the impostor's exchanges did not complete");
+    // The node booked them (it learned the peer they listed) ...
+    wait_for("the impostor's exchanges are booked", || {
+        let status: serde_json::Value =
+            serde_json::from_str(&gitdb_ok(&node.repo, &["status"])).unwrap();
+        status["peers"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["addr"] == LISTED))
+    });
+    // ... but not as contacts of the dead seed.
+    let after = seed();
+    assert!(
+        after["last_contact_ms"].is_null()
+            && after["node"].is_null()
+            && after["failures"].as_u64().unwrap() >= before,
+        "{after} (failures before: {before})"
+    );
 }

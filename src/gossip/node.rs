@@ -174,6 +174,14 @@ impl Node {
         }
     }
 
+    /// Whether the listen address a peer that dialed us claims is on the host it dialed from
+    /// (the one thing TCP proves about it). A name or another host's address is not.
+    fn claim_is_source(claimed: &str, from: SocketAddr) -> bool {
+        claimed
+            .parse::<SocketAddr>()
+            .is_ok_and(|c| c.ip().to_canonical() == from.ip().to_canonical())
+    }
+
     /// Books the result of an exchange with `dialed` (or an inbound one from `from`) and merges
     /// what it brought. `heard`: the node id the peer announced, if it got that far (what a
     /// failure is booked under by source, with `from`).
@@ -238,7 +246,14 @@ impl Node {
                         } else {
                             theirs.head.as_ref().map(object_id)
                         };
-                        t.contact_ok(a, &theirs.node, head, now);
+                        if dialed.is_some() || Self::claim_is_source(a, from) {
+                            t.contact_ok(a, &theirs.node, head, now);
+                        } else {
+                            // A listen address claimed from another host proves nothing (any
+                            // key holder can claim any address): learned, to be dialed and
+                            // judged there, but its backoff and head stay as they were.
+                            t.learn(a);
+                        }
                     }
                     for p in &theirs.peers {
                         if let Some(p) = Self::dialable(p, from)
