@@ -12,6 +12,7 @@
 //! directory, a 24 MiB value in parts) is taken, and shows as it should.
 
 mod common;
+mod gossip_support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -28,44 +29,10 @@ use gitdb::gossip::message::{
 };
 use gix::ObjectId;
 use gix::objs::Kind;
+use gossip_support::{fsck_strict, has_object, oid_of, raw_commit, raw_tree, wire};
 
 /// The node id of the mount (what the fake peer counts pulls by).
 const NODE: &str = "mounted";
-
-fn oid_of(kind: Kind, data: &[u8]) -> ObjectId {
-    gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data).unwrap()
-}
-
-fn wire(id: ObjectId) -> [u8; 20] {
-    let mut o = [0u8; 20];
-    o.copy_from_slice(id.as_slice());
-    o
-}
-
-/// A raw tree of `entries` (mode, name, id), in the order given: as a hostile peer writes it.
-fn raw_tree(entries: &[(&str, &[u8], ObjectId)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (mode, name, id) in entries {
-        out.extend_from_slice(mode.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(name);
-        out.push(0);
-        out.extend_from_slice(id.as_slice());
-    }
-    out
-}
-
-fn raw_commit(tree: ObjectId, parents: &[ObjectId], msg: &str) -> Vec<u8> {
-    let mut s = format!("tree {tree}\n");
-    for p in parents {
-        s.push_str(&format!("parent {p}\n"));
-    }
-    s.push_str("author evil <evil@example.com> 1764720000 +0000\n");
-    s.push_str("committer evil <evil@example.com> 1764720000 +0000\n\n");
-    s.push_str(msg);
-    s.push('\n');
-    s.into_bytes()
-}
 
 /// Bytes deflate cannot shrink (a disk-filling blob must really take its size).
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -443,32 +410,6 @@ fn peer(m: &Mount, addr: SocketAddr) -> serde_json::Value {
         .find(|p| p["addr"] == addr.to_string())
         .cloned()
         .unwrap_or_else(|| panic!("no peer {addr} in {s}"))
-}
-
-fn fsck_strict(repo: &Path) {
-    let out = std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(repo)
-        .args(["fsck", "--strict", "--no-dangling"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fsck --strict of {}: {}{}",
-        repo.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn has_object(repo: &Path, id: ObjectId) -> bool {
-    std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(repo)
-        .args(["cat-file", "-e", &id.to_string()])
-        .status()
-        .unwrap()
-        .success()
 }
 
 /// Bytes free on the filesystem of `path`.

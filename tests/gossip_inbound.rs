@@ -28,7 +28,7 @@ use gitdb::gossip::ClusterKey;
 use gitdb::gossip::connection::Connection;
 use gitdb::gossip::message::{Announce, Message, Packed, WireItem};
 use gix::objs::Kind;
-use gossip_support::{oid_of, raw_commit, raw_tree, wire};
+use gossip_support::{fsck_strict, has_object, oid_of, raw_commit, raw_tree, wire};
 
 fn key(dir: &Path) -> (String, ClusterKey) {
     let path = dir.join("cluster.key");
@@ -80,32 +80,6 @@ fn temp_files(repo: &Path) -> Vec<String> {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
-}
-
-fn fsck_strict(repo: &Path) {
-    let out = std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(repo)
-        .args(["fsck", "--strict", "--no-dangling"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fsck --strict of {}: {}{}",
-        repo.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn has_object(repo: &Path, id: gix::ObjectId) -> bool {
-    std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(repo)
-        .args(["cat-file", "-e", &id.to_string()])
-        .status()
-        .unwrap()
-        .success()
 }
 
 fn log_of(s: &Serve) -> String {

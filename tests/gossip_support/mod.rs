@@ -71,3 +71,31 @@ pub fn raw_commit(tree: gix::ObjectId, parents: &[gix::ObjectId], msg: &str) -> 
     s.push('\n');
     s.into_bytes()
 }
+
+/// `git fsck --strict` of `repo` passes.
+pub fn fsck_strict(repo: &std::path::Path) {
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["fsck", "--strict", "--no-dangling"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fsck --strict of {}: {}{}",
+        repo.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether `repo` holds object `id` (stock git's answer).
+pub fn has_object(repo: &std::path::Path, id: gix::ObjectId) -> bool {
+    std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["cat-file", "-e", &id.to_string()])
+        .status()
+        .unwrap()
+        .success()
+}
