@@ -376,7 +376,13 @@ pub fn mount(
                         Ok(KernelTask::News(ev)) => news(&shared, &notifier, ev),
                         Ok(KernelTask::Reply(reply)) => reply(),
                         Ok(KernelTask::Prefill { ino, token, data }) => {
+                            // Not while the machine is saturated (polling held off): the
+                            // warmer's stat is one more process and round trip per written
+                            // file, taken from the requests applications wait for; the stat
+                            // after a write then costs its GETATTR, as on any FUSE mount.
+                            let saturated = shared.busy.get().is_some_and(|b| b.holding_off());
                             if prefill(&shared, &notifier, ino, token, &data, delay)
+                                && !saturated
                                 && let (Some(w), Some(path)) = (&warmer, shared.path_of_ino(ino))
                             {
                                 // Harmless if the file was renamed or removed meanwhile:

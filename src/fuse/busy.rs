@@ -77,6 +77,8 @@ pub struct Snapshot {
     pub episodes: u64,
     /// How many times it stopped early because no CPU was idle.
     pub held_off: u64,
+    /// Whether it is held off now (the attribute warmer rests meanwhile).
+    pub holding_off: bool,
 }
 
 impl BusyPoll {
@@ -200,11 +202,19 @@ impl BusyPoll {
         log::debug!("busy poll: no idle CPU; off for {hold:?}");
     }
 
+    /// Whether polling is held off now, i.e. the governor found no CPU idle within the last
+    /// hold. Speculative work waits meanwhile too: on a saturated machine it takes CPU from
+    /// the requests applications wait for (see the attribute warmer in `background`).
+    pub fn holding_off(&self) -> bool {
+        self.now_ns() < self.held_until_ns.load(Ordering::Relaxed)
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             period_us: self.period.as_micros() as u64,
             episodes: self.episodes.load(Ordering::Relaxed),
             held_off: self.held_off.load(Ordering::Relaxed),
+            holding_off: self.holding_off(),
         }
     }
 }
@@ -277,16 +287,19 @@ mod tests {
         let (reader, _writer) = std::io::pipe().expect("pipe");
         let poll = BusyPoll::new(reader.as_fd(), Duration::from_millis(100)).expect("busy poll");
         let held = Instant::now();
+        assert!(!poll.holding_off());
         poll.hold_off(Duration::from_secs(1));
         let until = held + Duration::from_millis(500);
         while Instant::now() < until {
             poll.request();
             assert!(!nonblocking(&reader), "polling started during a hold-off");
+            assert!(poll.holding_off());
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(
             (held + Duration::from_millis(1100)).saturating_duration_since(Instant::now()),
         );
+        assert!(!poll.holding_off());
         poll.request();
         assert!(
             nonblocking(&reader),
