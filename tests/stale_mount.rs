@@ -318,7 +318,8 @@ fn a_mountpoint_that_is_another_kind_of_mount_is_mounted_over_as_before() {
 #[test]
 fn sigkill_while_a_worker_serves_the_attribute_warmer_ends_the_daemon() {
     let mut m = Mount::prepare("mnt", &[("GITDB_TEST_WARM_DELAY_US", "3000000")]);
-    m.spawn(&[]);
+    // No busy polling: its governor would rest the warmer on a saturated machine.
+    m.spawn(&["-o", "busy_poll=0"]);
     m.sh_ok("echo v > f");
     wait_for("a worker to hold the warmer's GETATTR", || {
         m.log_text().contains("holding the warmer's GETATTR")
