@@ -44,7 +44,13 @@ impl Store {
         repo: &'r gix::Repository,
         id: ObjectId,
     ) -> Result<gix::Object<'r>> {
-        match repo.try_find_object(id) {
+        // A miss is looked up once more (see `has_object`): a pack deleted by a repack
+        // between gix's listing and its index load makes its objects seem absent once.
+        let found = match repo.try_find_object(id) {
+            Ok(None) => repo.try_find_object(id),
+            first => first,
+        };
+        match found {
             Ok(Some(object)) => Ok(object),
             Ok(None) => Err(StoreError::Missing { id }),
             Err(e) => Err(StoreError::Read {
@@ -116,6 +122,7 @@ impl Store {
         }
         let size = self.with_repo(|repo| {
             repo.find_header(id)
+                .or_else(|_| repo.find_header(id))
                 .map(|h| h.size())
                 .map_err(|e| StoreError::Read {
                     id,
