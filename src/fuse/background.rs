@@ -315,22 +315,26 @@ pub fn mount(
             source,
         },
     )?;
-    match options.busy_poll.filter(|p| !p.is_zero()) {
-        None => {}
-        // Polling pays only with a CPU to spare: on one, the polling worker and the
-        // application take turns on it and each round trip waits for the other's time slice
-        // (measured: half the ops/s with both pinned to one CPU).
-        Some(_) if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 => {
-            log::info!("busy polling off: this process may use one CPU only")
+    // Polling pays only with a CPU to spare: on one, the polling worker and the application
+    // take turns on it and each round trip waits for the other's time slice (measured: half
+    // the ops/s with both pinned to one CPU). Without polling the governor still watches
+    // whether the machine is saturated, for the speculative work that rests meanwhile.
+    let one_cpu = std::thread::available_parallelism().map_or(1, |n| n.get()) < 2;
+    let period = match options.busy_poll.filter(|p| !p.is_zero()) {
+        Some(_) if one_cpu => {
+            log::info!("busy polling off: this process may use one CPU only");
+            Duration::ZERO
         }
-        Some(period) => {
-            use std::os::fd::AsFd;
-            match super::busy::BusyPoll::new(session.as_fd(), period) {
-                Ok(busy) => {
-                    let _ = shared.busy.set(busy);
-                }
-                Err(e) => log::warn!("busy polling off: duplicating the FUSE descriptor: {e}"),
+        Some(period) => period,
+        None => Duration::ZERO,
+    };
+    {
+        use std::os::fd::AsFd;
+        match super::busy::BusyPoll::new(session.as_fd(), period) {
+            Ok(busy) => {
+                let _ = shared.busy.set(busy);
             }
+            Err(e) => log::warn!("busy polling off: duplicating the FUSE descriptor: {e}"),
         }
     }
     let notifier = session.notifier();

@@ -19,8 +19,19 @@
 //! Polling takes a CPU that something else might want. A daemon that may use only one CPU
 //! never polls (see `background::mount`), and while polling the governor watches the
 //! machine's idle time: when a whole check window passes with the CPUs (next to) never idle,
-//! other work is queuing for the CPU the worker spins on, so polling stops and stays off for
-//! a while (`held_off` in `status`).
+//! other work is queuing for the CPU the worker spins on, so polling stops and is held off
+//! (`held_off` in `status`). The hold lasts as long as the machine stays saturated, judged
+//! from windows in which the worker sleeps: a probe by polling again would itself take the
+//! CPU for a window, and on a 2-core VM such probes every few seconds were what kept the
+//! small-file phases below a plain FUSE mount's.
+//!
+//! The same governor also tells the rest of the mount whether the machine is saturated
+//! ([`BusyPoll::holding_off`]): speculative work (the attribute warmer's stat, the page-cache
+//! prefill after a write) rests meanwhile, since on a saturated CPU it is paid for by the
+//! requests applications wait for. It does so even where polling is off (`-o busy_poll=0`,
+//! or one CPU): the governor then only watches, in windows of its own while requests come.
+//! The machine is the CPUs this process may run on (its affinity mask), not every CPU: a
+//! daemon confined to a busy CPU beside an idle one is saturated.
 //!
 //! The mechanism fits fuser's loop as it is: fuser retries a read that fails with `EAGAIN`,
 //! and `O_NONBLOCK` is a flag of the device's open file description. Flipping it on a
@@ -37,10 +48,11 @@ use std::time::{Duration, Instant};
 const CHECK_WINDOW: Duration = Duration::from_millis(100);
 /// Below this share of idle CPU time in a window, polling is taking a CPU others want.
 const BUSY_MACHINE_IDLE: f64 = 0.03;
-/// How long polling stays off after that, doubled for each window in a row that finds the
-/// machine busy again (a saturated machine is probed ever more rarely), up to `HOLD_OFF_MAX`.
+/// How long polling stays off after that, renewed while windows taken during the hold (the
+/// worker sleeping) still find the machine saturated.
 const HOLD_OFF: Duration = Duration::from_secs(1);
-const HOLD_OFF_MAX: Duration = Duration::from_secs(32);
+/// How often the sleeping governor wakes: to see `stop`, and to judge a hold.
+const GOVERNOR_NAP: Duration = Duration::from_millis(200);
 
 /// The switch between a polling and a sleeping worker, and what `status` reports of it.
 pub struct BusyPoll {
@@ -66,6 +78,16 @@ pub struct BusyPoll {
     /// Whether the governor watches the machine's idle time (off only in unit tests, which
     /// must not depend on the load of the machine running them).
     watch_machine: bool,
+    /// Whether polling is on at all; off, `polling` means "requests are coming" and the
+    /// descriptor stays blocking (the governor only watches the machine).
+    polls: bool,
+    /// Where the machine's CPU times come from: `/proc/stat` for the CPUs of `cpus`, or a
+    /// test's machine.
+    machine: fn(&[bool]) -> Option<CpuTimes>,
+    /// The CPUs this process may run on (index: CPU number), read once at the start.
+    cpus: Vec<bool>,
+    /// How long one hold lasts (`HOLD_OFF`; shorter in tests).
+    hold: Duration,
 }
 
 /// What `status` shows.
@@ -75,18 +97,27 @@ pub struct Snapshot {
     pub period_us: u64,
     /// How many times polling turned on since the mount.
     pub episodes: u64,
-    /// How many times it stopped early because no CPU was idle.
+    /// How many times the CPUs this daemon may use were found saturated (a hold began),
+    /// also when polling is off.
     pub held_off: u64,
-    /// Whether it is held off now (the attribute warmer rests meanwhile).
+    /// Whether it is held off now (the page-cache prefill and the attribute warmer rest
+    /// meanwhile).
     pub holding_off: bool,
 }
 
 impl BusyPoll {
-    /// Polling for the session whose device descriptor is `dev`.
+    /// Polling for the session whose device descriptor is `dev`, while requests come less
+    /// than `period` apart; a zero `period` only watches the machine.
     pub fn new(dev: BorrowedFd<'_>, period: Duration) -> io::Result<BusyPoll> {
         Ok(BusyPoll {
             dev: dev.try_clone_to_owned()?,
-            period,
+            polls: !period.is_zero(),
+            period: if period.is_zero() {
+                CHECK_WINDOW
+            } else {
+                period
+            },
+            cpus: allowed_cpus(),
             requests: AtomicU64::new(0),
             polling: AtomicBool::new(false),
             switch: Mutex::new(()),
@@ -96,6 +127,8 @@ impl BusyPoll {
             held_until_ns: AtomicU64::new(0),
             origin: Instant::now(),
             watch_machine: true,
+            machine: CpuTimes::read,
+            hold: HOLD_OFF,
         })
     }
 
@@ -121,6 +154,11 @@ impl BusyPoll {
         if self.polling.load(Ordering::Relaxed) {
             return;
         }
+        if !self.polls {
+            self.polling.store(true, Ordering::Relaxed);
+            self.started.notify_one();
+            return;
+        }
         match set_nonblocking(&self.dev, true) {
             Ok(()) => {
                 self.polling.store(true, Ordering::Relaxed);
@@ -133,7 +171,9 @@ impl BusyPoll {
 
     fn stop_polling(&self) {
         let _switch = self.switch.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = set_nonblocking(&self.dev, false) {
+        if self.polls
+            && let Err(e) = set_nonblocking(&self.dev, false)
+        {
             // Left on, the worker would spin until the next period tries again.
             log::warn!("busy poll: clearing O_NONBLOCK: {e}");
             return;
@@ -146,7 +186,8 @@ impl BusyPoll {
     pub fn run(&self, stop: &AtomicBool) {
         let mut seen = self.requests.load(Ordering::Relaxed);
         let mut window: Option<(Instant, CpuTimes)> = None;
-        let mut hold = HOLD_OFF;
+        // The window of a hold in force, taken while the worker sleeps.
+        let mut held: Option<(Instant, CpuTimes)> = None;
         while !stop.load(Ordering::Relaxed) {
             {
                 let mut switch = self.switch.lock().unwrap_or_else(|p| p.into_inner());
@@ -156,9 +197,14 @@ impl BusyPoll {
                     }
                     switch = self
                         .started
-                        .wait_timeout(switch, Duration::from_millis(200))
+                        .wait_timeout(switch, GOVERNOR_NAP)
                         .unwrap_or_else(|p| p.into_inner())
                         .0;
+                    if let Some((since, before)) = held
+                        && since.elapsed() >= CHECK_WINDOW
+                    {
+                        held = self.judge_hold(before);
+                    }
                 }
             }
             std::thread::sleep(self.period);
@@ -172,18 +218,15 @@ impl BusyPoll {
             // before this episode says little about now and is only restarted.
             match window {
                 _ if !self.watch_machine => {}
-                None => window = CpuTimes::read().map(|t| (Instant::now(), t)),
+                None => window = (self.machine)(&self.cpus).map(|t| (Instant::now(), t)),
                 Some((since, before)) if since.elapsed() >= CHECK_WINDOW => {
-                    let after = CpuTimes::read();
+                    let after = (self.machine)(&self.cpus);
                     if since.elapsed() <= 4 * CHECK_WINDOW
                         && let Some(after) = after
+                        && after.idle_share_since(&before) < BUSY_MACHINE_IDLE
                     {
-                        if after.idle_share_since(&before) < BUSY_MACHINE_IDLE {
-                            self.hold_off(hold);
-                            hold = (hold * 2).min(HOLD_OFF_MAX);
-                        } else {
-                            hold = HOLD_OFF;
-                        }
+                        self.hold_off(self.hold);
+                        held = Some((Instant::now(), after));
                     }
                     window = after.map(|t| (Instant::now(), t));
                 }
@@ -193,25 +236,43 @@ impl BusyPoll {
         self.stop_polling();
     }
 
+    /// A hold in force, judged from the window since `before` (the worker slept through it):
+    /// still no idle CPU renews the hold and starts the next window; idle time lets the hold
+    /// run out, so polling resumes with the next request after it.
+    fn judge_hold(&self, before: CpuTimes) -> Option<(Instant, CpuTimes)> {
+        let after = (self.machine)(&self.cpus)?;
+        if !self.holding_off() || after.idle_share_since(&before) >= BUSY_MACHINE_IDLE {
+            return None;
+        }
+        let until = self.now_ns() + self.hold.as_nanos() as u64;
+        self.held_until_ns.fetch_max(until, Ordering::Relaxed);
+        Some((Instant::now(), after))
+    }
+
     /// No CPU was idle over a whole window: stop polling and keep it off for `hold`.
     fn hold_off(&self, hold: Duration) {
         let until = self.now_ns() + hold.as_nanos() as u64;
         self.held_until_ns.store(until, Ordering::Relaxed);
         self.held_off.fetch_add(1, Ordering::Relaxed);
         self.stop_polling();
-        log::debug!("busy poll: no idle CPU; off for {hold:?}");
+        log::debug!("busy poll: no idle CPU; off for {hold:?} and while it stays so");
     }
 
     /// Whether polling is held off now, i.e. the governor found no CPU idle within the last
     /// hold. Speculative work waits meanwhile too: on a saturated machine it takes CPU from
-    /// the requests applications wait for (see the attribute warmer in `background`).
+    /// the requests applications wait for (the attribute warmer in `background`, the
+    /// page-cache prefill in `open`).
     pub fn holding_off(&self) -> bool {
         self.now_ns() < self.held_until_ns.load(Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            period_us: self.period.as_micros() as u64,
+            period_us: if self.polls {
+                self.period.as_micros() as u64
+            } else {
+                0
+            },
             episodes: self.episodes.load(Ordering::Relaxed),
             held_off: self.held_off.load(Ordering::Relaxed),
             holding_off: self.holding_off(),
@@ -227,9 +288,34 @@ struct CpuTimes {
 }
 
 impl CpuTimes {
-    fn read() -> Option<CpuTimes> {
+    /// The times of the CPUs marked in `cpus` (all of them when it marks none).
+    fn read(cpus: &[bool]) -> Option<CpuTimes> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        CpuTimes::parse(stat.lines().next()?)
+        CpuTimes::of_cpus(&stat, cpus)
+    }
+
+    fn of_cpus(stat: &str, cpus: &[bool]) -> Option<CpuTimes> {
+        if !cpus.contains(&true) {
+            return CpuTimes::parse(stat.lines().next()?);
+        }
+        let mut sum = CpuTimes { total: 0, idle: 0 };
+        let mut found = false;
+        for line in stat.lines().skip(1) {
+            let Some(rest) = line.strip_prefix("cpu") else {
+                break;
+            };
+            let Some((n, times)) = rest.split_once(' ') else {
+                continue;
+            };
+            if n.parse::<usize>().is_ok_and(|n| cpus.get(n) == Some(&true))
+                && let Some(t) = CpuTimes::parse(&format!("cpu {times}"))
+            {
+                sum.total += t.total;
+                sum.idle += t.idle;
+                found = true;
+            }
+        }
+        found.then_some(sum)
     }
 
     /// `cpu  user nice system idle iowait irq softirq steal guest guest_nice`: guest time is
@@ -253,6 +339,21 @@ impl CpuTimes {
             return 1.0;
         }
         self.idle.saturating_sub(before.idle) as f64 / total as f64
+    }
+}
+
+/// The CPUs this process may run on; none marked if that cannot be read (then the whole
+/// machine is watched).
+fn allowed_cpus() -> Vec<bool> {
+    // SAFETY: sched_getaffinity of the calling thread into a zeroed set of the size given.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .map(|c| libc::CPU_ISSET(c, &set))
+            .collect()
     }
 }
 
@@ -308,6 +409,81 @@ mod tests {
         assert_eq!(poll.snapshot().held_off, 1);
     }
 
+    /// A machine whose CPUs are saturated or idle, as the test says.
+    static SATURATED: AtomicBool = AtomicBool::new(true);
+    static TICKS: AtomicU64 = AtomicU64::new(0);
+    static IDLE_TICKS: AtomicU64 = AtomicU64::new(0);
+    fn test_machine(_: &[bool]) -> Option<CpuTimes> {
+        let idle = if SATURATED.load(Ordering::Relaxed) {
+            IDLE_TICKS.load(Ordering::Relaxed)
+        } else {
+            IDLE_TICKS.fetch_add(50, Ordering::Relaxed) + 50
+        };
+        let total = TICKS.fetch_add(100, Ordering::Relaxed) + 100;
+        Some(CpuTimes {
+            total: total + idle,
+            idle,
+        })
+    }
+
+    /// Once polling found the machine saturated, it stays off for as long as the machine
+    /// stays so — several holds in a row, with no polling in between to probe it — and
+    /// resumes once the machine has idle time again.
+    #[test]
+    fn a_hold_lasts_while_the_machine_stays_saturated() {
+        let (reader, _writer) = std::io::pipe().expect("pipe");
+        let hold = Duration::from_millis(300);
+        let poll = Arc::new(BusyPoll {
+            machine: test_machine,
+            hold,
+            ..BusyPoll::new(reader.as_fd(), Duration::from_millis(100)).expect("busy poll")
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let governor = {
+            let (poll, stop) = (poll.clone(), stop.clone());
+            std::thread::spawn(move || poll.run(&stop))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while poll.snapshot().held_off == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "a saturated machine never held polling off"
+            );
+            poll.request();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let saturated_until = Instant::now() + 5 * hold;
+        while Instant::now() < saturated_until {
+            poll.request();
+            assert!(
+                poll.holding_off(),
+                "the hold ran out on a saturated machine"
+            );
+            assert!(
+                !nonblocking(&reader),
+                "polling resumed on a saturated machine"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(poll.snapshot().held_off, 1, "renewed, not started again");
+        SATURATED.store(false, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while poll.holding_off() {
+            assert!(
+                Instant::now() < deadline,
+                "the hold outlived the machine's saturation"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        poll.request();
+        assert!(
+            nonblocking(&reader),
+            "polling did not resume on an idle machine"
+        );
+        stop.store(true, Ordering::Relaxed);
+        governor.join().expect("governor");
+    }
+
     #[test]
     fn idle_share_from_proc_stat() {
         let before = CpuTimes::parse("cpu  100 0 50 800 50 0 0 0 0 0").expect("parse");
@@ -317,7 +493,18 @@ mod tests {
         assert_eq!(after.idle_share_since(&before), 0.5);
         assert!(CpuTimes::parse("cpu0 1 2 3 4 5 6 7 8").is_none());
         assert!(CpuTimes::parse("cpu  1 2 3").is_none());
-        assert!(CpuTimes::read().is_some(), "/proc/stat on Linux");
+        assert!(
+            CpuTimes::read(&allowed_cpus()).is_some(),
+            "/proc/stat on Linux"
+        );
+        // The CPUs this process may use, not the whole machine: cpu1 busy beside an idle cpu0.
+        let stat = "cpu  100 0 0 900 0 0 0 0 0 0\ncpu0 0 0 0 500 0 0 0 0 0 0\n\
+                    cpu1 100 0 0 400 0 0 0 0 0 0\nintr 5\n";
+        let all = CpuTimes::of_cpus(stat, &[]).expect("whole machine");
+        assert_eq!((all.total, all.idle), (1000, 900));
+        let one = CpuTimes::of_cpus(stat, &[false, true]).expect("cpu1");
+        assert_eq!((one.total, one.idle), (500, 400));
+        assert!(CpuTimes::of_cpus(stat, &[false, false, true]).is_none());
     }
 
     fn nonblocking(fd: &impl AsRawFd) -> bool {
