@@ -24,6 +24,9 @@ use crate::store::{ObjectId, Store, StoreError};
 
 /// Temp files of gix writers older than this are left over from a killed process.
 const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a ref lock found at open may stay before it is taken for a dead node's: git
+/// holds one for the milliseconds of a ref update.
+const STALE_REF_LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl GitDb {
     /// Opens the repository at `path` (creating a bare one if absent and `options.create`),
@@ -49,6 +52,8 @@ impl GitDb {
         } else {
             std::fs::create_dir_all(&meta_dir).map_err(journal_err(&meta_dir))?;
             let lock = take_writer_lock(&meta_dir.join("lock"), store.git_dir())?;
+            // Before any ref is moved: a node killed while it moved one left its lock.
+            store.remove_stale_ref_locks(&branch_ref, STALE_REF_LOCK_GRACE);
             if store.read_ref(&branch_ref)?.is_none() {
                 store.point_head_at(&branch_ref)?;
             }

@@ -1,5 +1,5 @@
 //! Housekeeping of files gix leaves behind: the `.keep` files beside packs this store wrote,
-//! and temp files of killed writers.
+//! temp files of killed writers, and the ref lock files of a node killed while it moved a ref.
 //!
 //! Apart from writing because these run at other moments (after a ref names the objects, at
 //! open) and must never touch what stock git or another live writer owns.
@@ -67,6 +67,73 @@ impl Store {
             );
         }
         removed
+    }
+}
+
+impl Store {
+    /// Removes the lock files of the refs a node writes (`branch_ref`, `HEAD`, `packed-refs`
+    /// and everything under `refs/gitdb/`) that outlast `grace`. Call at open, holding the
+    /// writer lock: a node killed between locking a ref and renaming the lock into place
+    /// leaves `<ref>.lock` behind, and git's rule (a lock blocks every update until someone
+    /// removes it) would then fail every commit of the restarted node. A lock that a live
+    /// process holds — stock git moving the branch as the node starts — goes within
+    /// milliseconds, so only one that stays, unchanged, through `grace` is taken for stale.
+    /// Returns how many went.
+    pub fn remove_stale_ref_locks(&self, branch_ref: &str, grace: std::time::Duration) -> usize {
+        let mut locks: Vec<std::path::PathBuf> = [
+            format!("{branch_ref}.lock"),
+            "HEAD.lock".to_owned(),
+            "packed-refs.lock".to_owned(),
+        ]
+        .iter()
+        .map(|rel| self.git_dir.join(rel))
+        .filter(|p| p.is_file())
+        .collect();
+        collect_locks(&self.git_dir.join("refs").join("gitdb"), &mut locks);
+        if locks.is_empty() {
+            return 0;
+        }
+        let stamp = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let mut seen: Vec<_> = locks.into_iter().map(|p| (stamp(&p), p)).collect();
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            // A lock that went, or was taken anew, belongs to a live writer.
+            seen.retain(|(when, p)| when.is_some() && stamp(p) == *when);
+            if seen.is_empty() || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let mut removed = 0;
+        for (_, lock) in seen {
+            match std::fs::remove_file(&lock) {
+                Ok(()) => {
+                    removed += 1;
+                    log::warn!(
+                        "removed the stale ref lock {} (left by a writer that died)",
+                        lock.display()
+                    );
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("cannot remove {}: {e}", lock.display()),
+            }
+        }
+        removed
+    }
+}
+
+/// Every `*.lock` file below `dir`, into `out`.
+fn collect_locks(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => collect_locks(&path, out),
+            Ok(t) if t.is_file() && path.extension().is_some_and(|e| e == "lock") => out.push(path),
+            _ => {}
+        }
     }
 }
 
