@@ -334,7 +334,9 @@ pub fn mount(
             Ok(busy) => {
                 let _ = shared.busy.set(busy);
             }
-            Err(e) => log::warn!("busy polling off: duplicating the FUSE descriptor: {e}"),
+            Err(e) => log::warn!(
+                "no busy polling and no saturation watch: duplicating the FUSE descriptor: {e}"
+            ),
         }
     }
     let notifier = session.notifier();

@@ -203,7 +203,10 @@ impl BusyPoll {
                     if let Some((since, before)) = held
                         && since.elapsed() >= CHECK_WINDOW
                     {
+                        // `/proc/stat` is read without the switch, which a request may want.
+                        drop(switch);
                         held = self.judge_hold(before);
+                        switch = self.switch.lock().unwrap_or_else(|p| p.into_inner());
                     }
                 }
             }

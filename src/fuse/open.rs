@@ -352,9 +352,9 @@ impl FsCore {
         };
         drop(f);
         // Not while the machine is saturated: the prefill wakes the invalidation thread and
-        // makes a round trip of its own for every written file, which on a saturated CPU the
-        // writers pay for (a fifth of fsbench's creates on one busy CPU); a first read then
-        // costs its READ, as on any FUSE mount.
+        // writes to `/dev/fuse` once per written file, which on a saturated CPU the writers
+        // pay for (a fifth of fsbench's creates on one busy CPU); a first read then costs its
+        // READ, as on any FUSE mount.
         let saturated = self.s.busy.get().is_some_and(|b| b.holding_off());
         if let Some((token, data)) = prefill.filter(|_| !saturated) {
             self.s.tell_kernel(KernelTask::Prefill { ino, token, data });
