@@ -655,6 +655,11 @@ fn keep_both_conflicts_show_in_the_control_directory() {
     );
 }
 
+/// For the tests of the speculative work itself (the page-cache prefill, the attribute
+/// warmer): the daemon never takes the machine for saturated (debug builds), so the busy
+/// loops of the tests running beside do not make that work rest.
+const IGNORE_SATURATION: (&str, &str) = ("GITDB_TEST_IGNORE_SATURATION", "1");
+
 /// Values a writer flushes are put in the kernel's page cache for the next reader; whatever
 /// follows (a shorter rewrite, a partial overwrite, an append, a truncate, a rename over it, a
 /// write through a shared mapping) must win over a prefill still on its way, so every read
@@ -663,7 +668,11 @@ fn keep_both_conflicts_show_in_the_control_directory() {
 #[test]
 fn every_read_right_after_a_change_sees_it() {
     for delay_us in ["0", "400"] {
-        let m = Mount::start_env(&[], &[("GITDB_TEST_PREFILL_DELAY_US", delay_us)]);
+        // The suite's busy loops would rest the prefills this races (see `IGNORE_SATURATION`).
+        let m = Mount::start_env(
+            &[],
+            &[("GITDB_TEST_PREFILL_DELAY_US", delay_us), IGNORE_SATURATION],
+        );
         assert_eq!(m.sh_ok(READ_AFTER_CHANGE), "ok\n");
         // The reads above raced real prefills, not a mechanism that never ran.
         let prefilled = m.sh_ok(
@@ -993,9 +1002,9 @@ PY"#,
 /// GETATTR), per the request counters in `status`.
 #[test]
 fn reading_back_a_written_file_costs_no_read_or_getattr() {
-    // Without busy polling: its governor rests the attribute warmer while the machine is
-    // saturated (the suite's busy-loop tests run beside this one), and this is about the warm.
-    let m = Mount::start(&["-o", "busy_poll=0"]);
+    // The governor rests the prefill and the warmer while the machine is saturated (the
+    // suite's busy-loop tests run beside this one), and this is about them.
+    let m = Mount::start_env(&[], &[IGNORE_SATURATION]);
     let out = m.sh_ok(
         r#"python3 - <<'PY'
 import json, os, time

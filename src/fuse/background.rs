@@ -525,6 +525,11 @@ fn prefill_test_delay() -> Option<Duration> {
     test_delay("GITDB_TEST_PREFILL_DELAY_US")
 }
 
+/// Debug builds only: whether the environment variable `var` is set to `1`.
+pub(crate) fn test_flag(var: &str) -> bool {
+    cfg!(debug_assertions) && std::env::var_os(var).is_some_and(|v| v == "1")
+}
+
 /// Debug builds only: the duration in µs that the environment variable `var` asks for.
 pub(crate) fn test_delay(var: &str) -> Option<Duration> {
     if !cfg!(debug_assertions) {
