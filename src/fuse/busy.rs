@@ -231,7 +231,7 @@ impl BusyPoll {
                         && let Some(after) = after
                         && after.idle_share_since(&before) < BUSY_MACHINE_IDLE
                     {
-                        self.hold_off(self.hold);
+                        self.hold_off();
                         held = Some((Instant::now(), after));
                     }
                     window = after.map(|t| (Instant::now(), t));
@@ -255,8 +255,9 @@ impl BusyPoll {
         Some((Instant::now(), after))
     }
 
-    /// No CPU was idle over a whole window: stop polling and keep it off for `hold`.
-    fn hold_off(&self, hold: Duration) {
+    /// No CPU was idle over a whole window: stop polling and keep it off for a hold.
+    fn hold_off(&self) {
+        let hold = self.hold;
         let until = self.now_ns() + hold.as_nanos() as u64;
         self.held_until_ns.store(until, Ordering::Relaxed);
         self.held_off.fetch_add(1, Ordering::Relaxed);
@@ -314,7 +315,7 @@ impl CpuTimes {
                 continue;
             };
             if n.parse::<usize>().is_ok_and(|n| cpus.get(n) == Some(&true))
-                && let Some(t) = CpuTimes::parse(&format!("cpu {times}"))
+                && let Some(t) = CpuTimes::parse_ticks(times)
             {
                 sum.total += t.total;
                 sum.idle += t.idle;
@@ -324,12 +325,17 @@ impl CpuTimes {
         found.then_some(sum)
     }
 
-    /// `cpu  user nice system idle iowait irq softirq steal guest guest_nice`: guest time is
-    /// already counted in user time, and waiting for I/O leaves the CPU free.
+    /// The machine's line, `cpu  user nice system idle iowait irq softirq steal guest
+    /// guest_nice`.
     fn parse(line: &str) -> Option<CpuTimes> {
-        let mut fields = line.strip_prefix("cpu ")?.split_whitespace();
-        let ticks: Vec<u64> = fields
-            .by_ref()
+        CpuTimes::parse_ticks(line.strip_prefix("cpu ")?)
+    }
+
+    /// The ticks after a `cpu`/`cpuN` label: guest time is already counted in user time, and
+    /// waiting for I/O leaves the CPU free.
+    fn parse_ticks(ticks: &str) -> Option<CpuTimes> {
+        let ticks: Vec<u64> = ticks
+            .split_whitespace()
             .take(8)
             .map(|f| f.parse().ok())
             .collect::<Option<_>>()?;
@@ -395,7 +401,8 @@ mod tests {
         let poll = BusyPoll::new(reader.as_fd(), Duration::from_millis(100)).expect("busy poll");
         let held = Instant::now();
         assert!(!poll.holding_off());
-        poll.hold_off(Duration::from_secs(1));
+        assert_eq!(poll.hold, Duration::from_secs(1));
+        poll.hold_off();
         let until = held + Duration::from_millis(500);
         while Instant::now() < until {
             poll.request();

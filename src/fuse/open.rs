@@ -355,8 +355,8 @@ impl FsCore {
         // writes to `/dev/fuse` once per written file, which on a saturated CPU the writers
         // pay for (a fifth of fsbench's creates on one busy CPU); a first read then costs its
         // READ, as on any FUSE mount.
-        let saturated = self.s.busy.get().is_some_and(|b| b.holding_off());
-        if let Some((token, data)) = prefill.filter(|_| !saturated) {
+        let saturated = || self.s.busy.get().is_some_and(|b| b.holding_off());
+        if let Some((token, data)) = prefill.filter(|_| !saturated()) {
             self.s.tell_kernel(KernelTask::Prefill { ino, token, data });
         }
         if closed {
