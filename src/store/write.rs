@@ -14,6 +14,10 @@ use super::{BoxError, ObjectId, Result, Store, StoreError, boxed};
 /// blobs took 1.5 s to compress; stored, 0.1 s). git reads stored blocks like any other.
 const STORE_BELOW: usize = 512;
 
+/// How many times a loose write whose object directory vanished is made (see
+/// [`Store::write_loose`]).
+const LOOSE_WRITE_TRIES: usize = 5;
+
 /// `data` as a zlib stream of stored (uncompressed) deflate blocks (RFC 1950/1951).
 fn zlib_stored(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 11 + data.len() / 65_535 * 5);
@@ -168,7 +172,7 @@ impl Store {
             inner: reader,
             left: size,
         };
-        let id = self.write_loose("blob", |repo| {
+        let id = self.write_loose_once("blob", |repo| {
             repo.objects
                 .write_stream(gix::object::Kind::Blob, size, &mut reader)
         })?;
@@ -177,8 +181,40 @@ impl Store {
     }
     /// Notes files this store wrote, for [`Store::sync_written`].
     /// Runs one object write with a pooled repository and records its loose file for the next
-    /// sync: every write goes through here.
+    /// sync: every write goes through here (or through [`Self::write_loose_once`]).
+    ///
+    /// A write whose object directory vanished is made again, up to `LOOSE_WRITE_TRIES`
+    /// times: gix creates `objects/xx/` and then renames its temp file into it, and stock
+    /// git's `prune-packed` (run by every `git gc`) removes empty object directories, so a
+    /// directory can go in between. The rename then fails with ENOENT, which reached an
+    /// application as EIO at close (found with `git gc` in a loop beside `gitdb set`). git
+    /// itself retries such a write the same way.
     pub(super) fn write_loose<E>(
+        &self,
+        what: &'static str,
+        mut write: impl FnMut(&gix::Repository) -> std::result::Result<ObjectId, E>,
+    ) -> Result<ObjectId>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let mut tries = 1;
+        loop {
+            match self.write_loose_once(what, &mut write) {
+                Err(e)
+                    if tries < LOOSE_WRITE_TRIES
+                        && e.io_error().map(|io| io.kind())
+                            == Some(std::io::ErrorKind::NotFound) =>
+                {
+                    tries += 1
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// [`Self::write_loose`] once, for a write that cannot be made again (a stream it has
+    /// read from).
+    pub(super) fn write_loose_once<E>(
         &self,
         what: &'static str,
         write: impl FnOnce(&gix::Repository) -> std::result::Result<ObjectId, E>,
@@ -254,6 +290,53 @@ mod tests {
         let short = store.write_blob_stream(data.len() as u64 + 1, &data[..]);
         assert!(short.is_err());
         assert_eq!(loose(), before);
+    }
+
+    /// Stock git's `prune-packed` beside the node: loose objects deleted and their emptied
+    /// directories removed, over and over, while blobs are written. Each write succeeds
+    /// (a directory removed between gix's mkdir and its rename used to fail the write).
+    #[test]
+    fn loose_writes_survive_object_directories_removed_beside_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            Store::open_or_create(&dir.path().join("r.git"), Default::default()).expect("store");
+        let objects = dir.path().join("r.git").join("objects");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pruner = {
+            let (objects, stop) = (objects.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for entry in std::fs::read_dir(&objects).into_iter().flatten().flatten() {
+                        let name = entry.file_name();
+                        if name.len() != 2 {
+                            continue;
+                        }
+                        for f in std::fs::read_dir(entry.path())
+                            .into_iter()
+                            .flatten()
+                            .flatten()
+                        {
+                            let _ = std::fs::remove_file(f.path());
+                        }
+                        let _ = std::fs::remove_dir(entry.path());
+                    }
+                }
+            })
+        };
+        let mut failed = Vec::new();
+        for i in 0..3000u32 {
+            if let Err(e) = store.write_blob(format!("value {i}").as_bytes()) {
+                failed.push(e.to_string());
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        pruner.join().expect("pruner");
+        assert!(
+            failed.is_empty(),
+            "{} failed, e.g. {:?}",
+            failed.len(),
+            failed.first()
+        );
     }
 
     /// Files below `dir`, at any depth.
