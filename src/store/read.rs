@@ -76,8 +76,16 @@ impl Store {
         let mut tree = self.tree(root)?;
         let mut found = None;
         let mut components = path.split('/').peekable();
+        let mut depth = 0;
         while let Some(name) = components.next() {
+            depth += 1;
             let Some(entry) = tree.get(name) else {
+                // Missing from the root tree: asking again costs one probe of a cached tree,
+                // less than an entry in the cache (a new name is asked for a few times while
+                // it is made, and each would push a useful entry out).
+                if depth == 1 {
+                    return Ok(None);
+                }
                 break;
             };
             if components.peek().is_none() {
