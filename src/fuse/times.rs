@@ -88,15 +88,17 @@ impl FsCore {
     pub(super) fn content_changed(&self, path: &str, at: SystemTime) {
         self.note_change();
         let mut times = lock(&self.s.times);
-        let old = times.get(path).copied();
-        times.insert(
-            path.to_owned(),
-            Times {
-                atime: old.map_or(at, |t| t.atime),
-                mtime: at,
-                ctime: old.map_or(at, |t| t.ctime.max(at)),
-            },
-        );
+        // A path changed before (a directory gaining entries, a file written again) keeps
+        // its key: no allocation per change.
+        match times.get_mut(path) {
+            Some(t) => {
+                t.mtime = at;
+                t.ctime = t.ctime.max(at);
+            }
+            None => {
+                times.insert(path.to_owned(), Times::all(at));
+            }
+        }
     }
 
     /// A name was added to or removed from the directory holding `path`: the directory's
@@ -107,8 +109,9 @@ impl FsCore {
 
     /// `path` was made now: all its times, and its directory's.
     pub(super) fn created(&self, path: &str) {
-        lock(&self.s.times).insert(path.to_owned(), Times::all(SystemTime::now()));
-        self.entry_changed(path);
+        let now = SystemTime::now();
+        lock(&self.s.times).insert(path.to_owned(), Times::all(now));
+        self.content_changed(split(path).0, now);
     }
 
     /// `path` (a value or an empty directory) is gone: forget its times, change its
