@@ -112,16 +112,24 @@ impl FsCore {
         if exists && flags & libc::O_EXCL != 0 {
             return Err(Errno::EEXIST);
         }
-        if exists {
+        let made = if exists {
             self.check_writable()?;
+            None
         } else {
             let meta = self.creator_meta(caller, split(&path).0, mode, umask, false);
-            self.create_pending(&path, meta)?;
-        }
+            Some(self.create_pending(&path, meta)?)
+        };
         let (attr, ttl) = self.getattr_path(&path)?;
         let ino = attr.ino.0;
         self.s.changing(ino);
-        let (fh, file) = self.open_value(ino, true, || self.load_file(ino, &path))?;
+        // A file this create made holds nothing yet: its open file needs no look at the db
+        // (a stat per create saved). Whatever a racing opener stored meanwhile is truncated
+        // below either way.
+        let first = || match made {
+            Some(vmode) => Ok(OpenFile::new(ino, None, vmode, self.s.files.clone())),
+            None => self.load_file(ino, &path),
+        };
+        let (fh, file) = self.open_value(ino, true, first)?;
         if !exists || flags & libc::O_TRUNC != 0 {
             // A new (or truncated) file: its first flush stores it, even if empty, with
             // the times it was created with.
