@@ -12,7 +12,7 @@
 //! `dir-x` or `dirx`, and never a scan.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 
 /// `parent/name`, or `name` at the root.
 pub fn join(parent: &str, name: &str) -> String {
@@ -36,15 +36,47 @@ pub fn split(path: &str) -> (&str, &str) {
 }
 
 /// The bounds of the paths strictly below `dir` (`dir/...`; at the root, every path but the
-/// root itself), for `BTreeMap::range` and `BTreeSet::range` (as `range::<String, _>`).
-pub fn below(dir: &str) -> (Bound<String>, Bound<String>) {
+/// root itself), for `BTreeMap::range` and `BTreeSet::range` (as `range::<str, _>`).
+pub fn below(dir: &str) -> Below {
     if dir.is_empty() {
-        (Bound::Excluded(String::new()), Bound::Unbounded)
-    } else {
-        (
-            Bound::Included(format!("{dir}/")),
-            Bound::Excluded(format!("{dir}0")),
-        )
+        return Below {
+            bounds: String::new(),
+            split: None,
+        };
+    }
+    // Both bounds in one buffer, `dir/` then `dir0` ('0' follows '/'): one allocation per
+    // range search (these run in every lookup of the overlay).
+    let mut bounds = String::with_capacity(2 * dir.len() + 2);
+    bounds.push_str(dir);
+    bounds.push('/');
+    bounds.push_str(dir);
+    bounds.push('0');
+    Below {
+        split: Some(dir.len() + 1),
+        bounds,
+    }
+}
+
+/// The range [`below`] returns.
+pub struct Below {
+    bounds: String,
+    /// Where the upper bound starts in `bounds`; None at the root (from `""`, excluded, on).
+    split: Option<usize>,
+}
+
+impl RangeBounds<str> for Below {
+    fn start_bound(&self) -> Bound<&str> {
+        match self.split {
+            Some(i) => Bound::Included(&self.bounds[..i]),
+            None => Bound::Excluded(""),
+        }
+    }
+
+    fn end_bound(&self) -> Bound<&str> {
+        match self.split {
+            Some(i) => Bound::Excluded(&self.bounds[i..]),
+            None => Bound::Unbounded,
+        }
     }
 }
 
@@ -55,7 +87,7 @@ pub fn at_or_below<'a, V>(
     root: &str,
 ) -> impl Iterator<Item = (&'a String, &'a V)> + 'a {
     let own = map.get_key_value(root);
-    let rest = map.range::<String, _>(below(root));
+    let rest = map.range::<str, _>(below(root));
     own.into_iter().chain(rest)
 }
 
@@ -106,7 +138,7 @@ mod tests {
             .map(|p| p.to_string())
             .collect();
         let below_of = |dir| {
-            set.range::<String, _>(below(dir))
+            set.range::<str, _>(below(dir))
                 .map(String::as_str)
                 .collect::<Vec<_>>()
         };
@@ -114,7 +146,7 @@ mod tests {
         assert_eq!(below_of("a/x"), ["a/x/y"]);
         assert_eq!(below_of("").len(), set.len() - 1);
         let children = |dir| {
-            set.range::<String, _>(below(dir))
+            set.range::<str, _>(below(dir))
                 .filter_map(|p| child_of(dir, p))
                 .collect::<Vec<_>>()
         };

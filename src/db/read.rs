@@ -356,7 +356,7 @@ impl GitDb {
                 Ok(())
             })?;
         }
-        for (p, change) in st.working.range::<String, _>(crate::paths::below(path)) {
+        for (p, change) in st.working.range::<str, _>(crate::paths::below(path)) {
             if let Change::Set(v) = change {
                 out.insert(p.clone(), v.mode);
             }
@@ -368,7 +368,7 @@ impl GitDb {
 /// The half-open range of overlay paths strictly below `path`.
 fn below<'a>(working: &'a Working, path: &str) -> impl Iterator<Item = &'a Change> + use<'a> {
     working
-        .range::<String, _>(crate::paths::below(path))
+        .range::<str, _>(crate::paths::below(path))
         .map(|(_, c)| c)
 }
 

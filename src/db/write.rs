@@ -303,7 +303,7 @@ pub(super) fn apply_set(working: &mut Working, path: String, value: StagedValue)
 /// Drops everything staged strictly below `path` (not the root).
 fn clear_below(working: &mut Working, path: &str) {
     let below: Vec<String> = working
-        .range::<String, _>(crate::paths::below(path))
+        .range::<str, _>(crate::paths::below(path))
         .map(|(k, _)| k.clone())
         .collect();
     for k in below {

@@ -107,7 +107,7 @@ impl FsCore {
             if !dirs.contains(&path) {
                 return Err(Errno::ENOENT);
             }
-            if dirs.range::<String, _>(below(&path)).next().is_some() {
+            if dirs.range::<str, _>(below(&path)).next().is_some() {
                 return Err(Errno::ENOTEMPTY);
             }
             dirs.remove(&path);

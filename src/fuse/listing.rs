@@ -123,7 +123,7 @@ impl FsCore {
             {
                 let dirs = lock(&self.s.empty_dirs);
                 let mut kept = dirs
-                    .range::<String, _>(below(path))
+                    .range::<str, _>(below(path))
                     .filter_map(|d| child_of(path, d))
                     .peekable();
                 if kept.peek().is_some() {
@@ -139,7 +139,7 @@ impl FsCore {
             {
                 let pending = lock(&self.s.pending);
                 let files: Vec<(FileType, String)> = pending
-                    .range::<String, _>(below(path))
+                    .range::<str, _>(below(path))
                     .filter_map(|(p, m)| Some((kind_of(*m).0, child_of(path, p)?.to_owned())))
                     .collect();
                 drop(pending);

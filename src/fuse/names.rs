@@ -113,11 +113,11 @@ impl FsCore {
     /// Whether a kept directory or a pending file lies below `path`.
     pub(super) fn has_local_children(&self, path: &str) -> bool {
         lock(&self.s.empty_dirs)
-            .range::<String, _>(below(path))
+            .range::<str, _>(below(path))
             .next()
             .is_some()
             || lock(&self.s.pending)
-                .range::<String, _>(below(path))
+                .range::<str, _>(below(path))
                 .next()
                 .is_some()
     }
@@ -154,7 +154,7 @@ impl FsCore {
         };
         subdirs.extend(
             lock(&self.s.empty_dirs)
-                .range::<String, _>(below(path))
+                .range::<str, _>(below(path))
                 .filter_map(|d| child_of(path, d))
                 .map(str::to_owned),
         );

@@ -132,7 +132,7 @@ impl FsCore {
             let moved: Vec<String> = dirs
                 .get(from)
                 .into_iter()
-                .chain(dirs.range::<String, _>(below(from)))
+                .chain(dirs.range::<str, _>(below(from)))
                 .cloned()
                 .collect();
             for d in moved {
@@ -146,7 +146,7 @@ impl FsCore {
             let mut pending = lock(&self.s.pending);
             pending.remove(to);
             let moved: Vec<(String, ValueMode)> = pending
-                .range::<String, _>(below(from))
+                .range::<str, _>(below(from))
                 .map(|(p, m)| (p.clone(), *m))
                 .collect();
             for (p, m) in moved {

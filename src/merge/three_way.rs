@@ -197,10 +197,7 @@ fn has_values_below(
     xt: ObjectId,
     key: &str,
 ) -> Result<bool> {
-    if finals
-        .range::<String, _>(below(key))
-        .any(|(_, v)| v.is_some())
-    {
+    if finals.range::<str, _>(below(key)).any(|(_, v)| v.is_some()) {
         return Ok(true);
     }
     let entry = store.lookup(xt, key).map_err(|source| MergeError::Key {
