@@ -10,15 +10,16 @@
 //! The type offers the `BTreeMap` methods the db uses, so the overlay logic reads as before;
 //! every change goes through `insert`, `remove` or `clear`, which keep the index exact.
 //!
-//! Most exact lookups find nothing: a name being made, or the ancestors of a path checked for
-//! a tombstone or a value above it (several per lookup at the mount). Over the ordered map
-//! each is a search comparing long common prefixes, most of a lookup's cost once thousands of
-//! changes are staged; a count of the paths' hashes answers "not there" with one probe.
+//! Most lookups find nothing: a name being made, the ancestors of a path checked for a
+//! tombstone or a value above it, a file asked whether anything lies below it (several of
+//! each per lookup at the mount). Over the ordered map each is a search comparing long common
+//! prefixes, most of a lookup's cost once thousands of changes are staged. [`PathIndex`]
+//! counts, by hash, the changes at each path and below each directory, so "nothing there"
+//! and "nothing below" are one hash probe.
 
 use std::borrow::Borrow;
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap, btree_map};
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::ops::RangeBounds;
 
 use super::Change;
@@ -30,26 +31,74 @@ pub(crate) struct Working {
     changes: BTreeMap<String, Change>,
     /// The paths of `changes` that hold a `Change::Set`.
     sets: BTreeSet<String>,
-    /// How many paths of `changes` have each hash (see the module docs): a path whose hash is
-    /// absent has no change. Collisions only send a lookup on to the map.
-    hashes: HashMap<u64, u32>,
+    /// The paths of `changes`, counted by hash (see the module docs).
+    index: PathIndex,
 }
 
-/// The hash `hashes` counts: fixed keys, so it is the same in every process (nothing
-/// depends on that beyond tests, but a seed would buy nothing: a collision costs a search).
+/// How many paths of a map have a change at, and below, each path hash: a hash with no count
+/// means none. Paths whose hashes collide only send a lookup on to the map.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct PathIndex {
+    counts: HashMap<u64, Counts, foldhash::fast::RandomState>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Counts {
+    /// Paths with this hash.
+    at: u32,
+    /// Paths strictly below a directory with this hash.
+    below: u32,
+}
+
+/// The hash [`PathIndex`] counts by. foldhash rather than std's SipHash: it runs several
+/// times per lookup, and SipHash took a third of what the index saved. A fixed seed, so
+/// every `Working` agrees (clones, equality); the count map itself is seeded per process.
 fn path_hash(path: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    path.hash(&mut h);
-    h.finish()
+    foldhash::fast::FixedState::default().hash_one(path)
 }
 
-/// One path fewer with hash `h`.
-fn forget_hash(hashes: &mut HashMap<u64, u32>, h: u64) {
-    if let Some(n) = hashes.get_mut(&h) {
-        *n -= 1;
-        if *n == 0 {
-            hashes.remove(&h);
+/// The proper ancestors of `path` other than the root: `a/b/c` gives `a/b`, `a`.
+fn dirs_above(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
+}
+
+impl PathIndex {
+    fn has(&self, path: &str) -> bool {
+        self.counts.get(&path_hash(path)).is_some_and(|c| c.at > 0)
+    }
+
+    /// Whether a path strictly below `dir` (not the root) may have a change.
+    fn may_have_below(&self, dir: &str) -> bool {
+        self.counts
+            .get(&path_hash(dir))
+            .is_some_and(|c| c.below > 0)
+    }
+
+    fn add(&mut self, path: &str) {
+        self.counts.entry(path_hash(path)).or_default().at += 1;
+        for dir in dirs_above(path) {
+            self.counts.entry(path_hash(dir)).or_default().below += 1;
         }
+    }
+
+    fn forget(&mut self, path: &str) {
+        self.change(path_hash(path), |c| c.at -= 1);
+        for dir in dirs_above(path) {
+            self.change(path_hash(dir), |c| c.below -= 1);
+        }
+    }
+
+    fn change(&mut self, h: u64, f: impl FnOnce(&mut Counts)) {
+        if let Some(c) = self.counts.get_mut(&h) {
+            f(c);
+            if *c == Counts::default() {
+                self.counts.remove(&h);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.counts.clear();
     }
 }
 
@@ -59,7 +108,7 @@ impl Working {
     }
 
     pub fn get(&self, path: &str) -> Option<&Change> {
-        if !self.hashes.contains_key(&path_hash(path)) {
+        if !self.index.has(path) {
             return None;
         }
         self.changes.get(path)
@@ -83,12 +132,14 @@ impl Working {
         } else {
             self.sets.remove(&path);
         }
-        let h = path_hash(&path);
-        let old = self.changes.insert(path, change);
-        if old.is_none() {
-            *self.hashes.entry(h).or_insert(0) += 1;
+        match self.changes.entry(path) {
+            btree_map::Entry::Vacant(e) => {
+                self.index.add(e.key());
+                e.insert(change);
+                None
+            }
+            btree_map::Entry::Occupied(mut e) => Some(e.insert(change)),
         }
-        old
     }
 
     pub fn remove(&mut self, path: &str) -> Option<Change> {
@@ -97,7 +148,7 @@ impl Working {
             self.sets.remove(path);
         }
         if old.is_some() {
-            forget_hash(&mut self.hashes, path_hash(path));
+            self.index.forget(path);
         }
         old
     }
@@ -105,14 +156,14 @@ impl Working {
     /// Keeps only the changes `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(&String, &Change) -> bool) {
         let sets = &mut self.sets;
-        let hashes = &mut self.hashes;
+        let index = &mut self.index;
         self.changes.retain(|path, change| {
             let kept = keep(path, &*change);
             if !kept {
                 if matches!(change, Change::Set(_)) {
                     sets.remove(path);
                 }
-                forget_hash(hashes, path_hash(path));
+                index.forget(path);
             }
             kept
         });
@@ -121,7 +172,7 @@ impl Working {
     pub fn clear(&mut self) {
         self.changes.clear();
         self.sets.clear();
-        self.hashes.clear();
+        self.index.clear();
     }
 
     pub fn iter(&self) -> btree_map::Iter<'_, String, Change> {
@@ -153,6 +204,9 @@ impl Working {
     /// for the common cases, both whether anything is set below and whether anything is
     /// deleted below.
     pub fn first_under(&self, path: &str) -> Option<&Change> {
+        if !path.is_empty() && !self.index.may_have_below(path) {
+            return None;
+        }
         self.changes
             .range::<str, _>(below(path))
             .next()
@@ -162,6 +216,9 @@ impl Working {
     /// Whether some path strictly below `path` (the root: any path) is set. One search of the
     /// index, however many tombstones lie below `path`.
     pub fn has_set_under(&self, path: &str) -> bool {
+        if !path.is_empty() && !self.index.may_have_below(path) {
+            return false;
+        }
         self.sets.range::<str, _>(below(path)).next().is_some()
     }
 }
@@ -231,8 +288,15 @@ mod tests {
             assert_eq!(w.get(&path(i)), model.get(&path(i)), "{}", path(i));
             assert_eq!(w.contains_key(&path(i)), model.contains_key(&path(i)));
         }
-        assert_eq!(w.hashes.values().sum::<u32>() as usize, model.len());
+        for d in 0..8 {
+            let dir = format!("d{d}");
+            let first = model.range::<str, _>(below(&dir)).next().map(|(_, c)| c);
+            assert_eq!(w.first_under(&dir), first, "{dir}");
+            assert_eq!(w.first_under(&path(d)), None, "nothing below a file");
+        }
+        let total: u32 = w.index.counts.values().map(|c| c.at).sum();
+        assert_eq!(total as usize, model.len());
         w.clear();
-        assert!(w.hashes.is_empty() && w.get(&path(2)).is_none());
+        assert!(w.index.counts.is_empty() && w.get(&path(2)).is_none());
     }
 }
