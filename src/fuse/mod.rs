@@ -35,7 +35,8 @@
 //! - `coherence.rs`: what keeps the kernel's caches right — change tokens, page-cache prefill,
 //!   the targets of an invalidation, the notifier thread's tasks;
 //! - [`errno`]: what the errors of the layers below become at the kernel;
-//! - `tests.rs`: unit tests of `FsCore`'s operations over a temp repository, no `/dev/fuse`.
+//! - `tests.rs`: unit tests of `FsCore`'s operations over a temp repository, no `/dev/fuse`;
+//!   `bench.rs`: the same callbacks timed for `benches/callbacks.rs`.
 //!
 //! Pieces used by those:
 //! - [`inodes`]: stable path <-> inode numbers;
@@ -57,6 +58,8 @@
 //!   filesystem presents itself.
 
 pub mod background;
+#[doc(hidden)]
+pub mod bench;
 pub mod busy;
 pub mod control;
 pub mod dirs;
