@@ -7,7 +7,8 @@
 # Env: GITDB_MOUNT_ARGS, extra gitdb-mount arguments (e.g. "-o busy_poll=0").
 # With `busy`, every CPU runs a busy loop (bounded: they end with the script, or after an hour)
 # while the fsbench rounds run, and the script stops there: the small-file phases on a
-# saturated machine, where gitdb's busy polling backs off.
+# saturated machine, where gitdb's busy polling backs off; then the list phase measured
+# apart (LIST_TREES trees, default 12), as it is too short within fsbench.
 set -euo pipefail
 N="${1:-5000}"
 ROUNDS="${2:-3}"
@@ -93,6 +94,32 @@ if len(rounds) >= 6:
 EOF
 
 if [ "$MODE" = busy ]; then
+  # fsbench's list phase is 50 listdirs, a few milliseconds: one time slice of a busy loop
+  # moves it by half. Listed apart instead: LIST_TREES trees of the fsbench layout on each
+  # filesystem, then every tree's 50 directories listed once (first time, so each listing
+  # reaches the daemon), alternating which filesystem goes first.
+  python3 - "$T" "${LIST_TREES:-12}" "$N" <<'PY'
+import os, statistics, sys, time
+t, k, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for fs in ("bind", "gitdb"):
+    for tree in range(k):
+        for i in range(n):
+            p = os.path.join(t, fs, f"lists{tree}", f"g{i % 50}", f"u{i}", "profile")
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "wb") as f: f.write(b"v\n")
+runs = {"bind": [], "gitdb": []}
+for tree in range(k):
+    for fs in ("bind", "gitdb") if tree % 2 == 0 else ("gitdb", "bind"):
+        start = time.perf_counter()
+        for g in range(50): os.listdir(os.path.join(t, fs, f"lists{tree}", f"g{g}"))
+        runs[fs].append(round(50 / (time.perf_counter() - start)))
+b, g = runs["bind"], runs["gitdb"]
+print(f"# listings apart: {k} trees of {n} files, listdirs/s, sorted")
+print("  bindfs", " ".join(map(str, sorted(b))))
+print("  gitdb ", " ".join(map(str, sorted(g))))
+print(f"  list   gitdb/bindfs {statistics.median(x / y for x, y in zip(g, b)):5.2f}"
+      f"  of medians {statistics.median(g) / statistics.median(b):5.2f}")
+PY
   echo "# busy_poll of the gitdb mount: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["busy_poll"])' "$T/gitdb/.gitdb/status")"
   exit 0
 fi
