@@ -257,7 +257,7 @@ impl GitDb {
             format!("{path}/")
         };
         // Nothing staged below: the committed entries are the listing as they are.
-        let staged_below = below(&st.working, path).next().is_some();
+        let staged_below = st.working.first_under(path).is_some();
         if let Some(tree) = committed.filter(|_| !hidden) {
             for entry in tree.entries() {
                 if dirs_only && entry.kind != EntryKind::Dir {
@@ -356,7 +356,7 @@ impl GitDb {
                 Ok(())
             })?;
         }
-        for (p, change) in st.working.range::<str, _>(crate::paths::below(path)) {
+        for (p, change) in st.working.under(path) {
             if let Change::Set(v) = change {
                 out.insert(p.clone(), v.mode);
             }
@@ -365,19 +365,14 @@ impl GitDb {
     }
 }
 
-/// The half-open range of overlay paths strictly below `path`.
-fn below<'a>(working: &'a Working, path: &str) -> impl Iterator<Item = &'a Change> + use<'a> {
-    working
-        .range::<str, _>(crate::paths::below(path))
-        .map(|(_, c)| c)
-}
-
 fn has_set_under(working: &Working, path: &str) -> bool {
     working.has_set_under(path)
 }
 
 fn has_delete_under(working: &Working, path: &str) -> bool {
-    below(working, path).any(|c| matches!(c, Change::Delete))
+    working
+        .under(path)
+        .any(|(_, c)| matches!(c, Change::Delete))
 }
 
 /// Whether a change staged at a proper ancestor of `key` hides the committed entry at `key`

@@ -204,13 +204,16 @@ impl Working {
     /// for the common cases, both whether anything is set below and whether anything is
     /// deleted below.
     pub fn first_under(&self, path: &str) -> Option<&Change> {
+        self.under(path).next().map(|(_, c)| c)
+    }
+
+    /// The changes strictly below `path` (the root: every change), in path order; no search
+    /// at all when the index says there are none (most paths a flush or a lookup asks about).
+    pub fn under(&self, path: &str) -> btree_map::Range<'_, String, Change> {
         if !path.is_empty() && !self.index.may_have_below(path) {
-            return None;
+            return btree_map::Range::default();
         }
-        self.changes
-            .range::<str, _>(below(path))
-            .next()
-            .map(|(_, c)| c)
+        self.changes.range::<str, _>(below(path))
     }
 
     /// Whether some path strictly below `path` (the root: any path) is set. One search of the
@@ -292,6 +295,8 @@ mod tests {
             let dir = format!("d{d}");
             let first = model.range::<str, _>(below(&dir)).next().map(|(_, c)| c);
             assert_eq!(w.first_under(&dir), first, "{dir}");
+            let all: Vec<_> = model.range::<str, _>(below(&dir)).collect();
+            assert_eq!(w.under(&dir).collect::<Vec<_>>(), all, "{dir}");
             assert_eq!(w.first_under(&path(d)), None, "nothing below a file");
         }
         let total: u32 = w.index.counts.values().map(|c| c.at).sum();

@@ -302,10 +302,7 @@ pub(super) fn apply_set(working: &mut Working, path: String, value: StagedValue)
 
 /// Drops everything staged strictly below `path` (not the root).
 fn clear_below(working: &mut Working, path: &str) {
-    let below: Vec<String> = working
-        .range::<str, _>(crate::paths::below(path))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let below: Vec<String> = working.under(path).map(|(k, _)| k.clone()).collect();
     for k in below {
         working.remove(&k);
     }
