@@ -48,13 +48,7 @@ pub fn run(dir: &Path, n: usize) -> Timings {
     let (tx, _kernel) = channel();
     let shared = Shared::new(Arc::new(db), FsConfig::default(), tx).expect("shared state");
     let core = FsCore::new(Arc::new(shared));
-    // SAFETY: getuid/getgid cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let me = Caller {
-        uid,
-        gid,
-        pid: std::process::id(),
-    };
+    let me = Caller::this_process();
     let name = |s: &str| OsStr::new(s).to_owned();
     let mkdir = |parent: INodeNo, n: &str| {
         core.mkdir(&me, parent, &name(n), 0o755, 0o022)

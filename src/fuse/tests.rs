@@ -52,13 +52,7 @@ fn fixture() -> Fixture {
 }
 
 fn me() -> Caller {
-    // SAFETY: getuid/getgid cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    Caller {
-        uid,
-        gid,
-        pid: std::process::id(),
-    }
+    Caller::this_process()
 }
 
 fn name(s: &str) -> &OsStr {
