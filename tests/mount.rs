@@ -1183,6 +1183,71 @@ fn on_first_cpu<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// On a saturated machine, the worker moves to the CPU of the application it serves (see
+/// `placement.rs`; its unit test checks the move itself). Here, a writer hops between two
+/// CPUs and `status` counts the worker's moves. With `-o nofollow_cpu` nothing moves. The
+/// scheduler also brings the worker beside a pinned writer by itself at times, so the count
+/// is checked, not who moved it each time.
+#[test]
+fn on_a_saturated_machine_the_worker_follows_the_application_to_its_cpu() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        return;
+    }
+    let follow = |args: &[&str]| {
+        let m = Mount::start(args);
+        let _burners = Burners(
+            (0..cpus)
+                .map(|_| {
+                    std::process::Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("spawn a busy loop")
+                })
+                .collect(),
+        );
+        let out = m.sh_ok(
+            r#"python3 - <<'PY'
+import json, os, time
+def status():
+    with open(".gitdb/status") as f:
+        return json.load(f)["busy_poll"]
+def write(i):
+    with open("follow/f%d" % (i % 50), "w") as f:
+        f.write("x")
+os.makedirs("follow", exist_ok=True)
+a, b = sorted(os.sched_getaffinity(0))[:2]
+end = time.monotonic() + 30
+i = 0
+while not status()["holding_off"] and time.monotonic() < end:
+    for _ in range(100):
+        write(i); i += 1
+print("saturated", status()["holding_off"])
+for hop in range(12):
+    os.sched_setaffinity(0, {(a, b)[hop % 2]})
+    for _ in range(50):
+        write(i); i += 1
+print("moves", status()["worker_moves"])
+PY"#,
+        );
+        (out, m.log_text())
+    };
+    let moves = |out: &str, log: &str| -> u64 {
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("saturated True"), "{out}\n{log}");
+        lines
+            .next()
+            .and_then(|l| l.strip_prefix("moves "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{out}\n{log}"))
+    };
+
+    let (out, log) = follow(&[]);
+    assert!(moves(&out, &log) >= 1, "{out}\n{log}");
+    let (out, log) = follow(&["-o", "nofollow_cpu"]);
+    assert_eq!(moves(&out, &log), 0, "{out}\n{log}");
+}
+
 fn saturation_rests_speculative_work(args: &[&str], one_cpu: bool) {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let burner = || {

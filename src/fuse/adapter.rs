@@ -35,9 +35,10 @@ impl GitDbFs {
         }
     }
 
-    /// Every callback starts here: counts the request and keeps the worker polling.
-    fn request(&self, op: stats::Op) {
-        self.core.s.request(op);
+    /// Every callback starts here: counts the request and keeps the worker polling (or near
+    /// its requester).
+    fn request(&self, op: stats::Op, req: &Request) {
+        self.core.s.request(op, req.pid());
     }
 }
 
@@ -159,13 +160,13 @@ impl Filesystem for GitDbFs {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.request(stats::Op::Lookup);
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.request(stats::Op::Lookup, req);
         reply.answer(self.core.lookup(parent, name));
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.request(stats::Op::Getattr);
+        self.request(stats::Op::Getattr, req);
         if req.pid() == self.core.s.warmer_pid.load(Ordering::Relaxed) {
             self.core.s.stats.warmed();
             // Debug builds: hold the warmer's request, so a test can kill the daemon while a
@@ -199,7 +200,7 @@ impl Filesystem for GitDbFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.request(stats::Op::Setattr);
+        self.request(stats::Op::Setattr, req);
         let set = SetAttr {
             mode,
             uid,
@@ -212,8 +213,8 @@ impl Filesystem for GitDbFs {
         reply.answer(self.core.setattr(&Caller::from(req), ino, set));
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.request(stats::Op::Readlink);
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.request(stats::Op::Readlink, req);
         reply.answer(self.core.readlink(ino));
     }
 
@@ -227,7 +228,7 @@ impl Filesystem for GitDbFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.request(stats::Op::Other);
+        self.request(stats::Op::Other, req);
         reply.answer(
             self.core
                 .mknod(&Caller::from(req), parent, name, mode, umask),
@@ -243,20 +244,20 @@ impl Filesystem for GitDbFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        self.request(stats::Op::Mkdir);
+        self.request(stats::Op::Mkdir, req);
         reply.answer(
             self.core
                 .mkdir(&Caller::from(req), parent, name, mode, umask),
         );
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.request(stats::Op::Unlink);
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.request(stats::Op::Unlink, req);
         reply.answer(self.core.unlink(parent, name));
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.request(stats::Op::Rmdir);
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.request(stats::Op::Rmdir, req);
         reply.answer(self.core.rmdir(parent, name));
     }
 
@@ -268,7 +269,7 @@ impl Filesystem for GitDbFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.request(stats::Op::Symlink);
+        self.request(stats::Op::Symlink, req);
         reply.answer(
             self.core
                 .symlink(&Caller::from(req), parent, link_name, target),
@@ -277,7 +278,7 @@ impl Filesystem for GitDbFs {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -285,25 +286,25 @@ impl Filesystem for GitDbFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.request(stats::Op::Rename);
+        self.request(stats::Op::Rename, req);
         reply.answer(self.core.rename(parent, name, newparent, newname, flags));
     }
 
     fn link(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         _newparent: INodeNo,
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.request(stats::Op::Other);
+        self.request(stats::Op::Other, req);
         // A key has one name: git trees have no hard links.
         reply.error(Errno::EPERM);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.request(stats::Op::Open);
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.request(stats::Op::Open, req);
         reply.answer(self.core.open(ino, flags));
     }
 
@@ -317,7 +318,7 @@ impl Filesystem for GitDbFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        self.request(stats::Op::Create);
+        self.request(stats::Op::Create, req);
         reply.answer(
             self.core
                 .create(&Caller::from(req), parent, name, mode, umask, flags),
@@ -326,7 +327,7 @@ impl Filesystem for GitDbFs {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -335,7 +336,7 @@ impl Filesystem for GitDbFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.request(stats::Op::Read);
+        self.request(stats::Op::Read, req);
         // The bytes are lent to the reply instead of copied out.
         let mut reply = Some(reply);
         let result = self.core.read(fh, offset, size, |bytes| {
@@ -350,7 +351,7 @@ impl Filesystem for GitDbFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -360,7 +361,7 @@ impl Filesystem for GitDbFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.request(stats::Op::Write);
+        self.request(stats::Op::Write, req);
         match self.core.write(fh, offset, data) {
             Written::Now(result) => reply.answer(result),
             Written::AfterKernel(result) => self.core.after_kernel(move || reply.answer(result)),
@@ -369,19 +370,19 @@ impl Filesystem for GitDbFs {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.request(stats::Op::Flush);
+        self.request(stats::Op::Flush, req);
         reply.answer(self.core.flush(fh));
     }
 
     fn release(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
@@ -389,7 +390,7 @@ impl Filesystem for GitDbFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.request(stats::Op::Release);
+        self.request(stats::Op::Release, req);
         reply.answer(self.core.release(fh));
     }
 
@@ -399,18 +400,18 @@ impl Filesystem for GitDbFs {
 
     fn fsync(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.request(stats::Op::Fsync);
+        self.request(stats::Op::Fsync, req);
         reply.answer(self.core.fsync(fh));
     }
 
-    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.request(stats::Op::Other);
+    fn opendir(&self, req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.request(stats::Op::Other, req);
         // ENOSYS once makes the kernel open every directory itself from then on (a round trip
         // saved per `ls`, `find` step or `os.listdir`), with `FOPEN_CACHE_DIR` and
         // `FOPEN_KEEP_CACHE`. That suits key directories: they change only through this mount
@@ -423,13 +424,13 @@ impl Filesystem for GitDbFs {
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.request(stats::Op::Readdir);
+        self.request(stats::Op::Readdir, req);
         let result = self.core.readdir(ino, offset, |ino, cookie, kind, name| {
             reply.add(ino, cookie, kind, name)
         });
@@ -438,13 +439,13 @@ impl Filesystem for GitDbFs {
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.request(stats::Op::Readdirplus);
+        self.request(stats::Op::Readdirplus, req);
         let result = self
             .core
             .readdirplus(ino, offset, |cookie, name, attr, ttl| {
@@ -455,32 +456,32 @@ impl Filesystem for GitDbFs {
 
     fn fsyncdir(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.request(stats::Op::Other);
+        self.request(stats::Op::Other, req);
         reply.answer(self.core.fsyncdir());
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.request(stats::Op::Statfs);
+    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.request(stats::Op::Statfs, req);
         let s = self.core.statfs();
         reply.statfs(
             s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
         );
     }
 
-    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        self.request(stats::Op::Access);
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.request(stats::Op::Access, req);
         reply.answer(self.core.access(ino, mask));
     }
 
     fn ioctl(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         _fh: FileHandle,
         _flags: fuser::IoctlFlags,
@@ -489,7 +490,7 @@ impl Filesystem for GitDbFs {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
-        self.request(stats::Op::Ioctl);
+        self.request(stats::Op::Ioctl, req);
         // Python's open() asks every file whether it is a terminal (TCGETS). The kernel
         // forwards every ioctl (it remembers no ENOSYS for them, unlike xattrs), so answer
         // what a disk file answers.
@@ -498,7 +499,7 @@ impl Filesystem for GitDbFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         _name: &OsStr,
         _value: &[u8],
@@ -506,32 +507,25 @@ impl Filesystem for GitDbFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.request(stats::Op::Other);
+        self.request(stats::Op::Other, req);
         // Git trees hold no extended attributes. ENOSYS (here and in the other xattr calls)
         // makes the kernel answer EOPNOTSUPP (= ENOTSUP) itself from then on: without it every
         // first write to a file costs a round trip for `security.capability`.
         reply.error(Errno::ENOSYS);
     }
 
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        self.request(stats::Op::Other);
+    fn getxattr(&self, req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+        self.request(stats::Op::Other, req);
         reply.error(Errno::ENOSYS);
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        self.request(stats::Op::Other);
+    fn listxattr(&self, req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        self.request(stats::Op::Other, req);
         reply.error(Errno::ENOSYS);
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        self.request(stats::Op::Other);
+    fn removexattr(&self, req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        self.request(stats::Op::Other, req);
         reply.error(Errno::ENOSYS);
     }
 }

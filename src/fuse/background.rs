@@ -123,6 +123,9 @@ pub struct MountOptions {
     /// Busy-poll the FUSE device while requests come less than this apart (see
     /// [`super::busy`]); None: the worker always sleeps between requests.
     pub busy_poll: Option<Duration>,
+    /// On a saturated machine, move a worker to the CPU of the application it serves (see
+    /// [`super::placement`]).
+    pub follow_cpu: bool,
     /// At shutdown, how long to wait for files still open on the mount to be closed before
     /// detaching it anyway (see [`Mounted::shutdown`]).
     pub stop_timeout: Duration,
@@ -142,6 +145,7 @@ impl Default for MountOptions {
             // Requests of one busy application come 5–50 µs apart; 100 µs keeps polling on
             // through them, and ends it within 100–250 µs of the last.
             busy_poll: Some(Duration::from_micros(100)),
+            follow_cpu: true,
             stop_timeout: Duration::from_secs(10),
         }
     }
@@ -332,7 +336,7 @@ pub fn mount(
         use std::os::fd::AsFd;
         match super::busy::BusyPoll::new(session.as_fd(), period) {
             Ok(busy) => {
-                let _ = shared.busy.set(busy);
+                let _ = shared.busy.set(busy.following(options.follow_cpu));
             }
             Err(e) => log::warn!(
                 "no busy polling and no saturation watch: duplicating the FUSE descriptor: {e}"

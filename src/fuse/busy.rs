@@ -44,6 +44,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::placement::Placement;
+
 /// How long the governor watches the machine's idle time before judging it.
 const CHECK_WINDOW: Duration = Duration::from_millis(100);
 /// Below this share of idle CPU time in a window, polling is taking a CPU others want.
@@ -89,6 +91,8 @@ pub struct BusyPoll {
     cpus: Vec<bool>,
     /// How long one hold lasts (`HOLD_OFF`; shorter in tests).
     hold: Duration,
+    /// While the machine is saturated, workers move to their requesters' CPUs.
+    placement: Placement,
 }
 
 /// What `status` shows.
@@ -104,6 +108,9 @@ pub struct Snapshot {
     /// Whether it is held off now (the page-cache prefill and the attribute warmer rest
     /// meanwhile).
     pub holding_off: bool,
+    /// How many times a worker moved to the CPU of the application it served, on a
+    /// saturated machine (see [`super::placement`]).
+    pub worker_moves: u64,
 }
 
 impl BusyPoll {
@@ -132,25 +139,38 @@ impl BusyPoll {
             watch_machine: !super::background::test_flag("GITDB_TEST_IGNORE_SATURATION"),
             machine: CpuTimes::read,
             hold: HOLD_OFF,
+            placement: Placement::new(true),
         })
+    }
+
+    /// Whether workers follow their requesters' CPUs on a saturated machine (on unless
+    /// `-o nofollow_cpu`).
+    pub fn following(mut self, on: bool) -> BusyPoll {
+        self.placement = Placement::new(on);
+        self
     }
 
     fn now_ns(&self) -> u64 {
         self.origin.elapsed().as_nanos() as u64
     }
 
-    /// Called at the start of every request: a relaxed increment and a load, except when the
-    /// worker was sleeping.
-    pub fn request(&self) {
+    /// Called at the start of every request from thread `tid` (0: one not to follow): a
+    /// relaxed increment and a load, except when the worker was sleeping; on a saturated
+    /// machine, the worker may move to its requester's CPU.
+    pub fn request(&self, tid: u32) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         if !self.polling.load(Ordering::Relaxed) {
-            self.start();
+            self.start(tid);
         }
     }
 
+    /// A request found the worker not polling: polling (or watching) starts, unless the
+    /// machine is saturated, when instead the worker may follow its requester (polling is
+    /// always off during a hold, so every request of a hold comes here).
     #[cold]
-    fn start(&self) {
+    fn start(&self, tid: u32) {
         if self.now_ns() < self.held_until_ns.load(Ordering::Relaxed) {
+            self.placement.follow(tid);
             return;
         }
         let _switch = self.switch.lock().unwrap_or_else(|p| p.into_inner());
@@ -283,6 +303,7 @@ impl BusyPoll {
             episodes: self.episodes.load(Ordering::Relaxed),
             held_off: self.held_off.load(Ordering::Relaxed),
             holding_off: self.holding_off(),
+            worker_moves: self.placement.moves(),
         }
     }
 }
@@ -405,7 +426,7 @@ mod tests {
         poll.hold_off();
         let until = held + Duration::from_millis(500);
         while Instant::now() < until {
-            poll.request();
+            poll.request(0);
             assert!(!nonblocking(&reader), "polling started during a hold-off");
             assert!(poll.holding_off());
             std::thread::sleep(Duration::from_millis(5));
@@ -414,7 +435,7 @@ mod tests {
             (held + Duration::from_millis(1100)).saturating_duration_since(Instant::now()),
         );
         assert!(!poll.holding_off());
-        poll.request();
+        poll.request(0);
         assert!(
             nonblocking(&reader),
             "polling did not resume after the hold-off"
@@ -462,12 +483,12 @@ mod tests {
                 Instant::now() < deadline,
                 "a saturated machine never held polling off"
             );
-            poll.request();
+            poll.request(0);
             std::thread::sleep(Duration::from_millis(1));
         }
         let saturated_until = Instant::now() + 5 * hold;
         while Instant::now() < saturated_until {
-            poll.request();
+            poll.request(0);
             assert!(
                 poll.holding_off(),
                 "the hold ran out on a saturated machine"
@@ -488,7 +509,7 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(2));
         }
-        poll.request();
+        poll.request(0);
         assert!(
             nonblocking(&reader),
             "polling did not resume on an idle machine"
@@ -540,12 +561,12 @@ mod tests {
             std::thread::spawn(move || poll.run(&stop))
         };
         assert!(!nonblocking(&reader));
-        poll.request();
+        poll.request(0);
         assert!(nonblocking(&reader), "a request starts polling");
         // Requests closer than the period keep it on (over three periods).
         let busy_until = Instant::now() + Duration::from_millis(300);
         while Instant::now() < busy_until {
-            poll.request();
+            poll.request(0);
             assert!(
                 nonblocking(&reader),
                 "polling stopped while requests kept coming"
@@ -557,7 +578,7 @@ mod tests {
             assert!(Instant::now() < deadline, "polling never stopped");
             std::thread::sleep(Duration::from_millis(1));
         }
-        poll.request();
+        poll.request(0);
         assert!(nonblocking(&reader));
         assert_eq!(poll.snapshot().episodes, 2);
         stop.store(true, Ordering::Relaxed);

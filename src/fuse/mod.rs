@@ -45,7 +45,8 @@
 //! - [`background`]: mounting, and the threads that refresh HEAD, autocommit, and invalidate
 //!   kernel caches when HEAD moves under the mount;
 //! - [`busy`]: busy polling of the FUSE device while requests keep coming, so that a round
-//!   trip costs one wake-up instead of two;
+//!   trip costs one wake-up instead of two; `placement.rs`: on a saturated machine, the
+//!   worker moves to the CPU of the application it serves;
 //! - [`dirs`], [`valuefiles`], [`stats`]: listing snapshots for READDIR, plain copies of large
 //!   values, request counters;
 //! - [`orphans`]: what inodes replaced by a rename held, for readers that still hold them;
@@ -85,6 +86,7 @@ mod io;
 mod listing;
 mod names;
 mod open;
+mod placement;
 mod rename;
 mod setattr;
 mod shared;

@@ -101,7 +101,9 @@ pub struct MountCli {
     /// threads=N (FUSE worker threads), value_cache=MIB (plain copies of large values kept
     /// for fast reads; default 1024), readdirplus (listings carry attributes: faster cold
     /// `ls -l`, slower `ls`; default off), busy_poll=US (keep the FUSE worker polling while
-    /// requests come less than US µs apart; 10 to 100000, default 100, 0: off). fstab words
+    /// requests come less than US µs apart; 10 to 100000, default 100, 0: off), nofollow_cpu
+    /// (on a saturated machine, do not move the FUSE worker to the CPU of the application it
+    /// serves; follow_cpu, the default, does). fstab words
     /// (defaults, auto, noauto, user, nofail, _netdev, x-*, ...) are accepted and ignored; any
     /// other option is an error. The gossip flags below take `-o` too: listen=ADDR,
     /// peer=HOST:PORT (repeatable), advertise=ADDR, merge=M, fanout=N, interval=DUR,
@@ -130,6 +132,7 @@ pub struct Parsed {
     pub value_cache_mib: Option<u64>,
     pub readdirplus: Option<bool>,
     pub busy_poll_us: Option<u64>,
+    pub follow_cpu: Option<bool>,
     pub stop_timeout: Option<Duration>,
     /// Gossip options (see [`crate::gossip::cli::OPTIONS`]), in order.
     pub gossip: Vec<(String, Option<String>)>,
@@ -211,6 +214,8 @@ pub fn parse_options(opts: &[String]) -> Result<Parsed, OptionsError> {
             }
             "readdirplus" => p.readdirplus = Some(true),
             "noreaddirplus" => p.readdirplus = Some(false),
+            "follow_cpu" => p.follow_cpu = Some(true),
+            "nofollow_cpu" => p.follow_cpu = Some(false),
             "busy_poll" => {
                 let us = number(v)?;
                 // Shorter periods make the governor itself spin; longer ones keep a whole
@@ -300,6 +305,9 @@ impl MountCli {
         if let Some(us) = parsed.busy_poll_us {
             mount.busy_poll = (us > 0).then(|| Duration::from_micros(us));
         }
+        if let Some(on) = parsed.follow_cpu {
+            mount.follow_cpu = on;
+        }
         if let Some(acl) = parsed.acl {
             mount.acl = acl;
         }
@@ -366,6 +374,14 @@ mod tests {
         assert_eq!(own.readdirplus, Some(false));
         let plus = parse_options(&["readdirplus".into()]).expect("parse");
         assert_eq!(plus.readdirplus, Some(true));
+        let stay = parse_options(&["nofollow_cpu".into()]).expect("parse");
+        assert_eq!(stay.follow_cpu, Some(false));
+        assert_eq!(
+            parse_options(&["follow_cpu".into()])
+                .expect("parse")
+                .follow_cpu,
+            Some(true)
+        );
         assert_eq!(own.value_cache_mib, Some(64));
         assert_eq!(own.busy_poll_us, Some(0));
         assert!(parse_options(&["value_cache=lots".into()]).is_err());

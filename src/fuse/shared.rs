@@ -151,11 +151,14 @@ impl Shared {
         &self.db
     }
 
-    /// Every callback starts here: counts the request and keeps the worker polling.
-    pub(crate) fn request(&self, op: stats::Op) {
+    /// Every callback starts here, for a request from thread `pid`: counts the request and
+    /// keeps the worker polling (or, on a saturated machine, near its requester). The
+    /// warmer's requests are not followed: nobody waits for them.
+    pub(crate) fn request(&self, op: stats::Op, pid: u32) {
         self.stats.request(op);
         if let Some(busy) = self.busy.get() {
-            busy.request();
+            let warmer = pid == self.warmer_pid.load(Ordering::Relaxed);
+            busy.request(if warmer { 0 } else { pid });
         }
     }
 
