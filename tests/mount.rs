@@ -1131,6 +1131,14 @@ PY"#;
 /// Busy processes killed when dropped, even if the test fails.
 struct Burners(Vec<std::process::Child>);
 
+/// One process spinning on a CPU, for [`Burners`].
+fn burner() -> std::process::Child {
+    std::process::Command::new("sh")
+        .args(["-c", "while :; do :; done"])
+        .spawn()
+        .expect("spawn a busy loop")
+}
+
 impl Drop for Burners {
     fn drop(&mut self) {
         for c in &mut self.0 {
@@ -1196,16 +1204,7 @@ fn on_a_saturated_machine_the_worker_follows_the_application_to_its_cpu() {
     }
     let follow = |args: &[&str]| {
         let m = Mount::start(args);
-        let _burners = Burners(
-            (0..cpus)
-                .map(|_| {
-                    std::process::Command::new("sh")
-                        .args(["-c", "while :; do :; done"])
-                        .spawn()
-                        .expect("spawn a busy loop")
-                })
-                .collect(),
-        );
+        let _burners = Burners((0..cpus).map(|_| burner()).collect());
         let out = m.sh_ok(
             r#"python3 - <<'PY'
 import json, os, time
@@ -1250,12 +1249,6 @@ PY"#,
 
 fn saturation_rests_speculative_work(args: &[&str], one_cpu: bool) {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let burner = || {
-        std::process::Command::new("sh")
-            .args(["-c", "while :; do :; done"])
-            .spawn()
-            .expect("spawn a busy loop")
-    };
     // One spinning process per CPU the daemon may use: the polling worker would take CPU
     // time they want, so the governor sees no idle time over a window and holds polling off.
     let (m, _burners) = if one_cpu {

@@ -125,15 +125,11 @@ fn move_to(cpu: usize) -> std::io::Result<bool> {
 /// exists.
 fn last_cpu_of(tid: u32) -> Option<usize> {
     let mut buf = [0u8; 1024];
-    let mut path = [0u8; 32];
-    let path = {
-        use std::io::Write;
-        let mut w = &mut path[..];
-        write!(w, "/proc/{tid}/stat").ok()?;
-        let len = 32 - w.len();
-        std::str::from_utf8(&path[..len]).ok()?
-    };
-    let n = std::fs::File::open(path).ok()?.read(&mut buf).ok()?;
+    // One small allocation per check, at most every `INTERVAL`.
+    let n = std::fs::File::open(format!("/proc/{tid}/stat"))
+        .ok()?
+        .read(&mut buf)
+        .ok()?;
     processor_field(buf.get(..n)?)
 }
 
