@@ -377,7 +377,7 @@ impl CpuTimes {
 
 /// The CPUs this process may run on; none marked if that cannot be read (then the whole
 /// machine is watched).
-fn allowed_cpus() -> Vec<bool> {
+pub(super) fn allowed_cpus() -> Vec<bool> {
     // SAFETY: sched_getaffinity of the calling thread into a zeroed set of the size given.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
@@ -516,6 +516,48 @@ mod tests {
         );
         stop.store(true, Ordering::Relaxed);
         governor.join().expect("governor");
+    }
+
+    /// Workers follow their requesters only while the machine is saturated: on an idle one
+    /// the worker polls on a CPU of its own, which is the fast path.
+    #[test]
+    fn workers_follow_their_requesters_only_during_a_hold() {
+        use super::super::placement::{
+            INTERVAL,
+            tests::{Requester, cpus, set_cpus},
+        };
+        let allowed = cpus();
+        if allowed.len() < 2 {
+            return;
+        }
+        let requester = Requester::on(allowed[1]);
+        let (reader, _writer) = std::io::pipe().expect("pipe");
+        let poll = BusyPoll::new(reader.as_fd(), Duration::from_millis(100))
+            .expect("busy poll")
+            .following(true);
+        // A worker thread, started anew on the first CPU before each request from the
+        // requester on the second, for up to `tries` requests or until it moved.
+        let worker = |tries: usize| {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for _ in 0..tries {
+                        set_cpus(&[allowed[0]]);
+                        set_cpus(&allowed);
+                        poll.request(requester.tid);
+                        if poll.snapshot().worker_moves > 0 {
+                            break;
+                        }
+                        std::thread::sleep(INTERVAL);
+                    }
+                    poll.snapshot().worker_moves
+                })
+                .join()
+                .expect("worker thread")
+            })
+        };
+        assert_eq!(worker(20), 0, "a worker moved on an idle machine");
+        poll.hold_off();
+        assert!(worker(100) >= 1, "a worker never followed during a hold");
     }
 
     #[test]

@@ -144,29 +144,90 @@ fn processor_field(stat: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn cpus() -> Vec<usize> {
+    /// The CPUs the calling thread may run on.
+    pub(in crate::fuse) fn cpus() -> Vec<usize> {
+        let allowed = crate::fuse::busy::allowed_cpus();
+        (0..allowed.len()).filter(|&c| allowed[c]).collect()
+    }
+
+    /// Confines the calling thread to `cpus`.
+    pub(in crate::fuse) fn set_cpus(cpus: &[usize]) {
         let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: a properly sized set of the calling thread.
+        // SAFETY: a properly sized set of the calling thread; CPU_SET of allowed CPUs.
         unsafe {
-            let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-            assert_eq!(libc::sched_getaffinity(0, size, &mut allowed), 0);
-            (0..libc::CPU_SETSIZE as usize)
-                .filter(|&c| libc::CPU_ISSET(c, &allowed))
-                .collect()
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for &c in cpus {
+                libc::CPU_SET(c, &mut set);
+            }
+            assert_eq!(libc::sched_setaffinity(0, size, &set), 0);
         }
     }
 
-    fn pin(cpu: usize) {
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: as above.
-        unsafe {
-            let mut one: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut one);
-            assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
+    fn current_cpu() -> usize {
+        // SAFETY: no arguments.
+        unsafe { libc::sched_getcpu() as usize }
+    }
+
+    /// A requester: a thread pinned to one CPU, blocked until dropped.
+    pub(in crate::fuse) struct Requester {
+        pub tid: u32,
+        done: Option<std::sync::mpsc::Sender<()>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Requester {
+        pub(in crate::fuse) fn on(cpu: usize) -> Requester {
+            let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+            let (done, done_rx) = std::sync::mpsc::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                set_cpus(&[cpu]);
+                // SAFETY: no arguments.
+                let _ = tid_tx.send(unsafe { libc::gettid() } as u32);
+                let _ = done_rx.recv();
+            });
+            let tid = tid_rx.recv().expect("requester tid");
+            // Until the requester has run on `cpu` once, its stat may name another CPU.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while last_cpu_of(tid) != Some(cpu) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the requester never ran on {cpu}"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Requester {
+                tid,
+                done: Some(done),
+                thread: Some(thread),
+            }
         }
+    }
+
+    impl Drop for Requester {
+        fn drop(&mut self) {
+            drop(self.done.take());
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// Runs `f` on a new thread that starts on `start` and may then use every allowed CPU.
+    pub(in crate::fuse) fn on_worker<T: Send + 'static>(
+        start: usize,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        std::thread::spawn(move || {
+            let all = cpus();
+            set_cpus(&[start]);
+            set_cpus(&all);
+            f()
+        })
+        .join()
+        .expect("worker thread")
     }
 
     #[test]
@@ -188,65 +249,61 @@ mod tests {
             return;
         }
         let (target, start) = (allowed[1], allowed[0]);
-        // The requester: a thread pinned to `target`, blocked until the check is done.
-        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let requester = std::thread::spawn(move || {
-            pin(target);
-            // SAFETY: no arguments.
-            let _ = tid_tx.send(unsafe { libc::gettid() } as u32);
-            let _ = done_rx.recv();
-        });
-        let tid = tid_rx.recv().expect("requester tid");
-        // Until the requester has run on `target` once, its stat may name another CPU.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while last_cpu_of(tid) != Some(target) {
-            assert!(
-                Instant::now() < deadline,
-                "the requester never ran on {target}"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // The worker: a thread that starts on another CPU, with every CPU allowed.
-        let worker = std::thread::spawn(move || {
+        let requester = Requester::on(target);
+        let tid = requester.tid;
+        let (landed, moves, after) = on_worker(start, move || {
             let placement = Placement {
                 interval: Duration::ZERO,
                 ..Placement::new(true)
             };
-            pin(start);
-            let size = std::mem::size_of::<libc::cpu_set_t>();
-            // SAFETY: a properly sized set of the calling thread.
-            unsafe {
-                let mut all: libc::cpu_set_t = std::mem::zeroed();
-                for &c in &allowed {
-                    libc::CPU_SET(c, &mut all);
-                }
-                assert_eq!(libc::sched_setaffinity(0, size, &all), 0);
-            }
             // A busy machine may move the worker away again between the move and the check;
             // each try moves it back.
             let mut landed = false;
             for _ in 0..100 {
                 placement.follow(tid);
-                // SAFETY: no arguments.
-                if unsafe { libc::sched_getcpu() } as usize == target {
+                if current_cpu() == target {
                     landed = true;
                     break;
                 }
             }
             (landed, placement.moves(), cpus())
         });
-        let (landed, moves, after) = worker.join().expect("worker");
-        let _ = done_tx.send(());
-        requester.join().expect("requester");
         assert!(landed, "the worker never reached CPU {target}");
         assert!(moves >= 1);
-        assert_eq!(after, cpus(), "the worker's affinity was not widened back");
+        assert_eq!(after, allowed, "the worker's affinity was not widened back");
 
         let off = Placement::new(false);
         off.follow(tid);
         off.follow(0);
         assert_eq!(off.moves(), 0);
+    }
+
+    /// A worker confined to one CPU (`taskset` of the daemon) stays there: its requester's
+    /// CPU is outside its mask.
+    #[test]
+    fn a_worker_confined_to_one_cpu_never_moves() {
+        let allowed = cpus();
+        if allowed.len() < 2 {
+            return;
+        }
+        let (first, requester) = (allowed[0], Requester::on(allowed[1]));
+        let tid = requester.tid;
+        let (moves, cpu, after) = std::thread::spawn(move || {
+            set_cpus(&[first]);
+            let placement = Placement {
+                interval: Duration::ZERO,
+                ..Placement::new(true)
+            };
+            for _ in 0..20 {
+                placement.follow(tid);
+            }
+            (placement.moves(), current_cpu(), cpus())
+        })
+        .join()
+        .expect("worker thread");
+        assert_eq!(moves, 0);
+        assert_eq!(cpu, first);
+        assert_eq!(after, vec![first]);
     }
 
     #[test]
