@@ -143,6 +143,18 @@ impl BusyPoll {
         })
     }
 
+    /// A switch that found the machine saturated and holds polling off for a minute, for the
+    /// tests of what a hold changes.
+    #[cfg(test)]
+    pub(super) fn saturated(dev: BorrowedFd<'_>) -> BusyPoll {
+        let poll = BusyPoll {
+            hold: Duration::from_secs(60),
+            ..BusyPoll::new(dev, Duration::from_millis(100)).expect("busy poll")
+        };
+        poll.hold_off();
+        poll
+    }
+
     /// Whether workers follow their requesters' CPUs on a saturated machine (on unless
     /// `-o nofollow_cpu`).
     pub fn following(mut self, on: bool) -> BusyPoll {

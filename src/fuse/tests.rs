@@ -373,3 +373,55 @@ fn lookups_and_creates_racing_a_flush_see_every_answered_write() {
         assert!(looks > 0 && joins > 0, "{looks} lookups, {joins} creates");
     });
 }
+
+/// The attribute warmer's requests do not pull the worker to the warmer's CPU: nobody waits
+/// for them. Any other requester's do, on a saturated machine.
+#[test]
+fn the_warmers_requests_are_not_followed() {
+    use super::placement::{
+        INTERVAL,
+        tests::{Requester, cpus, set_cpus},
+    };
+    use std::os::fd::AsFd;
+    let allowed = cpus();
+    if allowed.len() < 2 {
+        return;
+    }
+    let f = fixture();
+    let s = &f.core.s;
+    let requester = Requester::on(allowed[1]);
+    let (reader, _writer) = std::io::pipe().unwrap();
+    assert!(
+        s.busy
+            .set(super::busy::BusyPoll::saturated(reader.as_fd()).following(true))
+            .is_ok()
+    );
+    let moves = || s.busy.get().unwrap().snapshot().worker_moves;
+    // Requests from the requester's thread, from a worker started anew on the first CPU
+    // each time, for up to `tries` requests or until it moved.
+    let worker = |tries: usize| {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    for _ in 0..tries {
+                        set_cpus(&[allowed[0]]);
+                        set_cpus(&allowed);
+                        s.request(super::stats::Op::Getattr, requester.tid);
+                        if moves() > 0 {
+                            break;
+                        }
+                        std::thread::sleep(INTERVAL);
+                    }
+                })
+                .join()
+                .unwrap()
+        })
+    };
+    s.warmer_pid
+        .store(requester.tid, std::sync::atomic::Ordering::Relaxed);
+    worker(20);
+    assert_eq!(moves(), 0, "the worker followed the warmer");
+    s.warmer_pid.store(0, std::sync::atomic::Ordering::Relaxed);
+    worker(100);
+    assert!(moves() >= 1, "the worker never followed an application");
+}
